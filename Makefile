@@ -1,0 +1,101 @@
+# petools: hand-written Makefile.
+#
+#   make            build the library and the tools into $(BUILD)/
+#   make check      install missing Debian packages, build, run every test
+#   make demo       install missing packages, build, make the figures in demo/
+#   make install    PREFIX=/usr/local DESTDIR= (binaries and man pages)
+#   make check-asan the test suite built with AddressSanitizer + UBSan
+#   make regen      rewrite the golden outputs in tests/golden (review the diff!)
+#
+# CC, CFLAGS, CPPFLAGS, LDFLAGS, LIBS and PKG_CONFIG may be overridden.
+
+VERSION := $(shell sed -n 's/^\#define PE_VERSION "\(.*\)"/\1/p' include/pe_version.h)
+
+CC ?= cc
+CFLAGS ?= -O2 -g -Wall -Wextra -std=c11
+CPPFLAGS ?=
+LDFLAGS ?=
+LIBS ?=
+PKG_CONFIG ?= pkg-config
+BUILD ?= build
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+PYTHON ?= /usr/bin/python3
+
+# Libraries come from pkg-config (Debian keeps hdf5.h in a subfolder).
+# Recursive '=' so that the flags are read after `make deps` has run.
+PE_PKGS = hdf5 fftw3
+PE_CPPFLAGS = -Iinclude -D_POSIX_C_SOURCE=200809L $(shell $(PKG_CONFIG) --cflags $(PE_PKGS))
+PE_LIBS = $(shell $(PKG_CONFIG) --libs $(PE_PKGS)) -lpthread -lm
+
+TOOLS = pedecomp
+LIB_SRC = $(sort $(wildcard src/pe_*.c))
+LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB = $(BUILD)/libpetools.a
+TOOL_BIN = $(TOOLS:%=$(BUILD)/%)
+TEST_SRC = $(sort $(wildcard tests/test_*.c))
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/mkfixtures $(BUILD)/tests/refprofile
+MAN = $(wildcard man/*.1 man/*.5)
+
+ALL_CPPFLAGS = $(PE_CPPFLAGS) $(CPPFLAGS)
+
+.PHONY: all deps check test check-asan regen install uninstall clean demo
+.SUFFIXES:
+.SECONDARY:
+
+all: $(LIB) $(TOOL_BIN)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/%: $(BUILD)/obj/%.o $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PE_LIBS) $(LIBS)
+
+$(BUILD)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CPPFLAGS) -Itests $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PE_LIBS) $(LIBS)
+
+# Debian packages: build, run time (gnuplot), tests (python3-numpy, python3-h5py
+# for the dumper's tests, groff for the man page check).
+deps:
+	@sh scripts/install-deps
+
+check: deps
+	@$(MAKE) --no-print-directory test
+
+test: all $(TEST_BIN)
+	@LC_ALL=C sh tests/run.sh $(BUILD) $(PYTHON)
+
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
+	  CFLAGS="-O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+regen: all $(TEST_BIN)
+	@LC_ALL=C PE_REGEN=1 sh tests/run.sh $(BUILD) $(PYTHON)
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
+	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
+	install -m 755 scripts/pe-dump $(DESTDIR)$(BINDIR)
+	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
+	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
+
+uninstall:
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(LIB_OBJ:.o=.d) $(TOOLS:%=$(BUILD)/obj/%.d) $(TEST_BIN:%=%.d)

@@ -1,0 +1,89 @@
+/* pe_decomp.h: the per-component decomposition of the attention logit
+ * (analyses.md sections 2 and 3).
+ *
+ * For one head, c_i(m,n) = s * Re(zq_{m,i} conj(zk_{n,i}) exp(j (p_m - p_n) theta_i))
+ * is the contribution of RoPE pair i to the logit of query m and key n.
+ * A pe_profile accumulates, per distance delta = p_m - p_n over the causal
+ * pairs n <= m, the sum of c_i for every pair, of the pass-through dims and
+ * of the whole logit, and the number of pairs, so that several files pool
+ * exactly (sum of sums / sum of counts).
+ *
+ * Pure computation: no files, no printing.  Arrays are borrowed; a
+ * pe_profile owns its arrays and is released with pe_profile_free.
+ * pe_profile_add is safe to call from several threads on different profiles.
+ */
+#ifndef PE_DECOMP_H
+#define PE_DECOMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pe_common.h"
+#include "pe_rope.h"
+
+typedef enum {
+    PE_METHOD_FFT = 0, /* cross-correlations with FFTW, O(T log T) per pair */
+    PE_METHOD_DIRECT   /* the O(T^2) sum, kept to check the fast path */
+} pe_method;
+
+/* Rows of sum: 0 .. P-1 the pairs, P the pass-through dims, P+1 the total. */
+typedef struct pe_profile {
+    int n_pairs;     /* P */
+    size_t n_dist;   /* distances 0 .. n_dist-1 */
+    double *sum;     /* (P + 2) x n_dist, row-major */
+    double *count;   /* n_dist: causal pairs at each distance (exact integers) */
+    double *mag;     /* P: sum over causal pairs of |zq_m,i| |zk_n,i| (section 3) */
+} pe_profile;
+
+#define PE_ROW_PASS(p) ((p)->n_pairs)
+#define PE_ROW_TOTAL(p) ((p)->n_pairs + 1)
+
+/* Zeroed accumulators for P pairs and distances 0 .. n_dist-1. */
+int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
+void pe_profile_free(pe_profile *p);
+
+/* One head of one sequence: query and key vectors BEFORE the rotary
+ * embedding, row-major T x D each, positions strictly increasing. */
+typedef struct pe_head_input {
+    size_t T;
+    const double *q;
+    const double *k;
+    const int64_t *pos;
+    double scale;   /* attn_scale */
+    int contiguous; /* pos[m] == pos[0] + m for all m */
+} pe_head_input;
+
+/* Adds the head's sums into p.  The FFT method needs contiguous positions and
+ * silently uses the direct sum otherwise (analyses.md section 2).  Distances
+ * at or beyond p->n_dist are an error.  Returns 0 or -1. */
+int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_method method,
+                   pe_err *e);
+
+/* Largest distance the head can produce: pos[T-1] - pos[0]. */
+size_t pe_head_max_distance(size_t T, const int64_t *pos);
+
+/* Section 3 per pair, computed from a pooled, unbinned profile. */
+typedef struct pe_pair_summary {
+    double magnitude_share; /* M_i */
+    double lo_in, hi_in;    /* min, max of C_i(delta) over delta < L with pairs */
+    double value_ood;       /* E_i */
+    double angle_ood;       /* fraction of delta in [L, Dmax] outside the trained arc */
+    double du;              /* U(F) - U(F - C_i) on delta < L */
+} pe_pair_summary;
+
+/* Fills out[P].  train_len L > 0.  theta: the P frequencies. */
+int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
+                       pe_pair_summary *out, pe_err *e);
+
+/* The angle OOD of one pair (data-free): the fraction of integer delta in
+ * [L, dmax] whose angle delta*theta mod 2*pi lies outside [0, min(2*pi,
+ * (L-1)*theta)]; 0 when dmax < L. */
+double pe_angle_ood(double theta, long train_len, size_t dmax);
+
+/* The value OOD of one curve: E = max over delta >= L with pairs of
+ * dist(C(delta), [lo, hi]) / W, W = max(hi - lo, 1e-12 * max(1, |hi|)); 0 when
+ * no distance with pairs reaches L. lo and hi as in pe_pair_summary. */
+double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len,
+                    double *lo, double *hi);
+
+#endif

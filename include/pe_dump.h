@@ -1,0 +1,122 @@
+/* pe_dump.h: reading qkdump v1 files (spec: man/qkdump.5).
+ *
+ * pe_dump_open validates everything that can be checked without reading the
+ * q/k data (attributes, shapes, positions, frequencies, filters, memory) and
+ * keeps the file open; pe_dump_read_head then reads one head at a time with a
+ * hyperslab, converts to double, un-rotates rotated-only layers and refuses
+ * NaN or infinite values.  A pe_inputs pools several files that agree.
+ *
+ * Ownership: pe_dump_open returns a pe_dump the caller closes with
+ * pe_dump_close; the pe_meta inside it is owned by the pe_dump.  Buffers
+ * passed to the read functions are borrowed.
+ * Threads: HDF5 is built without thread safety, so every HDF5 call in this
+ * module takes one process-wide lock; conversion and un-rotation run outside
+ * it, so several threads may call pe_dump_read_head at once.
+ */
+#ifndef PE_DUMP_H
+#define PE_DUMP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pe_common.h"
+#include "pe_rope.h"
+
+typedef enum { PE_TENSOR_Q = 0, PE_TENSOR_K = 1 } pe_tensor;
+
+typedef struct pe_layer_info {
+    long index;      /* the group's `index` attribute (authoritative) */
+    char name[64];   /* group name under /layers */
+    int rope;        /* attribute `rope`: 0 = the layer applies no rotary */
+    int has_plain;   /* q and k present */
+    int has_rot;     /* q_rot and k_rot present */
+    double *theta;   /* n_pairs effective frequencies: per-layer inv_freq,
+                        else the file's, all 0 when rope == 0 */
+    int own_theta;   /* 1 when /layers/NNN/inv_freq overrides */
+} pe_layer_info;
+
+typedef struct pe_meta {
+    int n_heads, n_kv_heads, head_dim, rotary_dim, n_pairs;
+    pe_pairing pairing;
+    double rope_theta;   /* base b */
+    long train_len;      /* 0 = unknown */
+    double attn_scale;
+    double attn_softcap; /* 0 = none */
+    char *model, *source_dtype, *rope_scaling, *created_by; /* NULL when absent */
+    size_t T;
+    int64_t *positions;  /* T values */
+    int contiguous;      /* positions[m] == positions[0] + m */
+    double *theta;       /* n_pairs: /rope/inv_freq, else from rope_theta */
+    int theta_from_file; /* 1 when /rope/inv_freq was present */
+    size_t n_layers;
+    pe_layer_info *layers; /* sorted by index */
+} pe_meta;
+
+typedef struct pe_dump pe_dump;
+
+/* How to open: overrides from the command line. */
+typedef struct pe_open_opts {
+    int pairing_override;   /* -1 none, else a pe_pairing */
+    double max_memory;      /* bytes one head may need; 0 = the machine's available memory */
+} pe_open_opts;
+
+#define PE_OPEN_OPTS_DEFAULT {-1, 0.0}
+
+/* Opens and validates path.  Returns NULL with e filled ("FILE: field: what"). */
+pe_dump *pe_dump_open(const char *path, const pe_open_opts *opts, pe_err *e);
+void pe_dump_close(pe_dump *d);
+
+const pe_meta *pe_dump_meta(const pe_dump *d);
+const char *pe_dump_path(const pe_dump *d);
+
+/* Slot of the layer whose index attribute is `index`, or -1. */
+int pe_dump_find_layer(const pe_dump *d, long index);
+
+/* Reads head `head` (a query head for Q, a key head for K) of layer slot
+ * `slot` as unrotated vectors into out (T x D doubles, row-major).  Uses q/k
+ * when present, else rotates q_rot/k_rot back.  NaN/Inf is an error naming
+ * layer, tensor, head and token. */
+int pe_dump_read_head(pe_dump *d, size_t slot, pe_tensor t, int head, double *out, pe_err *e);
+
+/* Reads the stored dataset itself (rotated != 0: q_rot/k_rot) without any
+ * rotation; the dataset must exist. */
+int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int head, double *out,
+                        pe_err *e);
+
+/* Name of the stored element type of a layer's tensor ("float16",
+ * "bfloat16", "float32", "float64", or "float<bits>"), for --check. */
+const char *pe_dump_dtype(pe_dump *d, size_t slot, pe_tensor t, int rotated);
+
+/* The machine's available memory in bytes (MemAvailable), or 0 if unknown. */
+double pe_available_memory(void);
+
+/* The linked HDF5 version as "1.10.8". */
+const char *pe_hdf5_version(void);
+
+/* ---- several files, pooled ---- */
+
+typedef struct pe_inputs {
+    size_t n;
+    pe_dump **dumps;
+    const pe_meta *meta; /* the first file's; the others agree (see below) */
+    long train_len;      /* --train-len, else the files' (0 = unknown) */
+    size_t n_layers;     /* selected layers, by index */
+    long *layers;
+    size_t n_heads;      /* selected query heads */
+    int *heads;
+    size_t n_dist;       /* max over files of (pos[T-1] - pos[0]) + 1 */
+} pe_inputs;
+
+/* Opens every file and checks that they agree on n_heads, n_kv_heads,
+ * head_dim, rotary_dim, rope_pairing, attn_scale, attn_softcap, train_len and
+ * the frequencies of every selected layer (relative 1e-6); names the first
+ * field that differs.  layers/heads: NULL selects all (the first file's
+ * layers; every query head); a selected layer missing from a file or a head
+ * out of range is a usage error (e->kind == PE_ERRK_USAGE).  train_len > 0
+ * overrides the files. */
+int pe_inputs_open(pe_inputs *in, char *const *paths, size_t n_paths, const pe_open_opts *opts,
+                   const long *layers, size_t n_layers, const long *heads, size_t n_heads,
+                   long train_len, pe_err *e);
+void pe_inputs_close(pe_inputs *in);
+
+#endif

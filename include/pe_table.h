@@ -1,0 +1,84 @@
+/* pe_table.h: the one writer of every table the tools print.
+ *
+ * Three formats over the same calls:
+ * - gnuplot (default): "# key: value" comment lines, one header line, then
+ *   tab-separated rows; a blank line ends a series (pe_table_break(t, 1)) and
+ *   two blank lines end a block (level 2), so that gnuplot's `index` picks a
+ *   block (a head) and a series is one curve.
+ * - tsv: the same without blank lines (for awk, sort, datamash -H).
+ * - json: one document {"tool":..,"table":..,"meta":{..},
+ *   "columns":[..],"rows":[{..},..]}, null for NaN.
+ * Numbers: %.9g by default (digits 1..17), always with '.', "nan" for NaN and
+ * infinities (never "inf" or "-nan").  Nothing depends on the locale.
+ *
+ * Output files are written to a temporary name in the same folder and renamed
+ * over the target only when the whole table was written (pe_output_*).
+ *
+ * Ownership: pe_table_open returns a table freed by pe_table_finish (which
+ * also reports write errors).  The FILE stays the caller's.
+ */
+#ifndef PE_TABLE_H
+#define PE_TABLE_H
+
+#include <stdio.h>
+
+#include "pe_common.h"
+
+typedef enum { PE_FMT_GNUPLOT = 0, PE_FMT_TSV, PE_FMT_JSON } pe_format;
+
+int pe_format_parse(const char *s, pe_format *out);
+
+typedef struct pe_table pe_table;
+
+/* columns: ncol names, borrowed for the table's life.  The tool and table
+ * names open the header comments (or are the JSON fields "tool", "table");
+ * everything else, the version included, goes through pe_table_meta. */
+pe_table *pe_table_open(FILE *out, pe_format fmt, int digits, const char *tool,
+                        const char *table_name, const char *const *columns, int ncol, pe_err *e);
+
+/* A "# key: value" line (gnuplot, tsv) or a meta field (json); call before
+ * the first row.  Values are plain text. */
+void pe_table_meta(pe_table *t, const char *key, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* Cells, left to right; pe_table_end_row after the last column. */
+void pe_table_int(pe_table *t, long long v);
+void pe_table_str(pe_table *t, const char *s);
+void pe_table_dbl(pe_table *t, double v);
+/* A cell that is nan in text formats and null in json. */
+void pe_table_nan(pe_table *t);
+void pe_table_end_row(pe_table *t);
+
+/* level 1: end of a series; level 2: end of a block.  Ignored by tsv/json;
+ * never written before the first row or twice in a row. */
+void pe_table_break(pe_table *t, int level);
+
+/* Writes what is pending (the header of an empty table, the end of the JSON
+ * document) and frees t.  Write errors are left in the stream's error flag,
+ * where pe_output_close finds and names them.  Returns 0. */
+int pe_table_finish(pe_table *t, pe_err *e);
+
+/* Formats a double the way tables do into buf (at least 32 bytes). */
+const char *pe_format_double(double v, int digits, char *buf, size_t len);
+
+/* ---- output files ---- */
+
+typedef struct pe_output {
+    FILE *fp;        /* where to write: stdout or the temporary file */
+    char *path;      /* target path, NULL for stdout */
+    char *tmp_path;  /* temporary name, NULL for stdout */
+} pe_output;
+
+/* path NULL or "-" is stdout.  A path naming one of the inputs (same file)
+ * or in a missing folder is refused (usage error).  The temporary file is
+ * created next to the target. */
+int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n_inputs,
+                   pe_err *e);
+/* ok != 0: flush, check, rename into place; ok == 0: remove the temporary.
+ * For stdout, flushes and checks write errors.  Returns 0 or -1. */
+int pe_output_close(pe_output *o, int ok, pe_err *e);
+
+#endif

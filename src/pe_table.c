@@ -1,0 +1,292 @@
+/* pe_table.c: table output in gnuplot, tsv and json (see pe_table.h), and
+ * output files that appear only when complete. */
+#include "pe_table.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct pe_table {
+    FILE *out;
+    pe_format fmt;
+    int digits;
+    const char *const *cols;
+    int ncol;
+    int col;          /* next column of the current row */
+    int header_done;  /* header (or JSON prologue) written */
+    int rows;         /* rows written */
+    int pending;      /* break level waiting to be written before the next row */
+    int meta_open;    /* json: inside "meta": { */
+    int meta_count;
+    const char *tool, *table_name;
+};
+
+int pe_format_parse(const char *s, pe_format *out)
+{
+    static const char *const names[] = {"gnuplot", "tsv", "json"};
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (pe_format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *pe_format_double(double v, int digits, char *buf, size_t len)
+{
+    if (!isfinite(v)) {
+        snprintf(buf, len, "nan");
+    } else {
+        snprintf(buf, len, "%.*g", digits, v == 0 ? 0.0 : v); /* no "-0" */
+    }
+    return buf;
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"': fputs("\\\"", f); break;
+        case '\\': fputs("\\\\", f); break;
+        case '\n': fputs("\\n", f); break;
+        case '\t': fputs("\\t", f); break;
+        case '\r': fputs("\\r", f); break;
+        default:
+            if (*p < 0x20)
+                fprintf(f, "\\u%04x", *p);
+            else
+                fputc(*p, f);
+        }
+    }
+    fputc('"', f);
+}
+
+pe_table *pe_table_open(FILE *out, pe_format fmt, int digits, const char *tool,
+                        const char *table_name, const char *const *columns, int ncol, pe_err *e)
+{
+    pe_table *t = pe_alloc(1, sizeof *t, 1, e);
+    if (!t) return NULL;
+    t->out = out;
+    t->fmt = fmt;
+    t->digits = digits < 1 ? 1 : digits > 17 ? 17 : digits;
+    t->cols = columns;
+    t->ncol = ncol;
+    t->tool = tool;
+    t->table_name = table_name;
+    if (fmt == PE_FMT_JSON) {
+        fputs("{\"tool\":", out);
+        json_string(out, tool);
+        fputs(",\"table\":", out);
+        json_string(out, table_name);
+        fputs(",\"meta\":{", out);
+        t->meta_open = 1;
+    } else {
+        fprintf(out, "# %s table: %s\n", tool, table_name);
+    }
+    return t;
+}
+
+void pe_table_meta(pe_table *t, const char *key, const char *fmt, ...)
+{
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (t->header_done) return;
+    if (t->fmt == PE_FMT_JSON) {
+        if (t->meta_count++) fputc(',', t->out);
+        json_string(t->out, key);
+        fputc(':', t->out);
+        json_string(t->out, buf);
+    } else {
+        /* A value with a newline would end the comment early. */
+        for (char *p = buf; *p; p++)
+            if (*p == '\n' || *p == '\r') *p = ' ';
+        fprintf(t->out, "# %s: %s\n", key, buf);
+    }
+}
+
+static void write_header(pe_table *t)
+{
+    if (t->header_done) return;
+    t->header_done = 1;
+    if (t->fmt == PE_FMT_JSON) {
+        fputs("},\"columns\":[", t->out);
+        for (int i = 0; i < t->ncol; i++) {
+            if (i) fputc(',', t->out);
+            json_string(t->out, t->cols[i]);
+        }
+        fputs("],\"rows\":[", t->out);
+    } else {
+        for (int i = 0; i < t->ncol; i++) {
+            if (i) fputc('\t', t->out);
+            fputs(t->cols[i], t->out);
+        }
+        fputc('\n', t->out);
+    }
+}
+
+/* Starts a cell: the row's opening, separators, the JSON key. */
+static void cell(pe_table *t)
+{
+    if (t->col == 0) {
+        write_header(t);
+        if (t->fmt == PE_FMT_JSON) {
+            fputs(t->rows ? ",\n{" : "\n{", t->out);
+        } else if (t->pending && t->rows) {
+            fputs(t->pending == 1 ? "\n" : "\n\n", t->out);
+        }
+        t->pending = 0;
+    } else if (t->fmt != PE_FMT_JSON) {
+        fputc('\t', t->out);
+    } else {
+        fputc(',', t->out);
+    }
+    if (t->fmt == PE_FMT_JSON) {
+        json_string(t->out, t->col < t->ncol ? t->cols[t->col] : "extra");
+        fputc(':', t->out);
+    }
+    t->col++;
+}
+
+void pe_table_int(pe_table *t, long long v)
+{
+    cell(t);
+    fprintf(t->out, "%lld", v);
+}
+
+void pe_table_str(pe_table *t, const char *s)
+{
+    cell(t);
+    if (t->fmt == PE_FMT_JSON)
+        json_string(t->out, s);
+    else
+        fputs(s, t->out);
+}
+
+void pe_table_dbl(pe_table *t, double v)
+{
+    char buf[40];
+    cell(t);
+    if (t->fmt == PE_FMT_JSON && !isfinite(v))
+        fputs("null", t->out);
+    else
+        fputs(pe_format_double(v, t->digits, buf, sizeof buf), t->out);
+}
+
+void pe_table_nan(pe_table *t)
+{
+    pe_table_dbl(t, NAN);
+}
+
+void pe_table_end_row(pe_table *t)
+{
+    fputs(t->fmt == PE_FMT_JSON ? "}" : "\n", t->out);
+    t->col = 0;
+    t->rows++;
+}
+
+void pe_table_break(pe_table *t, int level)
+{
+    if (t->fmt != PE_FMT_GNUPLOT || !t->rows) return;
+    if (level > t->pending) t->pending = level;
+}
+
+int pe_table_finish(pe_table *t, pe_err *e)
+{
+    if (!t) return 0;
+    write_header(t);
+    if (t->fmt == PE_FMT_JSON) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
+    (void)e; /* write errors stay in the stream's error flag for pe_output_close */
+    free(t);
+    return 0;
+}
+
+/* ---- output files ---- */
+
+static int same_file(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
+    return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n_inputs, pe_err *e)
+{
+    memset(o, 0, sizeof *o);
+    if (!path || strcmp(path, "-") == 0) {
+        o->fp = stdout;
+        return 0;
+    }
+    for (size_t i = 0; i < n_inputs; i++)
+        if (same_file(path, inputs[i]))
+            return pe_fail_usage(e, "--output: '%s' is an input file; refusing to overwrite it", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return pe_fail_usage(e, "--output: '%s' is a directory", path);
+    size_t n = strlen(path);
+    if (!(o->path = pe_strdup(path, e))) return -1;
+    if (!(o->tmp_path = pe_alloc(n + 16, 1, 0, e))) goto fail;
+    /* The temporary sits next to the target so that rename() is atomic. */
+    snprintf(o->tmp_path, n + 16, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(o->tmp_path);
+    if (fd < 0) {
+        char *dir = pe_strdup(path, NULL);
+        pe_fail_usage(e, "--output: cannot create a file in '%s': %s", dir ? dirname(dir) : path,
+                      strerror(errno));
+        free(dir);
+        goto fail;
+    }
+    /* mkstemp makes 0600; a table is an ordinary file. */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
+    if (!(o->fp = fdopen(fd, "w"))) {
+        pe_fail(e, "--output: %s: %s", path, strerror(errno));
+        close(fd);
+        unlink(o->tmp_path);
+        goto fail;
+    }
+    return 0;
+fail:
+    free(o->path);
+    free(o->tmp_path);
+    memset(o, 0, sizeof *o);
+    return -1;
+}
+
+int pe_output_close(pe_output *o, int ok, pe_err *e)
+{
+    int rc = 0;
+    if (!o->fp) return 0;
+    if (!o->tmp_path) {
+        /* stdout: a full disk shows up here or at fclose. */
+        if (ok && (fflush(stdout) != 0 || ferror(stdout)))
+            rc = pe_fail(e, "standard output: write error: %s", strerror(errno ? errno : EIO));
+        o->fp = NULL;
+        return rc;
+    }
+    int bad = fflush(o->fp) != 0 || ferror(o->fp);
+    int err = errno;
+    if (fclose(o->fp) != 0 && !bad) {
+        bad = 1;
+        err = errno;
+    }
+    o->fp = NULL;
+    if (ok && bad) rc = pe_fail(e, "%s: write error: %s", o->path, strerror(err ? err : EIO));
+    if (ok && !bad && rename(o->tmp_path, o->path) != 0)
+        rc = pe_fail(e, "%s: cannot rename the finished table into place: %s", o->path, strerror(errno));
+    if (!ok || rc != 0) unlink(o->tmp_path);
+    free(o->path);
+    free(o->tmp_path);
+    o->path = o->tmp_path = NULL;
+    return rc;
+}

@@ -1,0 +1,324 @@
+#!/bin/sh
+# Command-line tests of the tools: exit statuses, exact messages, golden
+# tables, and relations that must hold between runs (dtype and layout
+# invariance, pooling, threads).  Prints one "ok"/"not ok" line per check.
+#
+#   tests/cli.sh BUILD_DIR        (run by tests/run.sh after mkfixtures)
+#
+# Tools run inside the fixture folder so that file names in the tables'
+# comment lines do not depend on where the build lives.
+set -u
+export LC_ALL=C
+TOP=$(pwd)
+BUILD=$(cd "$1" && pwd)
+FIX=$BUILD/fixtures
+GOLDEN=$TOP/tests/golden
+PEDECOMP=$BUILD/pedecomp
+TMP=$(mktemp -d)
+trap 'chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
+cd "$FIX" || exit 1
+
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1${2:+: $2}"; }
+
+# run CMD...: runs it, leaving $TMP/out, $TMP/err and $status.
+run() {
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    status=$?
+}
+
+# expect STATUS 'STDERR PREFIX' DESC CMD...: the status, and the first line
+# of stderr starting with the prefix ('' = stderr must be empty).
+expect() {
+    want=$1 prefix=$2 desc=$3
+    shift 3
+    run "$@"
+    first=$(head -n 1 "$TMP/err")
+    lines=$(wc -l <"$TMP/err")
+    if [ "$status" -ne "$want" ]; then
+        notok "$desc" "status $status, want $want; stderr: $first"
+    elif [ -z "$prefix" ] && [ -s "$TMP/err" ]; then
+        notok "$desc" "stderr not empty: $first"
+    elif [ -n "$prefix" ] && [ "$lines" -ne 1 ]; then
+        notok "$desc" "stderr has $lines lines, want one"
+    elif [ -n "$prefix" ] && [ "${first#"$prefix"}" = "$first" ]; then
+        notok "$desc" "stderr '$first' does not start with '$prefix'"
+    else
+        ok "$desc"
+    fi
+}
+
+# golden NAME CMD...: stdout equals tests/golden/NAME (PE_REGEN=1 rewrites it).
+golden() {
+    name=$1
+    shift
+    run "$@"
+    if [ "$status" -ne 0 ]; then
+        notok "golden $name" "status $status: $(head -n 1 "$TMP/err")"
+    elif [ "${PE_REGEN:-0}" = 1 ]; then
+        mkdir -p "$GOLDEN"
+        cp "$TMP/out" "$GOLDEN/$name"
+        ok "golden $name (regenerated)"
+    elif cmp -s "$TMP/out" "$GOLDEN/$name"; then
+        ok "golden $name"
+    else
+        notok "golden $name" "differs: diff $GOLDEN/$name against: $* ($(diff "$GOLDEN/$name" "$TMP/out" | head -n 3 | tr '\n' ' '))"
+    fi
+}
+
+# data FILE: the rows of a table without its comment lines.
+data() { grep -v '^#' "$1"; }
+
+# same DESC A B: two tables hold the same header and rows.
+same() {
+    data "$2" >"$TMP/same.a"
+    data "$3" >"$TMP/same.b"
+    if cmp -s "$TMP/same.a" "$TMP/same.b"; then
+        ok "$1"
+    else
+        notok "$1" "$(diff "$TMP/same.a" "$TMP/same.b" | head -n 4 | tr '\n' ' ')"
+    fi
+}
+
+# ---------------------------------------------------------------- pedecomp
+
+# Usage: --help on stdout, --version, bad options (status 2, one line).
+run "$PEDECOMP" --help
+if [ "$status" -eq 0 ] && grep -q '^Usage: pedecomp' "$TMP/out" && [ ! -s "$TMP/err" ]; then
+    ok "pedecomp --help: usage on stdout, status 0"
+else
+    notok "pedecomp --help" "status $status"
+fi
+for opt in --table --bins --method --scale --check --layers --heads --train-len --pairing --output \
+    --format --digits --jobs --max-memory --quiet --verbose --version; do
+    if grep -q -- "$opt" "$TMP/out"; then ok "pedecomp --help lists $opt"; else notok "pedecomp --help lists $opt"; fi
+done
+run "$PEDECOMP" --version
+if [ "$status" -eq 0 ] && grep -q '^pedecomp (petools) ' "$TMP/out" && grep -q 'HDF5 1\.' "$TMP/out" &&
+    grep -q 'FFTW' "$TMP/out"; then
+    ok "pedecomp --version names the version, HDF5 and FFTW"
+else
+    notok "pedecomp --version" "$(cat "$TMP/out")"
+fi
+expect 2 "pedecomp: no input file" "no input file" "$PEDECOMP"
+expect 2 "pedecomp: unknown option --frobnicate" "unknown long option" "$PEDECOMP" --frobnicate f32.h5
+expect 2 "pedecomp: unknown option -Z" "unknown short option" "$PEDECOMP" -Z f32.h5
+expect 2 "pedecomp: option --bins needs an argument" "missing argument" "$PEDECOMP" f32.h5 --bins
+expect 2 "pedecomp: --bins: '12x' is not an integer" "trailing garbage" "$PEDECOMP" --bins 12x f32.h5
+expect 2 "pedecomp: --bins: -1 is out of range" "negative bins" "$PEDECOMP" --bins -1 f32.h5
+expect 2 "pedecomp: --bins: 99999999999999999999999 is out of range" "overflow" "$PEDECOMP" --bins 99999999999999999999999 f32.h5
+expect 2 "pedecomp: --bins: '' is not an integer" "empty number" "$PEDECOMP" --bins '' f32.h5
+expect 2 "pedecomp: --table: unknown value 'nonsense'" "unknown table" "$PEDECOMP" -t nonsense f32.h5
+expect 2 "pedecomp: --method: unknown value 'slow'" "unknown method" "$PEDECOMP" --method slow f32.h5
+expect 2 "pedecomp: --format: unknown format 'xml'" "unknown format" "$PEDECOMP" -f xml f32.h5
+expect 2 "pedecomp: --pairing: unknown value 'zigzag'" "unknown pairing" "$PEDECOMP" --pairing zigzag f32.h5
+expect 2 "pedecomp: --digits: 0 is out of range" "digits range" "$PEDECOMP" --digits 0 f32.h5
+expect 2 "pedecomp: --train-len: 0 is out of range" "train length 0" "$PEDECOMP" -L 0 f32.h5
+expect 2 "pedecomp: --jobs: 'two' is not an integer" "jobs not a number" "$PEDECOMP" -j two f32.h5
+expect 2 "pedecomp: --layers: empty list" "empty layer list" "$PEDECOMP" -l '' f32.h5
+expect 2 "pedecomp: --layers: '1,,2' is not a list" "malformed layer list" "$PEDECOMP" -l 1,,2 f32.h5
+expect 2 "pedecomp: --layers: range 3-1 runs backwards" "backward range" "$PEDECOMP" -l 3-1 f32.h5
+expect 2 "pedecomp: --layers: -1 is out of range" "negative layer" "$PEDECOMP" -l -1 f32.h5
+expect 2 "pedecomp: --layers: layer 1 is not in f32.h5" "missing layer" "$PEDECOMP" -l 1 f32.h5
+expect 2 "pedecomp: --heads: head 9 does not exist" "missing head" "$PEDECOMP" -H 9 f32.h5
+expect 2 "pedecomp: --scale 'yarn:x': factor is not a number" "bad scale" "$PEDECOMP" -t freqs --scale yarn:x f32.h5
+expect 2 "pedecomp: --scale: only for -t freqs" "scale with profile" "$PEDECOMP" --scale pi:2 f32.h5
+expect 2 "pedecomp: -t summary needs the training length" "summary without L" "$PEDECOMP" -t summary minimal.h5
+expect 2 "pedecomp: --output: cannot create a file in 'no/such'" "output in a missing folder" "$PEDECOMP" -o no/such/x.tsv f32.h5
+cp f32.h5 "$TMP/in.h5"
+sum_before=$(cksum <"$TMP/in.h5")
+expect 2 "pedecomp: --output: '$TMP/in.h5' is an input file" "-o onto an input is refused" "$PEDECOMP" -o "$TMP/in.h5" "$TMP/in.h5"
+if [ "$(cksum <"$TMP/in.h5")" = "$sum_before" ]; then ok "-o onto an input leaves it untouched"; else notok "-o onto an input leaves it untouched"; fi
+
+# Every refusal of the qkdump spec: status 1, one line naming file and field.
+while IFS='|' read -r file msg; do
+    [ -n "$file" ] || continue
+    expect 1 "pedecomp: $file: $msg" "refuses $file" "$PEDECOMP" "$file"
+done <<'EOF'
+bad-text.h5|not an HDF5 file
+bad-empty.h5|not an HDF5 file (empty)
+bad-truncated.h5|not a readable HDF5 file
+bad-no-format.h5|format: missing required attribute
+bad-format.h5|format: is 'npz', not 'qkdump'
+bad-version.h5|format_version: is 2; this reader knows version 1
+bad-version-str.h5|format_version: wrong kind: must be an integer
+bad-no-heads.h5|n_heads: missing required attribute
+bad-no-kv.h5|n_kv_heads: missing required attribute
+bad-no-dim.h5|head_dim: missing required attribute
+bad-heads-str.h5|n_heads: wrong kind: must be an integer
+bad-theta-str.h5|rope_theta: wrong kind: must be a number
+bad-pairing-int.h5|rope_pairing: wrong kind: must be a string
+bad-heads-zero.h5|n_heads: must be positive (got 0)
+bad-kv-neg.h5|n_kv_heads: must be positive (got -2)
+bad-dim-zero.h5|head_dim: must be positive (got 0)
+bad-kv-divide.h5|n_kv_heads: 3 does not divide n_heads 4
+bad-rotary-odd.h5|rotary_dim: must be even and within [0, head_dim 8] (got 5)
+bad-rotary-neg.h5|rotary_dim: must be even and within [0, head_dim 8] (got -2)
+bad-rotary-big.h5|rotary_dim: must be even and within [0, head_dim 8] (got 10)
+bad-pairing.h5|rope_pairing: is 'zigzag', must be 'half' or 'interleaved'
+bad-no-pairing.h5|rope_pairing: missing (required when rotary_dim > 0
+bad-no-layers.h5|/layers: missing (no layers)
+bad-empty-layers.h5|/layers: holds no layer groups (no layers)
+bad-no-k.h5|/layers/000: needs q and k, or q_rot and k_rot
+bad-q-rank.h5|/layers/000/q: must have 3 dimensions [heads, T, head_dim], has 2
+bad-q-shape.h5|/layers/000/q: shape [4, 40, 10], expected [4, T, 8]
+bad-k-heads.h5|/layers/000/k: shape [4, 40, 8], expected [2, 40, 8]
+bad-q-int.h5|/layers/000/q: wrong kind: must hold floating-point values
+bad-T-mismatch.h5|/layers/002/q: shape [4, 39, 8], expected [4, 40, 8]
+bad-T-zero.h5|/layers/000/q: T is 0 (no tokens)
+bad-positions-order.h5|/tokens/positions: not strictly increasing at token 20 (19 after 19)
+bad-positions-len.h5|/tokens/positions: has 39 values, expected T = 40
+bad-positions-float.h5|/tokens/positions: wrong kind: must be integers
+bad-freq-len.h5|/rope/inv_freq: has 2 values, expected rotary_dim/2 = 3
+bad-freq-neg.h5|/rope/inv_freq: value 1 is negative (-0.1)
+bad-freq-nan.h5|/rope/inv_freq: value 1 is not finite
+bad-layer-freq-inf.h5|/layers/002/inv_freq: value 1 is not finite
+bad-huge.h5|shape: one head of T 34359738368 x head_dim 8 needs 4.0 TiB, more than the
+bad-q-nan.h5|layer 0: q head 1 token 5 dim 3: value is NaN
+bad-k-inf.h5|layer 0: k head 1 token 5 dim 3: value is infinite
+bad-lzf.h5|/layers/000/q: compressed with h5py's lzf filter
+bad-dup-index.h5|/layers/002: index 0 repeats /layers/000
+EOF
+expect 1 "pedecomp: no-such.h5: cannot open: No such file or directory" "missing file" "$PEDECOMP" no-such.h5
+expect 1 "pedecomp: .: is a directory" "a directory" "$PEDECOMP" .
+cp f32.h5 "$TMP/unreadable.h5"
+chmod 000 "$TMP/unreadable.h5"
+if [ -r "$TMP/unreadable.h5" ]; then
+    echo "skip - unreadable file: running as root, permissions do not stop reads"
+else
+    expect 1 "pedecomp: $TMP/unreadable.h5: cannot open: Permission denied" "unreadable file" "$PEDECOMP" "$TMP/unreadable.h5"
+fi
+expect 1 "pedecomp: bad-huge.h5: shape: one head of T 34359738368 x head_dim 8 needs 4.0 TiB, more than the 1.0 GiB allowed by --max-memory" \
+    "--max-memory limit is named" "$PEDECOMP" --max-memory 1G bad-huge.h5
+expect 1 "pedecomp: otherbase.h5: the frequencies (/rope/inv_freq or rope_theta): differs from f32.h5" \
+    "pooling files that disagree is refused" "$PEDECOMP" f32.h5 otherbase.h5
+
+# Golden tables: every table in every format.
+golden pedecomp-profile.gp "$PEDECOMP" -l 0 -H 0,3 --bins 8 f32.h5
+golden pedecomp-profile-full.tsv "$PEDECOMP" -f tsv -l 2 -H 1 --bins 0 f32.h5
+golden pedecomp-profile.json "$PEDECOMP" -f json -l 0 -H 0 --bins 4 f32.h5
+golden pedecomp-summary.gp "$PEDECOMP" -t summary f32.h5
+golden pedecomp-summary.tsv "$PEDECOMP" -t summary -f tsv -H 2 f32.h5
+golden pedecomp-summary.json "$PEDECOMP" -t summary -f json -l 2 -H 2 f32.h5
+golden pedecomp-freqs.gp "$PEDECOMP" -t freqs f32.h5
+golden pedecomp-freqs-yarn.tsv "$PEDECOMP" -t freqs -f tsv --rotary-dim 128 -L 4096 --scale yarn:4
+golden pedecomp-freqs-llama3.json "$PEDECOMP" -t freqs -f json --rotary-dim 128 --rope-theta 500000 -L 8192 --scale llama3:8:1:4:8192
+golden pedecomp-check.tsv "$PEDECOMP" --check -f tsv both.h5 f32.h5
+golden pedecomp-minimal.tsv "$PEDECOMP" -f tsv --bins 6 minimal.h5
+golden pedecomp-layerfreq.tsv "$PEDECOMP" -t summary -f tsv -H 0 layerfreq.h5
+golden pedecomp-norope.tsv "$PEDECOMP" -f tsv -H 0 --bins 4 norope.h5
+golden pedecomp-t1.tsv "$PEDECOMP" -f tsv -H 0 t1.h5
+
+# JSON is one document jq accepts, nan as null.
+if command -v jq >/dev/null 2>&1; then
+    run "$PEDECOMP" -f json -t summary f32.h5
+    if jq -e '.rows | length == 24' "$TMP/out" >/dev/null; then ok "json: jq reads 24 summary rows"; else notok "json: jq reads 24 summary rows"; fi
+    run "$PEDECOMP" -f json --bins 3 norope.h5
+    if jq -e '[.rows[] | select(.component == "total")] | length == 24 and all(.theta == null)' "$TMP/out" >/dev/null; then
+        ok "json: nan is null"
+    else
+        notok "json: nan is null"
+    fi
+else
+    echo "skip - json checks: jq is not installed"
+fi
+
+# The same numbers whatever the dtype, layout, storage or position offset.
+run "$PEDECOMP" -f tsv --bins 0 -t profile f32.h5
+cp "$TMP/out" "$TMP/ref.tsv"
+for f in f64 f16 bf16 deflate interleaved rotated both offset invfreq fixedstr; do
+    run "$PEDECOMP" -f tsv --bins 0 "$f.h5"
+    same "profile of $f.h5 equals f32.h5" "$TMP/out" "$TMP/ref.tsv"
+done
+run "$PEDECOMP" -f tsv -t summary f32.h5
+cp "$TMP/out" "$TMP/ref-sum.tsv"
+for f in bf16 interleaved rotated offset; do
+    run "$PEDECOMP" -f tsv -t summary "$f.h5"
+    same "summary of $f.h5 equals f32.h5" "$TMP/out" "$TMP/ref-sum.tsv"
+done
+run "$PEDECOMP" -f tsv --bins 0 --method direct f32.h5
+same "--method direct prints the FFT's table" "$TMP/out" "$TMP/ref.tsv"
+run "$PEDECOMP" -f tsv --bins 0 --pairing interleaved interleaved.h5
+same "--pairing naming the file's own layout changes nothing" "$TMP/out" "$TMP/ref.tsv"
+
+# Non-contiguous positions: the FFT path falls back to the direct sum, with a warning.
+expect 0 "pedecomp: gappy.h5: positions are not contiguous; using the direct O(T^2) sum" \
+    "gappy positions warn once" "$PEDECOMP" -f tsv --bins 0 gappy.h5
+cp "$TMP/out" "$TMP/gappy-fft.tsv"
+expect 0 "" "-q silences the warning" "$PEDECOMP" -q -f tsv --bins 0 gappy.h5
+run "$PEDECOMP" -f tsv --bins 0 --method direct gappy.h5
+same "gappy: fallback equals --method direct" "$TMP/out" "$TMP/gappy-fft.tsv"
+
+# Threads change nothing.
+run "$PEDECOMP" -j 1 -f tsv --bins 0 f32.h5
+cp "$TMP/out" "$TMP/j1.tsv"
+run "$PEDECOMP" -j 2 -f tsv --bins 0 f32.h5
+if cmp -s "$TMP/out" "$TMP/j1.tsv"; then ok "-j 1 and -j 2 write the same bytes"; else notok "-j 1 and -j 2 write the same bytes"; fi
+run "$PEDECOMP" -j 3 -t summary f32.h5
+cp "$TMP/out" "$TMP/j3.tsv"
+run "$PEDECOMP" -j 1 -t summary f32.h5
+if cmp -s "$TMP/out" "$TMP/j3.tsv"; then ok "summary: -j 3 and -j 1 write the same bytes"; else notok "summary: -j 3 and -j 1"; fi
+
+# Pooling: sums of sums over counts.  The pooled mean at each distance must be
+# (n1*m1 + n2*m2)/(n1+n2) of the single-file tables.
+run "$PEDECOMP" -f tsv --bins 0 --digits 17 f32.h5
+data "$TMP/out" >"$TMP/a.tsv"
+run "$PEDECOMP" -f tsv --bins 0 --digits 17 short.h5
+data "$TMP/out" >"$TMP/b.tsv"
+run "$PEDECOMP" -f tsv --bins 0 --digits 17 f32.h5 short.h5
+data "$TMP/out" >"$TMP/ab.tsv"
+bad=$(awk -F'\t' '
+    FNR == 1 { next }
+    { key = $1 SUBSEP $2 SUBSEP $4 SUBSEP $7 }
+    FILENAME ~ /a.tsv$/ && FILENAME !~ /ab.tsv$/ { na[key] = $9; ma[key] = $10; next }
+    FILENAME ~ /b.tsv$/ && FILENAME !~ /ab.tsv$/ { nb[key] = $9; mb[key] = $10; next }
+    {
+        n = na[key] + nb[key]
+        want = ((key in na) ? na[key] * ma[key] : 0) + ((key in nb) ? nb[key] * mb[key] : 0)
+        want /= n
+        d = $10 - want; if (d < 0) d = -d
+        s = want < 0 ? -want : want; if (s < 1) s = 1
+        if ($9 != n || d > 1e-12 * s) { bad++ }
+        rows++
+    }
+    END { print (rows > 0 ? bad + 0 : "no rows") }' "$TMP/a.tsv" "$TMP/b.tsv" "$TMP/ab.tsv")
+if [ "$bad" = 0 ]; then ok "pooling two files: counts add and means are pair-weighted"; else notok "pooling two files" "$bad rows differ"; fi
+
+# --check: a good file passes, a wrong pairing is found (status 3).
+expect 0 "" "--check passes a file whose rotation matches" "$PEDECOMP" --check both.h5
+expect 3 "" "--check finds a wrong rope_pairing (status 3)" "$PEDECOMP" --check wrongpair.h5
+if grep -q 'mismatch' "$TMP/out"; then ok "--check names the mismatch"; else notok "--check names the mismatch"; fi
+expect 1 "pedecomp: bad-q-nan.h5: layer 0: q head 1 token 5 dim 3: value is NaN" "--check reads every head" "$PEDECOMP" --check bad-q-nan.h5
+
+# The FFT path against an independent direct sum (refprofile reads the file
+# with HDF5 itself and sums every causal pair): T = 2048, 8 heads of dim 128.
+run "$PEDECOMP" -f tsv --bins 0 --digits 17 -H 0,5 big.h5
+if [ "$status" -eq 0 ] && "$BUILD/tests/refprofile" big.h5 "$TMP/out" >"$TMP/ref.log" 2>&1; then
+    ok "big.h5: FFT profile equals the direct O(T^2) sum to 1e-9 ($(tail -n 1 "$TMP/ref.log"))"
+else
+    notok "big.h5: FFT profile equals the direct O(T^2) sum" "$(tail -n 2 "$TMP/ref.log" | tr '\n' ' ')"
+fi
+
+# Output: -o writes the file whole or not at all; write errors are caught.
+expect 0 "" "-o writes a file" "$PEDECOMP" -o "$TMP/table.tsv" -f tsv f32.h5
+if [ -s "$TMP/table.tsv" ] && [ ! -s "$TMP/out" ]; then ok "-o: the table is in the file, not on stdout"; else notok "-o: the table is in the file"; fi
+expect 1 "pedecomp: bad-q-nan.h5: layer 0: q head 1 token 5" "a failing run" "$PEDECOMP" -o "$TMP/failed.tsv" bad-q-nan.h5
+if ls "$TMP"/failed.tsv* >/dev/null 2>&1; then notok "a failed run leaves no file behind"; else ok "a failed run leaves no file behind"; fi
+if [ -w /dev/full ]; then
+    expect 1 "pedecomp: standard output: write error: No space left on device" "> /dev/full fails with status 1" \
+        sh -c "'$PEDECOMP' f32.h5 >/dev/full"
+    expect 1 "pedecomp: standard output: write error" "--help > /dev/full fails with status 1" \
+        sh -c "'$PEDECOMP' --help >/dev/full"
+else
+    echo "skip - /dev/full is not writable here"
+fi
+run sh -c "'$PEDECOMP' --bins 0 big.h5 2>'$TMP/pipe.err' | head -n 1 >/dev/null"
+if [ ! -s "$TMP/pipe.err" ]; then ok "| head -n 1 ends quietly"; else notok "| head -n 1 ends quietly" "$(head -n 1 "$TMP/pipe.err")"; fi
+
+# ------------------------------------------------------------- man pages
+for page in "$TOP"/man/*.[15]; do
+    [ -f "$page" ] || continue
+    n=$(basename "$page")
+    warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
+    if [ -z "$warn" ]; then ok "man $n renders without groff warnings"; else notok "man $n renders without groff warnings" "$(echo "$warn" | head -n 2 | tr '\n' ' ')"; fi
+done

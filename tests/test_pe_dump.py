@@ -1,0 +1,870 @@
+#!/usr/bin/env python3
+"""Tests of scripts/pe-dump, the qkdump writer.
+
+Run from anywhere:  /usr/bin/python3 tests/test_pe_dump.py [--model PATH]
+Prints one line per check: 'ok - ...', 'not ok - ...: details' or 'skip - ...: reason';
+exits 1 if any check failed.  Writes only into temporary directories.
+
+The reference forward pass here is written independently of the dumper: it reads the
+checkpoint itself and runs one token at a time with plain loops, in float64.
+"""
+
+import argparse
+import importlib.machinery
+import importlib.util
+import math
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import types
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+try:
+    import numpy as np
+    import h5py
+except ImportError as _e:
+    # The python3 first on PATH may lack numpy; the system one has it (Debian packages).
+    if (os.path.exists(SYSTEM_PYTHON) and os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON)
+            and os.environ.get("PE_DUMP_TEST_REEXEC") != "1"):
+        os.environ["PE_DUMP_TEST_REEXEC"] = "1"
+        os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON, os.path.abspath(__file__)] + sys.argv[1:])
+    print(f"not ok - test prerequisites: {_e.name} is required (Debian: apt-get install python3-{_e.name})")
+    sys.exit(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DUMPER = os.path.join(ROOT, "scripts", "pe-dump")
+DEFAULT_MODEL = os.path.join(ROOT, "..", "shared", "models", "stories260K.bin")
+README_GREEDY = [461, 461, 401, 401, 401, 461, 378, 455, 473, 456]
+
+
+# ---------------------------------------------------------------------------
+# reporting
+
+class Report:
+    def __init__(self):
+        self.passed = self.failed = self.skipped = 0
+
+    def ok(self, desc):
+        self.passed += 1
+        print(f"ok - {desc}", flush=True)
+
+    def not_ok(self, desc, details):
+        self.failed += 1
+        print(f"not ok - {desc}: {one_line(details)}", flush=True)
+
+    def skip(self, desc, reason):
+        self.skipped += 1
+        print(f"skip - {desc}: {reason}", flush=True)
+
+    def check(self, cond, desc, details=""):
+        if cond:
+            self.ok(desc)
+        else:
+            self.not_ok(desc, details or "condition false")
+        return cond
+
+
+def one_line(text):
+    return " ".join(str(text).split())[:400]
+
+
+R = Report()
+
+
+def run_dumper(*args, python=SYSTEM_PYTHON, env=None):
+    """Run pe-dump; returns (exit status, stdout, stderr)."""
+    cmd = [python, DUMPER] + [str(a) for a in args] if python else [DUMPER] + [str(a) for a in args]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def load_dumper_module():
+    sys.dont_write_bytecode = True  # never leave a cache file in the repository
+    loader = importlib.machinery.SourceFileLoader("pe_dump_under_test", DUMPER)
+    spec = importlib.util.spec_from_loader("pe_dump_under_test", loader)
+    mod = importlib.util.module_from_spec(spec)
+    loader.exec_module(mod)
+    return mod
+
+
+def rel_err(a, b):
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
+
+
+# ---------------------------------------------------------------------------
+# an independent llama2.c forward pass: one token at a time, plain loops, float64
+
+class Reference:
+    def __init__(self, path):
+        raw = open(path, "rb").read()
+        (self.dim, self.hidden, self.n_layers, self.n_heads, self.n_kv,
+         vocab, self.seq_len) = struct.unpack_from("<7i", raw, 0)
+        self.shared = vocab > 0
+        self.vocab = abs(vocab)
+        self.hs = self.dim // self.n_heads
+        kv_dim = self.n_kv * self.hs
+        floats = np.frombuffer(raw, dtype="<f4", offset=28).astype(np.float64)
+        pos = [0]
+
+        def take(*shape):
+            n = int(np.prod(shape))
+            out = floats[pos[0]:pos[0] + n].reshape(shape)
+            pos[0] += n
+            return out
+
+        L, d, h = self.n_layers, self.dim, self.hidden
+        self.tok = take(self.vocab, d)
+        self.rms_att = take(L, d)
+        self.wq = take(L, d, d)
+        self.wk = take(L, kv_dim, d)
+        self.wv = take(L, kv_dim, d)
+        self.wo = take(L, d, d)
+        self.rms_ffn = take(L, d)
+        self.w1 = take(L, h, d)
+        self.w2 = take(L, d, h)
+        self.w3 = take(L, h, d)
+        self.rms_final = take(d)
+        take(self.seq_len * self.hs // 2)
+        take(self.seq_len * self.hs // 2)
+        self.wcls = self.tok if self.shared else take(self.vocab, d)
+
+    @staticmethod
+    def rmsnorm(x, w):
+        ss = sum(v * v for v in x) / len(x) + 1e-5
+        return w * (x / math.sqrt(ss))
+
+    def rope(self, vec, pos):
+        out = vec.copy()
+        for i in range(0, len(vec), 2):
+            freq = 1.0 / (10000.0 ** ((i % self.hs) / self.hs))
+            c, s = math.cos(pos * freq), math.sin(pos * freq)
+            out[i] = vec[i] * c - vec[i + 1] * s
+            out[i + 1] = vec[i] * s + vec[i + 1] * c
+        return out
+
+    def run(self, tokens):
+        """Returns (logits per position, q[layer][pos] and k[layer][pos] before RoPE)."""
+        L = self.n_layers
+        kcache = [[] for _ in range(L)]
+        vcache = [[] for _ in range(L)]
+        qs = [[] for _ in range(L)]
+        ks = [[] for _ in range(L)]
+        logits = []
+        group = self.n_heads // self.n_kv
+        for pos, token in enumerate(tokens):
+            x = self.tok[token].copy()
+            for l in range(L):
+                xb = self.rmsnorm(x, self.rms_att[l])
+                q = self.wq[l] @ xb
+                k = self.wk[l] @ xb
+                v = self.wv[l] @ xb
+                qs[l].append(q.copy())
+                ks[l].append(k.copy())
+                q = self.rope(q, pos)
+                k = self.rope(k, pos)
+                kcache[l].append(k)
+                vcache[l].append(v)
+                out = np.zeros(self.dim)
+                for hh in range(self.n_heads):
+                    kvh = hh // group
+                    qh = q[hh * self.hs:(hh + 1) * self.hs]
+                    scores = []
+                    for t in range(pos + 1):
+                        kt = kcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
+                        scores.append(float(qh @ kt) / math.sqrt(self.hs))
+                    m = max(scores)
+                    e = [math.exp(s - m) for s in scores]
+                    z = sum(e)
+                    for t in range(pos + 1):
+                        out[hh * self.hs:(hh + 1) * self.hs] += (e[t] / z) * vcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
+                x = x + self.wo[l] @ out
+                xb = self.rmsnorm(x, self.rms_ffn[l])
+                a = self.w1[l] @ xb
+                b = self.w3[l] @ xb
+                hb = (a / (1.0 + np.exp(-a))) * b
+                x = x + self.w2[l] @ hb
+            logits.append(self.wcls @ self.rmsnorm(x, self.rms_final))
+        return logits, qs, ks
+
+
+def rotate_interleaved(x, positions, head_dim):
+    """Independent interleaved RoPE in float64: pair (2i, 2i+1) by position * 10000^(-2i/D)."""
+    x = np.asarray(x, dtype=np.float64)
+    out = x.copy()
+    for i in range(head_dim // 2):
+        theta = 10000.0 ** (-2.0 * i / head_dim)
+        ang = np.asarray(positions, dtype=np.float64) * theta
+        c, s = np.cos(ang), np.sin(ang)
+        a, b = x[..., 2 * i], x[..., 2 * i + 1]
+        out[..., 2 * i] = a * c - b * s
+        out[..., 2 * i + 1] = a * s + b * c
+    return out
+
+
+def bf16_nearest_even(x):
+    """Independent float32 -> bfloat16 value rounding: pick the nearer of the two
+    neighbouring bfloat16 values by arithmetic, ties to the even mantissa."""
+    out = np.empty(x.shape, dtype=np.float64)
+    flat = np.asarray(x, dtype=np.float32).ravel()
+    res = out.ravel()
+    for n, v in enumerate(flat):
+        bits = int(np.float32(v).view(np.uint32))
+        lo_bits = bits & 0xFFFF0000
+        lo = float(np.uint32(lo_bits).view(np.float32))
+        hi = float(np.uint32(lo_bits + 0x10000).view(np.float32))
+        dlo, dhi = abs(float(v) - lo), abs(hi - float(v))
+        if dlo < dhi or (dlo == dhi and (lo_bits >> 16) % 2 == 0):
+            res[n] = lo
+        else:
+            res[n] = hi
+    return out
+
+
+# ---------------------------------------------------------------------------
+# llama2.c checks
+
+def expected_version():
+    text = open(os.path.join(ROOT, "include", "pe_version.h")).read()
+    m = re.search(r'#define\s+PE_VERSION\s+"([^"]*)"', text)
+    return m.group(1) if m else "unknown"
+
+
+def write_tokens(path, ids):
+    # mixed separators on purpose: spaces, newlines, tabs
+    with open(path, "w") as fh:
+        for n, t in enumerate(ids):
+            fh.write(str(t) + ("\n" if n % 7 == 6 else (" \t" if n % 5 == 0 else " ")))
+
+
+def test_greedy(model, ref):
+    logits_ids = []
+    tok = 1
+    for _ in range(10):
+        # re-run from scratch each time: simple, and only 10 short runs
+        logits, _, _ = ref.run([1] + logits_ids)
+        tok = int(np.argmax(logits[-1]))
+        logits_ids.append(tok)
+    R.check(logits_ids == README_GREEDY, "independent reference: greedy decode from BOS gives the README ids",
+            f"got {logits_ids}")
+    rc, out, err = run_dumper("--llama2c", model, "--greedy-check")
+    first = out.splitlines()[0] if out else ""
+    R.check(rc == 0 and first == " ".join(map(str, README_GREEDY)),
+            "pe-dump --greedy-check prints the README ids and exits 0", f"rc {rc}, out {out!r}, err {err!r}")
+    # temperature 0 sampling is greedy: BOS + the same ten ids
+    return logits_ids
+
+
+def test_qk_against_reference(model, ref, tmp):
+    rng = np.random.default_rng(12345)
+    ids = [1] + [int(v) for v in rng.integers(0, ref.vocab, size=39)]
+    tokfile = os.path.join(tmp, "ids.txt")
+    write_tokens(tokfile, ids)
+    out = os.path.join(tmp, "ref.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--rotated", "-o", out)
+    if not R.check(rc == 0, "pe-dump --tokens FILE --rotated runs", err):
+        return None
+    _, qs, ks = ref.run(ids)
+    T, D = len(ids), ref.hs
+    with h5py.File(out, "r") as f:
+        worst = {}
+        for l in range(ref.n_layers):
+            q_ref = np.stack(qs[l]).reshape(T, ref.n_heads, D).transpose(1, 0, 2)
+            k_ref = np.stack(ks[l]).reshape(T, ref.n_kv, D).transpose(1, 0, 2)
+            g = f[f"layers/{l:03d}"]
+            worst[l] = max(rel_err(g["q"][...], q_ref), rel_err(g["k"][...], k_ref))
+        R.check(worst[0] <= 1e-5, "layer-0 q and k agree with the independent forward pass to 1e-5",
+                f"relative error {worst[0]:.3g}")
+        deep = max(worst[l] for l in range(1, ref.n_layers))
+        R.check(deep <= 1e-5, "layers 1.. q and k agree with the independent forward pass to 1e-5",
+                f"relative errors {worst}")
+        check_layout(f, ids, ref)
+        # rotated: independent interleaved rotation of the stored q, k
+        pos = np.arange(T)
+        errs = []
+        for l in range(ref.n_layers):
+            g = f[f"layers/{l:03d}"]
+            errs.append(rel_err(g["q_rot"][...], rotate_interleaved(g["q"][...], pos[None, :], D)))
+            errs.append(rel_err(g["k_rot"][...], rotate_interleaved(g["k"][...], pos[None, :], D)))
+        R.check(max(errs) <= 1e-5, "--rotated: q_rot, k_rot equal q, k rotated with interleaved pairs",
+                f"largest relative error {max(errs):.3g}")
+        # rotated keys against the reference's own RoPE too (catches a shared pairing mistake)
+        k_rot_ref = np.stack([ref.rope(k, p) for p, k in enumerate(ks[0])]).reshape(T, ref.n_kv, D).transpose(1, 0, 2)
+        R.check(rel_err(f["layers/000/k_rot"][...], k_rot_ref) <= 1e-5,
+                "--rotated: layer-0 k_rot agrees with llama2.c's RoPE loop", "")
+    return out
+
+
+def check_layout(f, ids, ref):
+    T, D = len(ids), ref.hs
+    a = f.attrs
+    want = {"format": "qkdump", "format_version": 1, "n_heads": ref.n_heads, "n_kv_heads": ref.n_kv,
+            "head_dim": D, "rotary_dim": D, "rope_theta": 10000.0, "rope_pairing": "interleaved",
+            "train_len": 512, "model": "stories260K.bin", "source_dtype": "float32",
+            "created_by": f"pe-dump (petools {expected_version()})"}
+    wrong = [f"{k}={a.get(k)!r}" for k, v in want.items() if a.get(k) != v]
+    if abs(float(a.get("attn_scale", 0)) - 1 / math.sqrt(D)) > 1e-15:
+        wrong.append(f"attn_scale={a.get('attn_scale')!r}")
+    if "attn_softcap" in a or "rope_scaling" in a:
+        wrong.append("attn_softcap/rope_scaling present for llama2c")
+    R.check(not wrong, "root attributes are all present with the right values", ", ".join(wrong))
+    problems = []
+    for name in ("tokens/positions", "tokens/ids", "rope/inv_freq"):
+        if name not in f:
+            problems.append(f"{name} missing")
+    if not problems:
+        if f["tokens/positions"].dtype != np.int64 or not np.array_equal(f["tokens/positions"][...], np.arange(T)):
+            problems.append("positions not int64 0..T-1")
+        if f["tokens/ids"].dtype != np.int32 or list(f["tokens/ids"][...]) != ids:
+            problems.append("ids not int32 equal to the token file")
+        if f["rope/inv_freq"].dtype != np.float64:
+            problems.append("inv_freq not float64")
+        elif np.max(np.abs(f["rope/inv_freq"][...] - 10000.0 ** (-2.0 * np.arange(D // 2) / D))) > 1e-15:
+            problems.append(f"inv_freq {f['rope/inv_freq'][...]}")
+    R.check(not problems, "tokens/positions, tokens/ids, rope/inv_freq present and right", "; ".join(problems))
+    problems = []
+    names = sorted(f["layers"])
+    if names != [f"{l:03d}" for l in range(ref.n_layers)]:
+        problems.append(f"layer groups {names}")
+    for name in names:
+        g = f["layers"][name]
+        if int(g.attrs.get("index", -1)) != int(name):
+            problems.append(f"{name}: index {g.attrs.get('index')}")
+        for ds_name, heads in (("q", ref.n_heads), ("k", ref.n_kv), ("q_rot", ref.n_heads), ("k_rot", ref.n_kv)):
+            ds = g[ds_name]
+            if ds.shape != (heads, T, D):
+                problems.append(f"{name}/{ds_name} shape {ds.shape}")
+            c = ds.chunks
+            if c is None or c[0] != 1 or c[2] != D or c[1] * D * ds.dtype.itemsize > (1 << 20):
+                problems.append(f"{name}/{ds_name} chunks {c}")
+    R.check(not problems, "layers: groups NNN with index, q [n_heads,T,D], k [n_kv_heads,T,D], "
+            "chunks (1,Tc,D) within 1 MiB", "; ".join(problems))
+    missing = []
+    f.visititems(lambda n, o: missing.append(n) if isinstance(o, h5py.Dataset) and "dtype" not in o.attrs else None)
+    R.check(not missing, "every dataset has a dtype attribute", ", ".join(missing))
+    R.check(f["layers/000/q"].attrs["dtype"] == "float32" and f["layers/000/q"].dtype == np.float32,
+            "default stored type is float32", "")
+
+
+def test_dtypes(model, tmp, ref_file):
+    tokfile = os.path.join(tmp, "ids.txt")
+    with h5py.File(ref_file, "r") as f:
+        ref = {n: f[f"layers/000/{n}"][...] for n in ("q", "k", "q_rot")}
+    # float16
+    out16 = os.path.join(tmp, "f16.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--rotated", "--dtype", "float16", "-o", out16)
+    if R.check(rc == 0, "--dtype float16 runs", err):
+        with h5py.File(out16, "r") as f:
+            ds = f["layers/000/q"]
+            same = all(np.array_equal(f[f"layers/000/{n}"][...], ref[n].astype(np.float16)) for n in ref)
+            R.check(ds.dtype == np.float16 and ds.attrs["dtype"] == "float16" and same,
+                    "float16 round trip: stored values equal the float32 values rounded to float16",
+                    f"dtype {ds.dtype}, attr {ds.attrs.get('dtype')}, equal {same}")
+    # bfloat16
+    outbf = os.path.join(tmp, "bf16.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--rotated", "--dtype", "bfloat16", "-o", outbf)
+    if R.check(rc == 0, "--dtype bfloat16 runs", err):
+        with h5py.File(outbf, "r") as f:
+            ds = f["layers/000/q"]
+            t = ds.id.get_type()
+            fields = (t.get_class() == h5py.h5t.FLOAT, t.get_size(), t.get_precision(), t.get_offset(),
+                      t.get_fields(), t.get_ebias(), t.get_order() == h5py.h5t.ORDER_LE)
+            want = (True, 2, 16, 0, (15, 7, 8, 0, 7), 127, True)
+            R.check(fields == want, "bfloat16: HDF5 type is size 2, precision 16, offset 0, sign 15, "
+                    "exponent 7/8 bits, mantissa 0/7 bits, bias 127", f"got {fields}")
+            bad = []
+            for n in ref:
+                got = f[f"layers/000/{n}"].astype("f4")[...]
+                if not np.array_equal(got, bf16_nearest_even(ref[n])):
+                    bad.append(n)
+            R.check(not bad and ds.attrs["dtype"] == "bfloat16",
+                    "bfloat16 round trip: h5py reads back exactly the float32 values rounded to nearest even",
+                    f"differ: {bad}")
+    # the rounding function on the awkward cases
+    mod = load_dumper_module()
+    cases = np.array([1.0, 1.00390625, 1.01171875, -1.00390625, 3.4028235e38, -3.4028235e38,
+                      np.inf, -np.inf, 1e-40, -0.0, 0.0], dtype=np.float32)
+    bits = mod.bfloat16_bits(cases)
+    want = np.array([0x3F80, 0x3F80, 0x3F82, 0xBF80, 0x7F80, 0xFF80, 0x7F80, 0xFF80, 0x0001, 0x8000, 0x0000],
+                    dtype=np.uint16)
+    nan_bits = mod.bfloat16_bits(np.array([np.nan, -np.nan, np.uint32(0x7F800001).view(np.float32),
+                                           np.uint32(0xFFFFFFFF).view(np.float32)], dtype=np.float32))
+    nan_ok = all((b & 0x7F80) == 0x7F80 and (b & 0x7F) != 0 for b in nan_bits.tolist())
+    R.check(np.array_equal(bits, want) and nan_ok,
+            "bfloat16 rounding: ties to even, overflow to inf, denormals, signed zero, NaN stays NaN",
+            f"got {[hex(b) for b in bits.tolist()]}, nan {[hex(b) for b in nan_bits.tolist()]}")
+
+
+def test_gzip(model, tmp):
+    tokfile = os.path.join(tmp, "ids.txt")
+    out = os.path.join(tmp, "gz.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--gzip", "6", "-o", out)
+    plain = os.path.join(tmp, "ref.h5")
+    if not R.check(rc == 0, "--gzip 6 runs", err):
+        return
+    bad = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and name.startswith("layers/"):
+            if obj.compression != "gzip" or obj.compression_opts != 6 or not obj.shuffle:
+                bad.append(f"{name}: {obj.compression} {obj.compression_opts} shuffle {obj.shuffle}")
+        if isinstance(obj, h5py.Dataset) and obj.compression == "lzf":
+            bad.append(f"{name}: lzf")
+    with h5py.File(out, "r") as f, h5py.File(plain, "r") as g:
+        f.visititems(visit)
+        same = np.array_equal(f["layers/004/k"][...], g["layers/004/k"][...])
+        uncompressed = g["layers/000/q"].compression is None
+    R.check(not bad and same and uncompressed,
+            "--gzip sets shuffle + deflate (no lzf), same values; without it no filter",
+            f"{bad} same {same} uncompressed {uncompressed}")
+
+
+def test_errors(model, tmp):
+    def one_line_message(err):
+        lines = err.strip().splitlines()
+        return len(lines) == 1 and lines[0].startswith("pe-dump: ")
+
+    bad_id = os.path.join(tmp, "bad_id.txt")
+    with open(bad_id, "w") as fh:
+        fh.write("1 5 511\n512 7\n")
+    out = os.path.join(tmp, "never.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", bad_id, "-o", out)
+    R.check(rc == 1 and one_line_message(err) and "512" in err and not os.path.exists(out),
+            "--tokens: an id >= vocab size is refused with one 'pe-dump:' line, exit 1, no file",
+            f"rc {rc}, err {err!r}")
+    junk = os.path.join(tmp, "junk.txt")
+    with open(junk, "w") as fh:
+        fh.write("1 2 x3\n")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", junk, "-o", out)
+    R.check(rc == 1 and one_line_message(err), "--tokens: a non-integer is refused, exit 1", f"rc {rc}, err {err!r}")
+    empty = os.path.join(tmp, "empty.txt")
+    open(empty, "w").close()
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", empty, "-o", out)
+    R.check(rc == 1 and one_line_message(err), "--tokens: an empty file is refused, exit 1", f"rc {rc}, err {err!r}")
+    leftovers = [n for n in os.listdir(tmp) if n.startswith(".pe-dump-")]
+    R.check(not leftovers, "a failed run leaves no temporary file behind", str(leftovers))
+
+    usage_cases = [
+        ("no output", ["--llama2c", model, "--sample", "5"]),
+        ("no model", ["--sample", "5", "-o", out]),
+        ("no token source", ["--llama2c", model, "-o", out]),
+        ("two token sources", ["--llama2c", model, "--sample", "5", "--tokens", bad_id, "-o", out]),
+        ("--documents > --sample", ["--llama2c", model, "--sample", "3", "--documents", "4", "-o", out]),
+        ("bad --gzip", ["--llama2c", model, "--sample", "3", "--gzip", "11", "-o", out]),
+        ("bad --layers", ["--llama2c", model, "--sample", "3", "--layers", "1-x", "-o", out]),
+        ("unknown option", ["--llama2c", model, "--sample", "3", "--frobnicate", "-o", out]),
+    ]
+    failed = []
+    for name, args in usage_cases:
+        rc, _, err = run_dumper(*args)
+        if rc != 2 or not one_line_message(err):
+            failed.append(f"{name}: rc {rc} err {err!r}")
+    R.check(not failed, "usage errors (missing/conflicting options) exit 2 with one 'pe-dump:' line",
+            "; ".join(failed))
+    rc, _, err = run_dumper("--llama2c", model, "--sample", "3", "--layers", "7", "-o", out)
+    R.check(rc == 1 and one_line_message(err) and "layer 7" in err, "--layers beyond the model is refused, exit 1",
+            f"rc {rc}, err {err!r}")
+    rc, _, err = run_dumper("--llama2c", os.path.join(tmp, "missing.bin"), "--sample", "3", "-o", out)
+    R.check(rc == 1 and one_line_message(err), "a missing checkpoint is refused, exit 1", f"rc {rc}, err {err!r}")
+    short = os.path.join(tmp, "short.bin")
+    with open(model, "rb") as fh:
+        head = fh.read(1000)
+    with open(short, "wb") as fh:
+        fh.write(head)
+    rc, _, err = run_dumper("--llama2c", short, "--sample", "3", "-o", out)
+    R.check(rc == 1 and one_line_message(err) and "truncated" in err, "a truncated checkpoint is refused, exit 1",
+            f"rc {rc}, err {err!r}")
+    with open(short, "wb") as fh:
+        fh.write(struct.pack("<7i", 64, 172, 5, 8, 3, 512, 512) + head[28:])
+    rc, _, err = run_dumper("--llama2c", short, "--sample", "3", "-o", out)
+    R.check(rc == 1 and one_line_message(err) and "not a llama2.c checkpoint" in err,
+            "an inconsistent header (n_heads % n_kv_heads != 0) is refused, exit 1", f"rc {rc}, err {err!r}")
+    rc, out_text, _ = run_dumper("--help")
+    R.check(rc == 0 and "--documents" in out_text and "--llama2c" in out_text, "--help works", "")
+
+
+def test_documents(model, tmp):
+    a, b, c = (os.path.join(tmp, f"doc{n}.h5") for n in "abc")
+    args = ["--llama2c", model, "--sample", 100, "--documents", 3, "--seed", 7, "--layers", "0"]
+    rc1, _, e1 = run_dumper(*args, "-o", a)
+    rc2, _, e2 = run_dumper(*args, "-o", b)
+    rc3, _, e3 = run_dumper("--llama2c", model, "--sample", 100, "--documents", 3, "--seed", 8, "--layers", "0", "-o", c)
+    if not R.check(rc1 == rc2 == rc3 == 0, "--sample 100 --documents 3 runs", e1 + e2 + e3):
+        return
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb, h5py.File(c, "r") as fc:
+        ids = list(fa["tokens/ids"][...])
+        starts = [0, 34, 67]  # 100 split as evenly as possible: 34, 33, 33
+        R.check(len(ids) == 100 and all(ids[s] == 1 for s in starts)
+                and list(fa["tokens/positions"][...]) == list(range(100))
+                and list(fa["tokens"].attrs.get("document_starts", [])) == starts,
+                "--documents 3: exactly N ids, each document starts with BOS, positions 0..N-1",
+                f"ids at starts {[ids[s] for s in starts]}, len {len(ids)}")
+        R.check(ids == list(fb["tokens/ids"][...]), "same seed gives the same ids", "")
+        R.check(ids != list(fc["tokens/ids"][...]), "another seed gives other ids", "")
+        R.check(list(fa["layers"]) == ["000"], "--layers 0 writes only layer 000", str(list(fa["layers"])))
+    R.check(open(a, "rb").read() == open(b, "rb").read(), "same inputs and seed give byte-identical files", "")
+    d = os.path.join(tmp, "greedy.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--sample", 11, "--temperature", 0, "--layers", "1,3-4", "-o", d)
+    if R.check(rc == 0, "--temperature 0 runs", err):
+        with h5py.File(d, "r") as f:
+            ids = list(f["tokens/ids"][...])
+            R.check(ids == [1] + README_GREEDY, "--temperature 0 sampling is greedy (BOS + the README ids)", str(ids))
+            R.check(list(f["layers"]) == ["001", "003", "004"]
+                    and [int(f["layers"][n].attrs["index"]) for n in f["layers"]] == [1, 3, 4],
+                    "--layers 1,3-4 writes exactly those layers with their index", str(list(f["layers"])))
+    e = os.path.join(tmp, "max.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", os.path.join(tmp, "ids.txt"), "--max-tokens", 9, "-o", e)
+    if R.check(rc == 0, "--max-tokens runs", err):
+        with h5py.File(e, "r") as f:
+            R.check(f["layers/000/q"].shape[1] == 9 and len(f["tokens/ids"]) == 9, "--max-tokens 9 keeps 9 tokens", "")
+
+
+def test_long_sample_rotated(model, tmp):
+    """Positions well beyond train_len: rotation still from positions, not the 512-entry tables."""
+    out = os.path.join(tmp, "long.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--sample", 1200, "--documents", 2, "--seed", 2,
+                            "--rotated", "--layers", "2", "-o", out)
+    if not R.check(rc == 0, "--sample 1200 --documents 2 --rotated runs (T > 2 x train_len)", err):
+        return
+    with h5py.File(out, "r") as f:
+        g = f["layers/002"]
+        pos = f["tokens/positions"][...]
+        err_q = rel_err(g["q_rot"][...], rotate_interleaved(g["q"][...], pos[None, :], 8))
+        err_k = rel_err(g["k_rot"][...], rotate_interleaved(g["k"][...], pos[None, :], 8))
+        R.check(max(err_q, err_k) <= 1e-5, "q_rot, k_rot at positions up to 1199 are the interleaved rotation",
+                f"{err_q:.3g} {err_k:.3g}")
+
+
+def test_reexec(model, tmp):
+    """From a python3 without numpy, the script re-executes itself with /usr/bin/python3."""
+    bare = None
+    for cand in (shutil.which("python3"), "/usr/local/bin/python3"):
+        if cand and os.path.realpath(cand) != os.path.realpath(SYSTEM_PYTHON):
+            probe = subprocess.run([cand, "-c", "import numpy"], capture_output=True)
+            if probe.returncode != 0:
+                bare = cand
+                break
+    if bare is None or not os.path.exists(SYSTEM_PYTHON):
+        R.skip("re-exec under /usr/bin/python3 from a python3 without numpy",
+               "no python3 without numpy on this machine")
+        return
+    rc, out, err = run_dumper("--llama2c", model, "--greedy-check", python=bare)
+    R.check(rc == 0 and out.startswith("461 461 401"),
+            "run by a python3 without numpy, pe-dump re-executes with /usr/bin/python3", f"rc {rc} err {err!r}")
+    env = dict(os.environ, PE_DUMP_REEXEC="1")  # pretend the system python has been tried already
+    rc, out, err = run_dumper("--llama2c", model, "--greedy-check", python=bare, env=env)
+    R.check(rc == 1 and err.strip() == "pe-dump: numpy is required (Debian: apt-get install python3-numpy)",
+            "without numpy anywhere: one-line 'numpy is required' message, exit 1", f"rc {rc} err {err!r}")
+
+
+# ---------------------------------------------------------------------------
+# Hugging Face hook logic on small torch modules built here
+
+def build_fake_hf(torch, kind, seed=0):
+    """A tiny HF-shaped causal LM: kind in llama (GQA), qwen3 (q/k norm on [B,T,H,D]),
+    gemma3 (q/k norm on [B,H,T,D], local/global rotary), gpt_neox (fused qkv, partial rotary).
+    Each attention module records what it computed: pre-rotary q/k and the rotated ones."""
+    nn = torch.nn
+    torch.manual_seed(seed)
+    H, D, HID, L, V = 4, 8, 32, 3, 50
+    KV = H if kind == "gpt_neox" else 2
+    rot_dim = 4 if kind == "gpt_neox" else D
+
+    def rotate_half(x):
+        h = x.shape[-1] // 2
+        return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
+
+    class Rotary(nn.Module):
+        def __init__(self, dim, base):
+            super().__init__()
+            inv = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+            self.register_buffer("inv_freq", inv, persistent=False)
+            self.attention_scaling = 1.0
+
+        def forward(self, x, pos):
+            freqs = (self.inv_freq[None, :, None] @ pos[:, None, :].float()).transpose(1, 2)
+            emb = torch.cat((freqs, freqs), dim=-1)
+            return emb.cos(), emb.sin()
+
+    class RMS(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = nn.Parameter(torch.randn(D) * 0.3)
+
+        def forward(self, x):
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (1.0 + self.weight)
+
+    class Attn(nn.Module):
+        def __init__(self, index):
+            super().__init__()
+            if kind == "gpt_neox":
+                self.query_key_value = nn.Linear(HID, H * 3 * D)
+            else:
+                self.q_proj = nn.Linear(HID, H * D, bias=(kind == "llama"))
+                self.k_proj = nn.Linear(HID, KV * D, bias=(kind == "llama"))
+                self.v_proj = nn.Linear(HID, KV * D, bias=False)
+            if kind in ("qwen3", "gemma3"):
+                self.q_norm, self.k_norm = RMS(), RMS()
+            if kind == "gemma3":
+                self.is_sliding = index != 1
+            self.o_proj = nn.Linear(H * D, HID, bias=False)
+            self.seen = None
+
+        def forward(self, h, cos, sin):
+            B, T, _ = h.shape
+            if kind == "gpt_neox":
+                qkv = self.query_key_value(h).view(B, T, H, 3 * D).transpose(1, 2)
+                q, k, v = qkv.chunk(3, dim=-1)
+            elif kind == "qwen3":
+                q = self.q_norm(self.q_proj(h).view(B, T, H, D)).transpose(1, 2)
+                k = self.k_norm(self.k_proj(h).view(B, T, KV, D)).transpose(1, 2)
+                v = self.v_proj(h).view(B, T, KV, D).transpose(1, 2)
+            else:
+                q = self.q_proj(h).view(B, T, H, D).transpose(1, 2)
+                k = self.k_proj(h).view(B, T, KV, D).transpose(1, 2)
+                v = self.v_proj(h).view(B, T, KV, D).transpose(1, 2)
+                if kind == "gemma3":
+                    q, k = self.q_norm(q), self.k_norm(k)
+            c, s = cos[:, None], sin[:, None]
+            qr = torch.cat((q[..., :rot_dim] * c + rotate_half(q[..., :rot_dim]) * s, q[..., rot_dim:]), dim=-1)
+            kr = torch.cat((k[..., :rot_dim] * c + rotate_half(k[..., :rot_dim]) * s, k[..., rot_dim:]), dim=-1)
+            self.seen = {"q": q[0].clone(), "k": k[0].clone(), "q_rot": qr[0].clone(), "k_rot": kr[0].clone()}
+            rep = H // KV
+            kr = kr.repeat_interleave(rep, dim=1)
+            vr = v.repeat_interleave(rep, dim=1)
+            scores = qr @ kr.transpose(2, 3) / math.sqrt(D)
+            mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+            scores = scores.masked_fill(mask, float("-inf"))
+            o = (scores.softmax(-1) @ vr).transpose(1, 2).reshape(B, T, H * D)
+            return self.o_proj(o)
+
+    class Layer(nn.Module):
+        def __init__(self, index):
+            super().__init__()
+            attn = Attn(index)
+            if kind == "gpt_neox":
+                self.attention = attn
+            else:
+                self.self_attn = attn
+            self.mlp = nn.Linear(HID, HID)
+
+        def forward(self, h, cos, sin):
+            attn = self.attention if kind == "gpt_neox" else self.self_attn
+            h = h + attn(h, cos, sin)
+            return h + torch.tanh(self.mlp(h))
+
+    class Inner(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed_tokens = nn.Embedding(V, HID)
+            self.layers = nn.ModuleList([Layer(i) for i in range(L)])
+            self.rotary_emb = Rotary(rot_dim, 1e6 if kind == "gemma3" else 10000.0)
+            if kind == "gemma3":
+                self.rotary_emb_local = Rotary(rot_dim, 10000.0)
+
+        def forward(self, input_ids, position_ids):
+            h = self.embed_tokens(input_ids)
+            glob = self.rotary_emb(h, position_ids)
+            loc = self.rotary_emb_local(h, position_ids) if kind == "gemma3" else glob
+            for layer in self.layers:
+                attn = layer.attention if kind == "gpt_neox" else layer.self_attn
+                h = layer(h, *(loc if getattr(attn, "is_sliding", False) else glob))
+            return h
+
+    class LM(nn.Module):
+        def __init__(self, config):
+            super().__init__()
+            self.config = config
+            if kind == "gpt_neox":
+                self.gpt_neox = Inner()
+            else:
+                self.model = Inner()
+
+        def forward(self, input_ids=None, position_ids=None, use_cache=None):
+            inner = self.gpt_neox if kind == "gpt_neox" else self.model
+            return inner(input_ids, position_ids)
+
+    cfg = types.SimpleNamespace(model_type=kind, num_attention_heads=H, hidden_size=HID, head_dim=D,
+                                num_key_value_heads=KV, max_position_embeddings=64, rope_theta=10000.0,
+                                rope_scaling=None)
+    if kind == "gpt_neox":
+        del cfg.num_key_value_heads, cfg.rope_theta
+        cfg.rotary_pct, cfg.rotary_emb_base = 0.5, 10000
+    if kind == "gemma3":
+        cfg.model_type = "gemma3_text"
+        cfg.rope_theta, cfg.rope_local_base_freq, cfg.query_pre_attn_scalar = 1e6, 10000.0, 16
+        cfg.layer_types = ["sliding_attention", "full_attention", "sliding_attention"]
+    model = LM(cfg)
+    model.eval()
+    return model, cfg, H, KV, D, rot_dim
+
+
+def test_hf_facts(tmp):
+    """The per-family table (no torch needed): scale, softcap, rotary_dim, kv heads."""
+    mod = load_dumper_module()
+    ns = types.SimpleNamespace
+    cases = [
+        ("gemma (1)", ns(model_type="gemma", num_attention_heads=8, num_key_value_heads=1, head_dim=256,
+                         hidden_size=2048, max_position_embeddings=8192, rope_theta=10000.0),
+         {"attn_scale": 1 / 16, "attn_softcap": 0.0, "n_kv_heads": 1, "rotary_dim": 256}),
+        ("gemma2", ns(model_type="gemma2", num_attention_heads=8, num_key_value_heads=4, head_dim=256,
+                      hidden_size=2304, query_pre_attn_scalar=224, attn_logit_softcapping=50.0,
+                      max_position_embeddings=8192, rope_theta=10000.0),
+         {"attn_scale": 1 / math.sqrt(224), "attn_softcap": 50.0, "n_kv_heads": 4}),
+        ("qwen2 with rope_scaling", ns(model_type="qwen2", num_attention_heads=14, num_key_value_heads=2,
+                                       hidden_size=896, max_position_embeddings=32768, rope_theta=1e6,
+                                       rope_scaling={"type": "yarn", "factor": 4.0}),
+         {"head_dim": 64, "attn_scale": 1 / 8, "rope_theta": 1e6,
+          "rope_scaling": '{"factor": 4.0, "type": "yarn"}'}),
+        ("gemma3 with rope_parameters per layer type",
+         ns(model_type="gemma3_text", num_attention_heads=4, num_key_value_heads=1, head_dim=256,
+            hidden_size=1152, query_pre_attn_scalar=256, max_position_embeddings=32768,
+            rope_parameters={"full_attention": {"rope_type": "linear", "factor": 8.0, "rope_theta": 1e6},
+                             "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}),
+         {"rope_theta": 1e6, "attn_scale": 1 / 16, "attn_softcap": 0.0,
+          "rope_scaling": '{"full_attention": {"factor": 8.0, "rope_theta": 1000000.0, "rope_type": "linear"}, '
+                          '"sliding_attention": {"rope_theta": 10000.0, "rope_type": "default"}}'}),
+        ("gpt_neox", ns(model_type="gpt_neox", num_attention_heads=8, hidden_size=512, rotary_pct=0.25,
+                        rotary_emb_base=10000, max_position_embeddings=2048),
+         {"n_kv_heads": 8, "head_dim": 64, "rotary_dim": 16, "rope_pairing": "half"}),
+    ]
+    bad = []
+    for name, cfg, want in cases:
+        facts = mod.hf_facts(cfg, mod.hf_family(cfg), {})
+        for k, v in want.items():
+            got = facts.get(k)
+            if (abs(got - v) > 1e-15) if isinstance(v, float) else got != v:
+                bad.append(f"{name}: {k} {got!r} != {v!r}")
+    R.check(not bad, "hf family table: scale (query_pre_attn_scalar), softcap, partial rotary, rope_scaling JSON",
+            "; ".join(bad))
+    out = os.path.join(tmp, "hf_missing.h5")
+    txt = os.path.join(tmp, "hf.txt")
+    with open(txt, "w") as fh:
+        fh.write("Once upon a time")
+    rc, _, err = run_dumper("--hf", os.path.join(tmp, "no-such-model-dir"), "--text", txt, "-o", out)
+    lines = err.strip().splitlines()
+    R.check(rc == 1 and len(lines) == 1 and re.match(r"pe-dump: (torch|transformers) is required|pe-dump: .*cannot load",
+                                                     lines[0]) is not None,
+            "--hf without torch/transformers (or without the model) fails with one clear line, exit 1", err)
+
+
+def test_hf_hooks(tmp):
+    try:
+        import torch
+    except ImportError as e:
+        R.skip("hf hook logic on tiny torch modules", f"torch is not importable ({e})")
+        return
+    mod = load_dumper_module()
+    ids = [3, 17, 5, 42, 8, 1, 0, 33, 21, 9, 12, 49]
+    T = len(ids)
+    for kind in ("llama", "qwen3", "gemma3", "gpt_neox"):
+        model, cfg, H, KV, D, rot_dim = build_fake_hf(torch, kind)
+        out = os.path.join(tmp, f"hf_{kind}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, rotated=True, model_name=f"fake-{kind}")
+        except Exception as e:  # report, keep going
+            R.not_ok(f"hf hooks ({kind}): dump runs", f"{type(e).__name__}: {e}")
+            continue
+        layers = model.gpt_neox.layers if kind == "gpt_neox" else model.model.layers
+        # The dumper stops the forward pass inside the last layer; run it once more, unhooked,
+        # so that every attention module records what it computed.
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
+        with h5py.File(out, "r") as f:
+            errs, shapes = [], []
+            for i, layer in enumerate(layers):
+                attn = layer.attention if kind == "gpt_neox" else layer.self_attn
+                g = f[f"layers/{i:03d}"]
+                for n in ("q", "k", "q_rot", "k_rot"):
+                    errs.append(rel_err(g[n][...], attn.seen[n].numpy()))
+                shapes.append((g["q"].shape, g["k"].shape))
+            R.check(max(errs) <= 1e-5 and all(s == ((H, T, D), (KV, T, D)) for s in shapes),
+                    f"hf hooks ({kind}): q, k before RoPE (after q/k norm) and q_rot, k_rot match what the "
+                    "attention computed; k not repeated", f"largest error {max(errs):.3g}, shapes {shapes}")
+            a = f.attrs
+            want_scale = 0.25 if kind == "gemma3" else 1 / math.sqrt(D)
+            facts = (a["rope_pairing"], int(a["rotary_dim"]), int(a["n_kv_heads"]), float(a["attn_scale"]),
+                     int(a["train_len"]), a["source_dtype"])
+            R.check(facts[:3] + facts[4:] == ("half", rot_dim, KV, 64, "float32")
+                    and abs(facts[3] - want_scale) < 1e-15 and "attn_softcap" not in a,
+                    f"hf hooks ({kind}): pairing half, rotary_dim {rot_dim}, n_kv_heads {KV}, scale, train_len",
+                    str(facts))
+            inner = model.gpt_neox if kind == "gpt_neox" else model.model
+            ok_freq = np.allclose(f["rope/inv_freq"][...], inner.rotary_emb.inv_freq.double().numpy(), rtol=0, atol=0)
+            if kind == "gemma3":
+                local = inner.rotary_emb_local.inv_freq.double().numpy()
+                ok_freq = ok_freq and np.array_equal(f["layers/000/inv_freq"][...], local) \
+                    and np.array_equal(f["layers/002/inv_freq"][...], local) and "inv_freq" not in f["layers/001"]
+            else:
+                ok_freq = ok_freq and not any("inv_freq" in f["layers"][n] for n in f["layers"])
+            R.check(ok_freq, f"hf hooks ({kind}): inv_freq read from the model's rotary module"
+                    + (" (per-layer for sliding layers)" if kind == "gemma3" else ""), "")
+
+    # --layers: only those written, and the forward pass stops after the last one
+    model, cfg, H, KV, D, _ = build_fake_hf(torch, "llama", seed=1)
+    out = os.path.join(tmp, "hf_layers.h5")
+    with mod.QKDumpWriter(out, "bfloat16", gzip=4) as w:
+        mod.dump_hf_model(model, cfg, ids, w, wanted=[1])
+    with h5py.File(out, "r") as f:
+        names = list(f["layers"])
+    R.check(names == ["001"] and model.model.layers[2].self_attn.seen is None,
+            "hf hooks: --layers 1 writes only layer 001 and stops the forward pass after it",
+            f"layers {names}, layer 2 ran: {model.model.layers[2].self_attn.seen is not None}")
+    hooks_left = sum(len(m._forward_hooks) for m in model.modules())
+    R.check(hooks_left == 0, "hf hooks: all hooks are removed afterwards", f"{hooks_left} left")
+
+    # unknown architectures are refused unless the user says what they are like
+    model, cfg, *_ = build_fake_hf(torch, "llama", seed=2)
+    cfg.model_type = "mystery"
+    out = os.path.join(tmp, "hf_unknown.h5")
+    try:
+        with mod.QKDumpWriter(out, "float32") as w:
+            mod.dump_hf_model(model, cfg, ids, w)
+        R.not_ok("hf: an unknown model_type is refused", "no error")
+    except mod.DumpError as e:
+        R.check("mystery" in str(e) and "--arch-like" in str(e) and not os.path.exists(out),
+                "hf: an unknown model_type is refused with a message naming it and --arch-like", str(e))
+    with mod.QKDumpWriter(out, "float32") as w:
+        mod.dump_hf_model(model, cfg, ids, w, arch_like="llama",
+                          overrides={"attn_scale": 0.5, "train_len": 4096})
+    with h5py.File(out, "r") as f:
+        R.check(len(f["layers"]) == 3 and float(f.attrs["attn_scale"]) == 0.5 and int(f.attrs["train_len"]) == 4096,
+                "hf: --arch-like llama with overrides dumps an unknown model_type", "")
+
+
+# ---------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="stories260K.bin (default ../shared/models/)")
+    args = ap.parse_args()
+    model = os.path.abspath(args.model)
+    with tempfile.TemporaryDirectory(prefix="pe-dump-test-") as tmp:
+        if os.path.exists(model):
+            ref = Reference(model)
+            test_greedy(model, ref)
+            ref_file = test_qk_against_reference(model, ref, tmp)
+            if ref_file:
+                test_dtypes(model, tmp, ref_file)
+                test_gzip(model, tmp)
+            test_errors(model, tmp)
+            test_documents(model, tmp)
+            test_long_sample_rotated(model, tmp)
+            test_reexec(model, tmp)
+        else:
+            R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
+                   "gzip, errors, documents)", f"model file {model} is absent")
+        test_hf_facts(tmp)
+        test_hf_hooks(tmp)
+    print(f"# pe-dump tests: {R.passed} passed, {R.failed} failed, {R.skipped} skipped")
+    return 1 if R.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
