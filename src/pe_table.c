@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pe_numfmt.h"
+
 struct pe_table {
     FILE *out;
     pe_format fmt;
@@ -24,7 +26,33 @@ struct pe_table {
     int meta_open;    /* json: inside "meta": { */
     int meta_count;
     const char *tool, *table_name;
+    char *line;       /* the row being built, written with one fwrite */
+    size_t len, cap;
+    int oom;          /* the row buffer could not grow: report at finish */
 };
+
+/* Appends n bytes to the row buffer. */
+static void put(pe_table *t, const char *s, size_t n)
+{
+    if (t->len + n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 256;
+        while (t->len + n + 1 > cap) cap *= 2;
+        char *nl = realloc(t->line, cap);
+        if (!nl) {
+            t->oom = 1;
+            return;
+        }
+        t->line = nl;
+        t->cap = cap;
+    }
+    memcpy(t->line + t->len, s, n);
+    t->len += n;
+}
+
+static void puts_(pe_table *t, const char *s)
+{
+    put(t, s, strlen(s));
+}
 
 int pe_format_parse(const char *s, pe_format *out)
 {
@@ -40,32 +68,47 @@ int pe_format_parse(const char *s, pe_format *out)
 
 const char *pe_format_double(double v, int digits, char *buf, size_t len)
 {
-    if (!isfinite(v)) {
-        snprintf(buf, len, "nan");
-    } else {
-        snprintf(buf, len, "%.*g", digits, v == 0 ? 0.0 : v); /* no "-0" */
-    }
+    char tmp[PE_NUMFMT_MAX];
+    pe_fmt_g(tmp, v, digits);
+    snprintf(buf, len, "%s", tmp);
     return buf;
+}
+
+/* A JSON string literal of s, into a FILE or (f == NULL) the row buffer. */
+static void json_string_to(pe_table *t, FILE *f, const char *s)
+{
+    char esc[8];
+    const unsigned char *p = (const unsigned char *)s, *run = p;
+#define PE_EMIT(str, n) (f ? (void)fwrite((str), 1, (n), f) : put(t, (const char *)(str), (n)))
+    PE_EMIT("\"", 1);
+    for (; *p; p++) {
+        const char *rep = NULL;
+        switch (*p) {
+        case '"': rep = "\\\""; break;
+        case '\\': rep = "\\\\"; break;
+        case '\n': rep = "\\n"; break;
+        case '\t': rep = "\\t"; break;
+        case '\r': rep = "\\r"; break;
+        default:
+            if (*p < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", *p);
+                rep = esc;
+            }
+        }
+        if (rep) {
+            PE_EMIT(run, (size_t)(p - run));
+            PE_EMIT(rep, strlen(rep));
+            run = p + 1;
+        }
+    }
+    PE_EMIT(run, (size_t)(p - run));
+    PE_EMIT("\"", 1);
+#undef PE_EMIT
 }
 
 static void json_string(FILE *f, const char *s)
 {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\r': fputs("\\r", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
+    json_string_to(NULL, f, s);
 }
 
 pe_table *pe_table_open(FILE *out, pe_format fmt, int digits, const char *tool,
@@ -139,47 +182,47 @@ static void cell(pe_table *t)
 {
     if (t->col == 0) {
         write_header(t);
+        t->len = 0;
         if (t->fmt == PE_FMT_JSON) {
-            fputs(t->rows ? ",\n{" : "\n{", t->out);
+            puts_(t, t->rows ? ",\n{" : "\n{");
         } else if (t->pending && t->rows) {
-            fputs(t->pending == 1 ? "\n" : "\n\n", t->out);
+            puts_(t, t->pending == 1 ? "\n" : "\n\n");
         }
         t->pending = 0;
-    } else if (t->fmt != PE_FMT_JSON) {
-        fputc('\t', t->out);
     } else {
-        fputc(',', t->out);
+        put(t, t->fmt == PE_FMT_JSON ? "," : "\t", 1);
     }
     if (t->fmt == PE_FMT_JSON) {
-        json_string(t->out, t->col < t->ncol ? t->cols[t->col] : "extra");
-        fputc(':', t->out);
+        json_string_to(t, NULL, t->col < t->ncol ? t->cols[t->col] : "extra");
+        put(t, ":", 1);
     }
     t->col++;
 }
 
 void pe_table_int(pe_table *t, long long v)
 {
+    char buf[PE_NUMFMT_MAX];
     cell(t);
-    fprintf(t->out, "%lld", v);
+    put(t, buf, pe_fmt_int(buf, v));
 }
 
 void pe_table_str(pe_table *t, const char *s)
 {
     cell(t);
     if (t->fmt == PE_FMT_JSON)
-        json_string(t->out, s);
+        json_string_to(t, NULL, s);
     else
-        fputs(s, t->out);
+        puts_(t, s);
 }
 
 void pe_table_dbl(pe_table *t, double v)
 {
-    char buf[40];
+    char buf[PE_NUMFMT_MAX];
     cell(t);
     if (t->fmt == PE_FMT_JSON && !isfinite(v))
-        fputs("null", t->out);
+        puts_(t, "null");
     else
-        fputs(pe_format_double(v, t->digits, buf, sizeof buf), t->out);
+        put(t, buf, pe_fmt_g(buf, v, t->digits));
 }
 
 void pe_table_nan(pe_table *t)
@@ -189,7 +232,9 @@ void pe_table_nan(pe_table *t)
 
 void pe_table_end_row(pe_table *t)
 {
-    fputs(t->fmt == PE_FMT_JSON ? "}" : "\n", t->out);
+    put(t, t->fmt == PE_FMT_JSON ? "}" : "\n", 1);
+    if (!t->oom) fwrite(t->line, 1, t->len, t->out);
+    t->len = 0;
     t->col = 0;
     t->rows++;
 }
@@ -205,8 +250,11 @@ int pe_table_finish(pe_table *t, pe_err *e)
     if (!t) return 0;
     write_header(t);
     if (t->fmt == PE_FMT_JSON) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
-    (void)e; /* write errors stay in the stream's error flag for pe_output_close */
+    int oom = t->oom;
+    free(t->line);
     free(t);
+    /* Write errors stay in the stream's error flag for pe_output_close. */
+    if (oom) return pe_fail(e, "out of memory while writing the table");
     return 0;
 }
 
