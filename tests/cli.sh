@@ -299,6 +299,31 @@ else
     notok "big.h5: FFT profile equals the direct O(T^2) sum" "$(tail -n 2 "$TMP/ref.log" | tr '\n' ' ')"
 fi
 
+# The same on the real dump: float16 data converted by HDF5 itself in the
+# reference, interleaved pairs, T = 2048 (four times its training length).
+REAL=$TOP/testdata/stories260K.h5
+run "$PEDECOMP" -f tsv --bins 0 --digits 17 -l 0 -H 0,7 "$REAL"
+if [ "$status" -eq 0 ] && "$BUILD/tests/refprofile" "$REAL" "$TMP/out" >"$TMP/ref.log" 2>&1; then
+    ok "real dump: FFT profile equals the direct O(T^2) sum to 1e-9 ($(tail -n 1 "$TMP/ref.log"))"
+else
+    notok "real dump: FFT profile equals the direct O(T^2) sum" "$(tail -n 2 "$TMP/ref.log" | tr '\n' ' ')"
+fi
+
+# From the real checkpoint through the dumper to pedecomp: --check reads every
+# head and finds the stored rotation equal to its own.
+MODEL=$TOP/../shared/models/stories260K.bin
+if [ ! -f "$MODEL" ]; then
+    echo "skip - pe-dump to pedecomp --check: $MODEL is not here"
+elif ! /usr/bin/python3 -c 'import numpy, h5py' 2>/dev/null; then
+    echo "skip - pe-dump to pedecomp --check: /usr/bin/python3 lacks numpy or h5py"
+else
+    "$TOP/scripts/pe-dump" --llama2c "$MODEL" --sample 96 --documents 2 --seed 3 --rotated --dtype float32 \
+        -o "$TMP/dumped.h5" 2>"$TMP/err"
+    expect 0 "" "pe-dump --rotated output passes pedecomp --check" "$PEDECOMP" --check "$TMP/dumped.h5"
+    n=$(grep -c '	ok$' "$TMP/out")
+    if [ "$n" -eq 10 ]; then ok "--check compared q and k of all 5 layers"; else notok "--check compared q and k of all 5 layers" "$n rows ok"; fi
+fi
+
 # Output: -o writes the file whole or not at all; write errors are caught.
 expect 0 "" "-o writes a file" "$PEDECOMP" -o "$TMP/table.tsv" -f tsv f32.h5
 if [ -s "$TMP/table.tsv" ] && [ ! -s "$TMP/out" ]; then ok "-o: the table is in the file, not on stdout"; else notok "-o: the table is in the file"; fi

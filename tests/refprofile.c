@@ -7,8 +7,11 @@
  * rotates every query and key at its position, and sums the pair dot
  * products over every causal pair: the O(T^2) definition of analyses.md
  * section 2.  Every row must match to 1e-9 of the component's largest |C|.
- * Assumes what the fixtures use: positions 0..T-1 (no /tokens/positions),
- * the half pairing, theta_i = 10000^(-2i/R), attn_scale 1/sqrt(D). */
+ * Reads n_heads, n_kv_heads, head_dim, rotary_dim, rope_pairing, attn_scale
+ * (default 1/sqrt(D)), rope_theta (default 1e4), /rope/inv_freq and
+ * /tokens/positions when present; needs contiguous positions, layer 000
+ * stored as q/k, and R == D (no pass dims), as the fixtures and the real
+ * dump have. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdio.h>
@@ -27,7 +30,22 @@ static long long attr(hid_t f, const char *name)
     return v;
 }
 
-/* One head of a tensor as double, rotated in place with the half pairing. */
+static int interleaved;
+static double *theta_tab;
+
+static double attr_f(hid_t f, const char *name, double def)
+{
+    double v = def;
+    if (H5Aexists(f, name) > 0) {
+        hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+        H5Aread(a, H5T_NATIVE_DOUBLE, &v);
+        H5Aclose(a);
+    }
+    return v;
+}
+
+/* One head of a tensor as double, rotated in place at positions 0..T-1
+ * (distances are all that matter), pairs laid out as the file says. */
 static double *head(hid_t f, const char *path, int h, long T, int D, int R)
 {
     hid_t d = H5Dopen2(f, path, H5P_DEFAULT), sp = H5Dget_space(d);
@@ -45,11 +63,12 @@ static double *head(hid_t f, const char *path, int h, long T, int D, int R)
     int P = R / 2;
     for (long m = 0; m < T; m++) {
         for (int i = 0; i < P; i++) {
-            double a = (double)m * pow(10000.0, -2.0 * i / R);
+            double a = (double)m * theta_tab[i];
             double *v = x + (size_t)m * (size_t)D;
-            double re = v[i], im = v[i + P];
-            v[i] = re * cos(a) - im * sin(a);
-            v[i + P] = re * sin(a) + im * cos(a);
+            int ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + P;
+            double re = v[ia], im = v[ib];
+            v[ia] = re * cos(a) - im * sin(a);
+            v[ib] = re * sin(a) + im * cos(a);
         }
     }
     return x;
@@ -72,7 +91,37 @@ int main(int argc, char **argv)
     H5Sclose(sp);
     H5Dclose(d);
     long T = (long)dims[1];
-    double s = 1.0 / sqrt((double)D);
+    double s = attr_f(f, "attn_scale", 1.0 / sqrt((double)D));
+    {
+        char pairing[32] = "";
+        hid_t a = H5Aopen(f, "rope_pairing", H5P_DEFAULT), t = H5Tcopy(H5T_C_S1);
+        char *vs = NULL;
+        H5Tset_size(t, H5T_VARIABLE);
+        H5Tset_cset(t, H5T_CSET_UTF8); /* as h5py writes it */
+        if (a >= 0 && H5Aread(a, t, &vs) >= 0 && vs) {
+            snprintf(pairing, sizeof pairing, "%s", vs);
+            H5free_memory(vs);
+        }
+        H5Tclose(t);
+        if (a >= 0) H5Aclose(a);
+        interleaved = strcmp(pairing, "interleaved") == 0;
+        if (!interleaved && strcmp(pairing, "half") != 0) {
+            fprintf(stderr, "refprofile: cannot read rope_pairing\n");
+            return 2;
+        }
+        theta_tab = calloc((size_t)P + 1, sizeof *theta_tab);
+        double base = attr_f(f, "rope_theta", 10000.0);
+        for (int i = 0; i < P; i++) theta_tab[i] = pow(base, -2.0 * i / R);
+        if (H5Lexists(f, "rope", H5P_DEFAULT) > 0 && H5Lexists(f, "rope/inv_freq", H5P_DEFAULT) > 0) {
+            hid_t dd = H5Dopen2(f, "rope/inv_freq", H5P_DEFAULT);
+            H5Dread(dd, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, theta_tab);
+            H5Dclose(dd);
+        }
+        if (R != D) {
+            fprintf(stderr, "refprofile: needs rotary_dim == head_dim\n");
+            return 2;
+        }
+    }
     int rows_out = P + 1; /* pairs, then the total (no pass dims here) */
 
     /* ref[h][c][delta]: the mean of component c at distance delta. */
@@ -105,7 +154,8 @@ int main(int argc, char **argv)
                     const double *kj = k + (size_t)j * (size_t)D;
                     double tot = 0;
                     for (int i = 0; i < P; i++) {
-                        double c = qm[i] * kj[i] + qm[i + P] * kj[i + P];
+                        int ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + P;
+                        double c = qm[ia] * kj[ia] + qm[ib] * kj[ib];
                         acc[(size_t)i * (size_t)T + (size_t)(m - j)] += c;
                     }
                     for (int dd = 0; dd < D; dd++) tot += qm[dd] * kj[dd];
@@ -142,6 +192,7 @@ int main(int argc, char **argv)
     }
     free(ref);
     free(refmax);
+    free(theta_tab);
     printf("%ld rows, worst error %.3g of the largest |C|\n", checked, worst);
     if (checked == 0 || bad) {
         fprintf(stderr, "refprofile: %d rows differ by more than 1e-9\n", bad);
