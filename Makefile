@@ -86,9 +86,10 @@ regen: all $(TEST_BIN)
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5
 	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
-	install -m 755 scripts/pe-dump $(DESTDIR)$(BINDIR)
-	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1
-	install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5
+	sed 's/^INSTALLED_VERSION = None$$/INSTALLED_VERSION = "$(VERSION)"/' scripts/pe-dump >$(DESTDIR)$(BINDIR)/pe-dump
+	chmod 755 $(DESTDIR)$(BINDIR)/pe-dump
+	$(if $(wildcard man/*.1),install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1)
+	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5)
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump
