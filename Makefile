@@ -25,28 +25,38 @@ PYTHON ?= /usr/bin/python3
 
 # Libraries come from pkg-config (Debian keeps hdf5.h in a subfolder).
 # Recursive '=' so that the flags are read after `make deps` has run.
-PE_PKGS = hdf5 fftw3
-PE_CPPFLAGS = -Iinclude -D_POSIX_C_SOURCE=200809L $(shell $(PKG_CONFIG) --cflags $(PE_PKGS))
+PE_PKGS = hdf5 fftw3 lapacke openblas
+PE_CPPFLAGS = -Iinclude -D_XOPEN_SOURCE=700 $(shell $(PKG_CONFIG) --cflags $(PE_PKGS))
 PE_LIBS = $(shell $(PKG_CONFIG) --libs $(PE_PKGS)) -lpthread -lm
 
-TOOLS = pedecomp
+# Every src/*.c that is not a library module (pe_*.c) is a tool's main.
+TOOLS = $(sort $(patsubst src/%.c,%,$(filter-out src/pe_%.c,$(wildcard src/*.c))))
 LIB_SRC = $(sort $(wildcard src/pe_*.c))
 LIB_OBJ = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 LIB = $(BUILD)/libpetools.a
 TOOL_BIN = $(TOOLS:%=$(BUILD)/%)
 TEST_SRC = $(sort $(wildcard tests/test_*.c))
-TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(BUILD)/tests/mkfixtures $(BUILD)/tests/refprofile
+# Fixture generators (tests/mkfix*.c) and reference programs (tests/ref*.c)
+# are built with the tests; tests/run.sh runs every generator first.
+AUX_SRC = $(sort $(wildcard tests/mkfix*.c tests/ref*.c))
+TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(AUX_SRC:tests/%.c=$(BUILD)/tests/%)
 MAN = $(wildcard man/*.1 man/*.5)
 
 ALL_CPPFLAGS = $(PE_CPPFLAGS) $(CPPFLAGS)
 
-.PHONY: all deps check test check-asan regen install uninstall clean demo
+.PHONY: all deps check test check-asan regen install uninstall clean demo FORCE
 .SUFFIXES:
 .SECONDARY:
 
 all: $(LIB) $(TOOL_BIN)
 
-$(BUILD)/obj/%.o: src/%.c
+# Objects are rebuilt when the compiler or its flags change, not only the sources.
+$(BUILD)/flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(ALL_CPPFLAGS) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ 2>/dev/null || \
+	  echo '$(CC) $(ALL_CPPFLAGS) $(CFLAGS) $(LDFLAGS)' >$@
+
+$(BUILD)/obj/%.o: src/%.c $(BUILD)/flags
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -57,7 +67,7 @@ $(LIB): $(LIB_OBJ)
 $(BUILD)/%: $(BUILD)/obj/%.o $(LIB)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(PE_LIBS) $(LIBS)
 
-$(BUILD)/tests/%.o: tests/%.c
+$(BUILD)/tests/%.o: tests/%.c $(BUILD)/flags
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CPPFLAGS) -Itests $(CFLAGS) -MMD -MP -c -o $@ $<
 

@@ -22,7 +22,7 @@ static const pe_option pe_common_options[] = {
     {"format", 'f', "FMT", "gnuplot (default), tsv or json"},
     {"digits", PE_OPT_DIGITS, "N", "significant digits of numbers, 1-17 (default 9)"},
     {"jobs", 'j', "N", "threads over heads (default: all cores); output does not depend on it"},
-    {"max-memory", PE_OPT_MAX_MEMORY, "BYTES", "refuse inputs needing more (K/M/G suffix; default available)"},
+    {"max-memory", PE_OPT_MAX_MEMORY, "BYTES", "refuse inputs needing more (K/M/G/T suffix; default available)"},
     {"quiet", 'q', NULL, "no warnings"},
     {"verbose", 'v', NULL, "report progress and timings on stderr"},
     {"help", 'h', NULL, "show this help and exit"},

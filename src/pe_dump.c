@@ -406,8 +406,8 @@ static int check_tensor(hid_t g, const char *file, const char *lname, const char
         char fname[64] = "";
         H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &ncd, cd, sizeof fname, fname, NULL);
         if (id == PE_FILTER_LZF) {
-            pe_fail(e, "%s: /layers/%s/%s: compressed with h5py's lzf filter, which only h5py can "
-                       "read; rewrite it with gzip (h5repack -f GZIP=4)", file, lname, dname);
+            pe_fail(e, "%s: /layers/%s/%s: compressed with h5py's lzf filter, which petools cannot "
+                       "read; re-save it with gzip (see qkdump(5))", file, lname, dname);
             goto done;
         }
         if (id < 0 || H5Zfilter_avail(id) <= 0) {
@@ -644,8 +644,9 @@ static int read_root(pe_dump *d, const pe_open_opts *opts, pe_err *e)
         r = attr_int(d->file, file, req[i], &val[i], e);
         if (r < 0) return -1;
         if (r == 0) return pe_fail(e, "%s: %s: missing required attribute", file, req[i]);
-        if (val[i] <= 0 || val[i] > 1000000)
-            return pe_fail(e, "%s: %s: must be positive (got %lld)", file, req[i], val[i]);
+        if (val[i] <= 0) return pe_fail(e, "%s: %s: must be positive (got %lld)", file, req[i], val[i]);
+        if (val[i] > 1000000)
+            return pe_fail(e, "%s: %s: %lld is beyond what this reader accepts (1000000)", file, req[i], val[i]);
     }
     m->n_heads = (int)val[0];
     m->n_kv_heads = (int)val[1];
@@ -1079,7 +1080,11 @@ int pe_inputs_open(pe_inputs *in, char *const *paths, size_t n_paths, const pe_o
         for (size_t i = 0; i < in->n; i++) {
             int s = pe_dump_find_layer(in->dumps[i], in->layers[j]);
             if (s < 0) {
-                pe_fail_usage(e, "--layers: layer %ld is not in %s", in->layers[j], paths[i]);
+                if (layers)
+                    pe_fail_usage(e, "--layers: layer %ld is not in %s", in->layers[j], paths[i]);
+                else
+                    pe_fail(e, "%s: layer %ld of %s is missing; files pooled together need the same layers "
+                               "(or select common ones with --layers)", paths[i], in->layers[j], paths[0]);
                 goto fail;
             }
             const pe_meta *mi = pe_dump_meta(in->dumps[i]);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -269,6 +270,8 @@ static int same_file(const char *a, const char *b)
 
 int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n_inputs, pe_err *e)
 {
+    struct stat st;
+    char *resolved = NULL;
     memset(o, 0, sizeof *o);
     if (!path || strcmp(path, "-") == 0) {
         o->fp = stdout;
@@ -277,11 +280,31 @@ int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n
     for (size_t i = 0; i < n_inputs; i++)
         if (same_file(path, inputs[i]))
             return pe_fail_usage(e, "--output: '%s' is an input file; refusing to overwrite it", path);
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-        return pe_fail_usage(e, "--output: '%s' is a directory", path);
+    if (lstat(path, &st) == 0) {
+        /* The table replaces a link's target, never the link. */
+        if (S_ISLNK(st.st_mode)) {
+            if (!(resolved = realpath(path, NULL)) || stat(resolved, &st) != 0) {
+                free(resolved);
+                return pe_fail_usage(e, "--output: '%s' is a link to nothing", path);
+            }
+            path = resolved;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            free(resolved);
+            return pe_fail_usage(e, "--output: '%s' is a directory", path);
+        }
+        if (!S_ISREG(st.st_mode)) {
+            pe_fail_usage(e, "--output: '%s' is not a regular file (redirect standard output to write to it)",
+                          path);
+            free(resolved);
+            return -1;
+        }
+    }
     size_t n = strlen(path);
-    if (!(o->path = pe_strdup(path, e))) return -1;
+    o->path = pe_strdup(path, e);
+    free(resolved);
+    if (!o->path) return -1;
+    path = o->path;
     if (!(o->tmp_path = pe_alloc(n + 16, 1, 0, e))) goto fail;
     /* The temporary sits next to the target so that rename() is atomic. */
     snprintf(o->tmp_path, n + 16, "%s.tmpXXXXXX", path);

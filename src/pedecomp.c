@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pe_cli.h"
@@ -49,13 +50,14 @@ typedef struct decomp_opts {
     pe_class_rule rule;
     long rotary_dim; /* freqs without a file */
     double rope_theta;
+    int rope_theta_given;
 } decomp_opts;
 
 static const pe_option decomp_options[] = {
     {"table", 't', "NAME", "profile (default), summary or freqs"},
     {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance)"},
     {"method", OPT_METHOD, "M", "fft (default) or direct, the O(T^2) sum that checks it"},
-    {"scale", OPT_SCALE, "SPEC", "freqs: scaling what-if: pi:S, ntk:S, dynamic:S:T, yarn:S, llama3:S:LO:HI:OL"},
+    {"scale", OPT_SCALE, "SPEC", "freqs: what-if pi:S, ntk:S, dynamic:S:T, yarn:S[:BF:BS], llama3:S:LO:HI:OL"},
     {"check", OPT_CHECK, NULL, "read every head; compare stored q_rot/k_rot with rotated q/k"},
     {"hf-turns", OPT_HF_TURNS, "X", "class hf when turns within L >= X (default 1)"},
     {"act-turns", OPT_ACT_TURNS, "X", "class act when turns within L >= X (default 0.5)"},
@@ -82,7 +84,9 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     case OPT_HF_TURNS: return pe_parse_double("--hf-turns", arg, 0, 1e300, &o->rule.hf_turns, e);
     case OPT_ACT_TURNS: return pe_parse_double("--act-turns", arg, 0, 1e300, &o->rule.act_turns, e);
     case OPT_ROTARY_DIM: return pe_parse_long("--rotary-dim", arg, 0, 1000000, &o->rotary_dim, e);
-    case OPT_ROPE_THETA: return pe_parse_double("--rope-theta", arg, 1e-300, 1e300, &o->rope_theta, e);
+    case OPT_ROPE_THETA:
+        o->rope_theta_given = 1;
+        return pe_parse_double("--rope-theta", arg, 1e-300, 1e300, &o->rope_theta, e);
     default: return pe_fail_usage(e, "unknown option");
     }
 }
@@ -105,6 +109,13 @@ static const pe_tool tool = {
     .libraries = libraries,
     .handle = handle_option};
 
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 /* ---- the shared run state ---- */
 
 typedef struct head_result {
@@ -123,8 +134,9 @@ typedef struct run {
     size_t n_tasks;
     head_result *res;
     pe_table *table;
-    int *warned;         /* per file: non-contiguous positions warned */
-    int progress;
+    int progress;        /* a progress line on a terminal */
+    int verbose;         /* -v: a line per finished layer */
+    double t0;
 } run;
 
 static void result_free(head_result *r)
@@ -288,53 +300,74 @@ static int emit_head(size_t i, void *ctx, pe_err *e)
         fprintf(stderr, "\r%s: %zu/%zu heads", PROG, i + 1, R->n_tasks);
         if (i + 1 == R->n_tasks) fputs("\r\033[K", stderr);
     }
+    if (R->verbose && (i + 1) % R->in.n_heads == 0)
+        fprintf(stderr, "%s: layer %ld: %zu heads done at %.3f s\n", PROG, R->in.layers[i / R->in.n_heads],
+                R->in.n_heads, now() - R->t0);
     return 0;
 }
 
 /* ---- freqs ---- */
 
-static void write_inputs_meta(pe_table *t, const pe_inputs *in)
+static void write_inputs_meta(pe_table *t, char *const *paths, pe_dump *const *dumps, size_t n)
 {
-    for (size_t f = 0; f < in->n; f++) {
-        const pe_meta *m = pe_dump_meta(in->dumps[f]);
-        pe_table_meta(t, "input", "%s (T %zu, positions %lld..%lld, %zu layers, model %s)",
-                      pe_dump_path(in->dumps[f]), m->T, (long long)m->positions[0],
-                      (long long)m->positions[m->T - 1], m->n_layers, m->model ? m->model : "unknown");
+    for (size_t f = 0; f < n; f++) {
+        const pe_meta *m = pe_dump_meta(dumps[f]);
+        pe_table_meta(t, "input", "%s (T %zu, positions %lld..%lld, %zu layers, model %s)", paths[f], m->T,
+                      (long long)m->positions[0], (long long)m->positions[m->T - 1], m->n_layers,
+                      m->model ? m->model : "unknown");
     }
 }
 
-static int freqs_table(pe_table *t, const double *theta, int R_dim, double base, long L,
-                       const decomp_opts *o, pe_err *e)
+/* The geometry table, its what-if computed before anything is written so
+ * that a scaling the rotary dims do not allow is an error, not half a table. */
+typedef struct freqs_plan {
+    const double *theta;
+    int rotary_dim;
+    long L;
+    double *scaled; /* NULL without --scale */
+    pe_scale_info info;
+} freqs_plan;
+
+static int freqs_prepare(freqs_plan *fp, const double *theta, int R_dim, double base, long L,
+                         const decomp_opts *o, pe_err *e)
 {
-    int P = R_dim / 2, rc = -1;
-    double *scaled = NULL;
-    pe_scale_info info = {0};
-    if (o->scale_spec) {
-        if (!(scaled = pe_alloc(P ? (size_t)P : 1, sizeof *scaled, 0, e))) return -1;
-        if (pe_scaling_apply(&o->scale, R_dim, base, L, theta, scaled, &info, e) < 0) goto done;
-        pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)",
-                      o->scale_spec, info.target_len, info.base_scaled, info.attn_factor);
+    memset(fp, 0, sizeof *fp);
+    fp->theta = theta;
+    fp->rotary_dim = R_dim;
+    fp->L = L;
+    if (!o->scale_spec) return 0;
+    if (!(fp->scaled = pe_alloc(R_dim > 1 ? (size_t)R_dim / 2 : 1, sizeof *fp->scaled, 0, e))) return -1;
+    if (pe_scaling_apply(&o->scale, R_dim, base, L, theta, fp->scaled, &fp->info, e) < 0) {
+        free(fp->scaled);
+        fp->scaled = NULL;
+        return -1;
     }
-    pe_table_meta(t, "train_len", "%ld", L);
-    pe_table_meta(t, "rotary_dim", "%d", R_dim);
-    for (int i = 0; i < P; i++) {
+    return 0;
+}
+
+static void freqs_write(pe_table *t, const freqs_plan *fp, const decomp_opts *o)
+{
+    if (fp->scaled)
+        pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)", o->scale_spec,
+                      fp->info.target_len, fp->info.base_scaled, fp->info.attn_factor);
+    pe_table_meta(t, "train_len", "%ld", fp->L);
+    pe_table_meta(t, "rotary_dim", "%d", fp->rotary_dim);
+    for (int i = 0; i < fp->rotary_dim / 2; i++) {
+        double th = fp->theta[i];
         pe_table_int(t, i);
-        pe_table_dbl(t, theta[i]);
-        pe_table_dbl(t, pe_rope_wavelength(theta[i]));
-        pe_table_dbl(t, pe_rope_turns(theta[i], L));
-        pe_table_dbl(t, (double)(L - 1) * theta[i]);
-        pe_table_str(t, pe_class_name(pe_rope_classify(theta[i], L, &o->rule)));
-        if (scaled) {
-            pe_table_dbl(t, scaled[i]);
-            pe_table_dbl(t, pe_rope_turns(scaled[i], info.target_len));
-            pe_table_str(t, pe_class_name(pe_rope_classify(scaled[i], info.target_len, &o->rule)));
+        pe_table_dbl(t, th);
+        pe_table_dbl(t, pe_rope_wavelength(th));
+        pe_table_dbl(t, pe_rope_turns(th, fp->L));
+        pe_table_dbl(t, (double)(fp->L - 1) * th);
+        pe_table_str(t, pe_class_name(pe_rope_classify(th, fp->L, &o->rule)));
+        if (fp->scaled) {
+            long Lt = fp->info.target_len;
+            pe_table_dbl(t, fp->scaled[i]);
+            pe_table_dbl(t, pe_rope_turns(fp->scaled[i], Lt));
+            pe_table_str(t, pe_class_name(pe_rope_classify(fp->scaled[i], Lt, &o->rule)));
         }
         pe_table_end_row(t);
     }
-    rc = 0;
-done:
-    free(scaled);
-    return rc;
 }
 
 /* ---- --check ---- */
@@ -349,73 +382,77 @@ static double dtype_eps(const char *name)
     return 0;
 }
 
-/* Reads every head of every layer of every file (so that damage anywhere
- * shows), and where q/k and q_rot/k_rot are both stored, compares the
- * rotation of q/k with them.  Sets *mismatch when a difference exceeds the
- * tolerance of the stored and source types. */
-static int check_files(pe_table *t, pe_inputs *in, int *mismatch, pe_err *e)
+/* One file, checked on its own (no pooling): reads every selected head of
+ * every selected layer, so that damage anywhere shows, and where q/k and
+ * q_rot/k_rot are both stored compares the rotation of q/k with them.  Sets
+ * *mismatch when a difference exceeds the tolerance of the stored and source
+ * types. */
+static int check_file(pe_table *t, pe_dump *d, const char *path, const pe_common_opts *c, int *mismatch,
+                      pe_err *e)
 {
-    for (size_t f = 0; f < in->n; f++) {
-        pe_dump *d = in->dumps[f];
-        const pe_meta *m = pe_dump_meta(d);
-        size_t td = m->T * (size_t)m->head_dim;
-        double *x = pe_alloc(td, sizeof *x, 0, e), *y = pe_alloc(td, sizeof *y, 0, e);
-        if (!x || !y) {
-            free(x);
-            free(y);
-            return -1;
-        }
-        for (size_t s = 0; s < m->n_layers; s++) {
-            const pe_layer_info *L = &m->layers[s];
-            pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, L->theta};
-            for (int tn = 0; tn < 2; tn++) {
-                int nh = tn == 0 ? m->n_heads : m->n_kv_heads;
-                double maxdiff = 0, maxabs = 0;
-                for (int h = 0; h < nh; h++) {
-                    if (L->has_plain && pe_dump_read_stored(d, s, (pe_tensor)tn, 0, h, x, e) < 0) goto fail;
-                    if (L->has_rot && pe_dump_read_stored(d, s, (pe_tensor)tn, 1, h, y, e) < 0) goto fail;
-                    if (!(L->has_plain && L->has_rot)) continue;
-                    pe_rope_rotate(x, m->T, &g, m->positions, +1);
-                    for (size_t j = 0; j < td; j++) {
-                        maxdiff = fmax(maxdiff, fabs(x[j] - y[j]));
-                        maxabs = fmax(maxabs, fabs(y[j]));
-                    }
+    const pe_meta *m = pe_dump_meta(d);
+    size_t td = m->T * (size_t)m->head_dim;
+    int group = m->n_heads / m->n_kv_heads, rc = -1;
+    double *x = pe_alloc(td, sizeof *x, 0, e), *y = pe_alloc(td, sizeof *y, 0, e);
+    if (!x || !y) goto done;
+    for (size_t s = 0; s < m->n_layers; s++) {
+        const pe_layer_info *L = &m->layers[s];
+        pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, L->theta};
+        int wanted = !c->layers;
+        for (size_t j = 0; c->layers && j < c->n_layers; j++) wanted |= c->layers[j] == L->index;
+        if (!wanted) continue;
+        for (int tn = 0; tn < 2; tn++) {
+            int nh = tn == 0 ? m->n_heads : m->n_kv_heads, nread = 0;
+            double maxdiff = 0, maxabs = 0;
+            for (int h = 0; h < nh; h++) {
+                /* With --heads: those query heads and the key heads they use. */
+                int use = !c->heads;
+                for (size_t j = 0; c->heads && j < c->n_heads; j++)
+                    use |= tn == 0 ? c->heads[j] == h : c->heads[j] / group == h;
+                if (!use) continue;
+                nread++;
+                if (L->has_plain && pe_dump_read_stored(d, s, (pe_tensor)tn, 0, h, x, e) < 0) goto done;
+                if (L->has_rot && pe_dump_read_stored(d, s, (pe_tensor)tn, 1, h, y, e) < 0) goto done;
+                if (!(L->has_plain && L->has_rot)) continue;
+                pe_rope_rotate(x, m->T, &g, m->positions, +1);
+                for (size_t j = 0; j < td; j++) {
+                    maxdiff = fmax(maxdiff, fabs(x[j] - y[j]));
+                    maxabs = fmax(maxabs, fabs(y[j]));
                 }
-                const char *dt_plain = pe_dump_dtype(d, s, (pe_tensor)tn, 0);
-                const char *dt_rot = pe_dump_dtype(d, s, (pe_tensor)tn, 1);
-                pe_table_str(t, pe_dump_path(d));
-                pe_table_int(t, L->index);
-                pe_table_str(t, tn == 0 ? "q" : "k");
-                pe_table_str(t, L->has_plain ? dt_plain : dt_rot);
-                pe_table_int(t, nh);
-                if (L->has_plain && L->has_rot) {
-                    double eps = fmax(fmax(dtype_eps(dt_plain), dtype_eps(dt_rot)), dtype_eps(m->source_dtype));
-                    double tol = 8 * fmax(eps, 0x1p-52);
-                    double rel = maxabs > 0 ? maxdiff / maxabs : (maxdiff > 0 ? INFINITY : 0);
-                    int ok = rel <= tol;
-                    if (!ok) *mismatch = 1;
-                    pe_table_dbl(t, maxdiff);
-                    pe_table_dbl(t, rel);
-                    pe_table_dbl(t, tol);
-                    pe_table_str(t, ok ? "ok" : "mismatch");
-                } else {
-                    pe_table_nan(t);
-                    pe_table_nan(t);
-                    pe_table_nan(t);
-                    pe_table_str(t, "read");
-                }
-                pe_table_end_row(t);
             }
+            const char *dt_plain = pe_dump_dtype(d, s, (pe_tensor)tn, 0);
+            const char *dt_rot = pe_dump_dtype(d, s, (pe_tensor)tn, 1);
+            pe_table_str(t, path);
+            pe_table_int(t, L->index);
+            pe_table_str(t, tn == 0 ? "q" : "k");
+            pe_table_str(t, L->has_plain ? dt_plain : dt_rot);
+            pe_table_int(t, nread);
+            if (L->has_plain && L->has_rot) {
+                double eps = fmax(fmax(dtype_eps(dt_plain), dtype_eps(dt_rot)), dtype_eps(m->source_dtype));
+                double tol = 8 * fmax(eps, 0x1p-52);
+                /* An all-zero stored tensor with a nonzero rotation is a
+                 * mismatch of unbounded relative size: rel_diff 1. */
+                double rel = maxabs > 0 ? maxdiff / maxabs : (maxdiff > 0 ? 1 : 0);
+                int ok = rel <= tol;
+                if (!ok) *mismatch = 1;
+                pe_table_dbl(t, maxdiff);
+                pe_table_dbl(t, rel);
+                pe_table_dbl(t, tol);
+                pe_table_str(t, ok ? "ok" : "mismatch");
+            } else {
+                pe_table_nan(t);
+                pe_table_nan(t);
+                pe_table_nan(t);
+                pe_table_str(t, "read");
+            }
+            pe_table_end_row(t);
         }
-        free(x);
-        free(y);
-        continue;
-    fail:
-        free(x);
-        free(y);
-        return -1;
     }
-    return 0;
+    rc = 0;
+done:
+    free(x);
+    free(y);
+    return rc;
 }
 
 /* ---- main ---- */
@@ -436,16 +473,37 @@ static const char *const freqs_cols[] = {"component", "theta", "wavelength", "rh
 static const char *const check_cols[] = {"file", "layer", "tensor", "dtype", "heads",
                                          "max_abs_diff", "rel_diff", "tolerance", "status"};
 
+/* Checks what the command line alone can tell; returns 0 or -1 (usage). */
+static int check_options(const decomp_opts *o, size_t n_files, long train_len, pe_err *e)
+{
+    if (o->rule.act_turns > o->rule.hf_turns)
+        return pe_fail_usage(e, "--act-turns %g is above --hf-turns %g", o->rule.act_turns, o->rule.hf_turns);
+    if (n_files == 0 && !(o->table == TABLE_FREQS && o->rotary_dim >= 0))
+        return pe_fail_usage(e, "no input file (see %s --help)", PROG);
+    if (n_files > 0 && o->rotary_dim >= 0) return pe_fail_usage(e, "--rotary-dim: only for -t freqs without an input file");
+    if (n_files > 0 && o->rope_theta_given) return pe_fail_usage(e, "--rope-theta: only for -t freqs without an input file");
+    if (o->rotary_dim >= 0 && o->rotary_dim % 2) return pe_fail_usage(e, "--rotary-dim: must be even (got %ld)", o->rotary_dim);
+    if (n_files == 0 && train_len <= 0) return pe_fail_usage(e, "-t freqs needs the training length: give --train-len");
+    if (o->scale_spec && o->table != TABLE_FREQS) return pe_fail_usage(e, "--scale: only for -t freqs");
+    if (o->check && (o->table != TABLE_PROFILE || o->scale_spec))
+        return pe_fail_usage(e, "--check: writes its own table; leave out -t and --scale");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     pe_common_opts c;
-    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0};
+    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0};
     pe_err e = {0};
     pe_output out = {0};
     run R;
     int first, status = PE_EXIT_OK, mismatch = 0;
     char *const *files;
     size_t n_files;
+    double *theta_cli = NULL;
+    pe_dump **checked = NULL;
+    freqs_plan fp = {0};
+    double t0 = now();
 
     memset(&R, 0, sizeof R);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
@@ -458,151 +516,132 @@ int main(int argc, char **argv)
     }
     files = argv + first;
     n_files = (size_t)(argc - first);
-    if (o.rule.act_turns > o.rule.hf_turns) {
-        pe_fail_usage(&e, "--act-turns %g is above --hf-turns %g", o.rule.act_turns, o.rule.hf_turns);
-        status = fail(&e);
-        goto end;
-    }
-    if (n_files == 0 && !(o.table == TABLE_FREQS && o.rotary_dim >= 0)) {
-        fprintf(stderr, "%s: no input file (see %s --help)\n", PROG, PROG);
-        status = PE_EXIT_USAGE;
-        goto end;
-    }
-    if (o.rotary_dim >= 0 && n_files > 0) {
-        pe_fail_usage(&e, "--rotary-dim: only for -t freqs without an input file");
-        status = fail(&e);
-        goto end;
-    }
-    if (o.scale_spec && o.table != TABLE_FREQS) {
-        pe_fail_usage(&e, "--scale: only for -t freqs");
-        status = fail(&e);
-        goto end;
-    }
-
     pe_open_opts oo = {c.pairing, c.max_memory};
-    if (n_files > 0 &&
-        pe_inputs_open(&R.in, files, n_files, &oo, c.layers, c.n_layers, c.heads, c.n_heads,
-                       c.train_len, &e) < 0) {
-        status = fail(&e);
-        goto end;
+    if (check_options(&o, n_files, c.train_len, &e) < 0) goto failed;
+
+    /* Open and validate everything before the first byte of output. */
+    if (o.check) {
+        /* --check judges each file on its own: nothing is pooled. */
+        if (!(checked = pe_alloc(n_files, sizeof *checked, 1, &e))) goto failed;
+        for (size_t f = 0; f < n_files; f++) {
+            if (!(checked[f] = pe_dump_open(files[f], &oo, &e))) goto failed;
+            for (size_t j = 0; c.layers && j < c.n_layers; j++)
+                if (pe_dump_find_layer(checked[f], c.layers[j]) < 0) {
+                    pe_fail_usage(&e, "--layers: layer %ld is not in %s", c.layers[j], files[f]);
+                    goto failed;
+                }
+            for (size_t j = 0; c.heads && j < c.n_heads; j++)
+                if (c.heads[j] >= pe_dump_meta(checked[f])->n_heads) {
+                    pe_fail_usage(&e, "--heads: head %ld does not exist (%s has %d query heads)", c.heads[j],
+                                  files[f], pe_dump_meta(checked[f])->n_heads);
+                    goto failed;
+                }
+        }
+    } else if (n_files == 0) {
+        /* freqs from the command line alone */
+        if (!(theta_cli = pe_alloc(o.rotary_dim > 1 ? (size_t)o.rotary_dim / 2 : 1, sizeof *theta_cli, 0, &e)))
+            goto failed;
+        pe_rope_default_theta(o.rope_theta, (int)o.rotary_dim, theta_cli);
+        if (freqs_prepare(&fp, theta_cli, (int)o.rotary_dim, o.rope_theta, c.train_len, &o, &e) < 0) goto failed;
+    } else {
+        if (pe_inputs_open(&R.in, files, n_files, &oo, c.layers, c.n_layers, c.heads, c.n_heads, c.train_len,
+                           &e) < 0)
+            goto failed;
+        const pe_meta *m = R.in.meta;
+        if (o.table != TABLE_PROFILE && R.in.train_len <= 0) {
+            pe_fail_usage(&e, "-t %s needs the training length: the files have no train_len; give --train-len",
+                          table_names[o.table]);
+            goto failed;
+        }
+        if (o.table == TABLE_FREQS) {
+            /* One selected layer: its own frequencies; else the file's. */
+            const double *theta = c.layers && R.in.n_layers == 1 ? layer_theta(&R, 0) : m->theta;
+            if (freqs_prepare(&fp, theta, m->rotary_dim, m->rope_theta, R.in.train_len, &o, &e) < 0) goto failed;
+        }
     }
-    if (pe_output_open(&out, c.output, files, n_files, &e) < 0) {
-        status = fail(&e);
-        goto end;
-    }
+    if (pe_output_open(&out, c.output, files, n_files, &e) < 0) goto failed;
 
     const char *tname = o.check ? "check" : table_names[o.table];
-    const char *const *cols = o.check ? check_cols
+    const char *const *cols = o.check                    ? check_cols
                               : o.table == TABLE_PROFILE ? profile_cols
                               : o.table == TABLE_SUMMARY ? summary_cols
                                                          : freqs_cols;
-    int ncol = o.check ? 9 : o.table == TABLE_PROFILE ? 10 : o.table == TABLE_SUMMARY ? 14 : (o.scale_spec ? 9 : 6);
-    if (!(R.table = pe_table_open(out.fp, c.format, c.digits, PROG, tname, cols, ncol, &e))) {
-        status = fail(&e);
-        goto end;
-    }
+    int ncol = o.check                    ? 9
+               : o.table == TABLE_PROFILE ? 10
+               : o.table == TABLE_SUMMARY ? 14
+                                          : (o.scale_spec ? 9 : 6);
+    if (!(R.table = pe_table_open(out.fp, c.format, c.digits, PROG, tname, cols, ncol, &e))) goto failed;
     pe_table_meta(R.table, "version", "%s", PE_VERSION);
 
-    if (n_files == 0) { /* freqs from the command line alone */
-        long L = c.train_len;
-        double *theta = pe_alloc(o.rotary_dim > 1 ? (size_t)o.rotary_dim / 2 : 1, sizeof *theta, 0, &e);
-        if (!theta) {
-            status = fail(&e);
-            goto end;
-        }
-        if (o.rotary_dim % 2) {
-            pe_fail_usage(&e, "--rotary-dim: must be even (got %ld)", o.rotary_dim);
-        } else if (L <= 0) {
-            pe_fail_usage(&e, "-t freqs needs the training length: give --train-len");
-        } else {
-            pe_rope_default_theta(o.rope_theta, (int)o.rotary_dim, theta);
-            pe_table_meta(R.table, "rope_theta", "%.17g", o.rope_theta);
-            e.msg[0] = '\0';
-            freqs_table(R.table, theta, (int)o.rotary_dim, o.rope_theta, L, &o, &e);
-        }
-        free(theta);
-        if (e.msg[0]) {
-            status = fail(&e);
-            goto end;
-        }
+    if (o.check) {
+        write_inputs_meta(R.table, files, checked, n_files);
+        for (size_t f = 0; f < n_files; f++)
+            if (check_file(R.table, checked[f], files[f], &c, &mismatch, &e) < 0) goto failed;
         goto finish;
     }
-
-    write_inputs_meta(R.table, &R.in);
-    if (o.check) {
-        if (check_files(R.table, &R.in, &mismatch, &e) < 0) {
-            status = fail(&e);
-            goto end;
-        }
+    if (n_files == 0) {
+        pe_table_meta(R.table, "rope_theta", "%.17g", o.rope_theta);
+        freqs_write(R.table, &fp, &o);
+        goto finish;
+    }
+    write_inputs_meta(R.table, files, R.in.dumps, R.in.n);
+    if (o.table == TABLE_FREQS) {
+        freqs_write(R.table, &fp, &o);
         goto finish;
     }
 
     const pe_meta *m = R.in.meta;
-    long L = R.in.train_len;
-    if (o.table != TABLE_PROFILE && L <= 0) {
-        pe_fail_usage(&e, "-t %s needs the training length: the files have no train_len; give --train-len",
-                      table_names[o.table]);
-        status = fail(&e);
-        goto end;
-    }
-    if (o.table == TABLE_FREQS) {
-        const double *theta = m->theta;
-        if (c.layers && R.in.n_layers == 1) theta = layer_theta(&R, 0);
-        if (freqs_table(R.table, theta, m->rotary_dim, m->rope_theta, L, &o, &e) < 0) {
-            status = fail(&e);
-            goto end;
-        }
-        goto finish;
-    }
-
-    pe_table_meta(R.table, "train_len", "%ld", L);
+    int gappy = 0;
+    for (size_t f = 0; f < R.in.n; f++) gappy |= !pe_dump_meta(R.in.dumps[f])->contiguous;
+    pe_table_meta(R.table, "train_len", "%ld", R.in.train_len);
     pe_table_meta(R.table, "pairing", "%s", pe_pairing_name(m->pairing));
     pe_table_meta(R.table, "attn_scale", "%.17g", m->attn_scale);
     if (o.table == TABLE_PROFILE) {
         pe_table_meta(R.table, "bins", "%ld", o.bins);
-        pe_table_meta(R.table, "method", "%s", o.method == PE_METHOD_FFT ? "fft" : "direct");
+        pe_table_meta(R.table, "method", "%s", o.method == PE_METHOD_DIRECT ? "direct"
+                                               : gappy ? "fft (direct for non-contiguous positions)"
+                                                       : "fft");
         if (m->attn_softcap > 0)
             pe_table_meta(R.table, "note", "mean_logit is before the softcap %.9g", m->attn_softcap);
     }
-    for (size_t f = 0; f < R.in.n; f++) {
+    for (size_t f = 0; f < R.in.n; f++)
         if (!pe_dump_meta(R.in.dumps[f])->contiguous && o.method == PE_METHOD_FFT && !c.quiet)
             fprintf(stderr, "%s: %s: positions are not contiguous; using the direct O(T^2) sum\n", PROG,
-                    pe_dump_path(R.in.dumps[f]));
-    }
+                    files[f]);
 
     R.c = &c;
     R.o = &o;
     R.kv_group = m->n_heads / m->n_kv_heads;
     R.n_tasks = R.in.n_layers * R.in.n_heads;
     R.progress = !c.quiet && isatty(STDERR_FILENO);
-    if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) {
-        status = fail(&e);
-        goto end;
-    }
+    R.verbose = c.verbose;
+    R.t0 = t0;
+    if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) goto failed;
     if (pe_par_run(R.n_tasks, c.jobs ? c.jobs : pe_cpu_count(), work_head, emit_head, &R, &e) < 0) {
         if (R.progress) fputs("\r\033[K", stderr);
-        status = fail(&e);
-        goto end;
+        goto failed;
     }
 
 finish:
-    if (pe_table_finish(R.table, &e) < 0) {
-        R.table = NULL;
-        status = fail(&e);
-        goto end;
-    }
+    pe_table_finish(R.table, &e);
     R.table = NULL;
-    if (pe_output_close(&out, 1, &e) < 0) {
-        status = fail(&e);
-        goto end;
-    }
+    if (pe_output_close(&out, 1, &e) < 0) goto failed;
+    if (c.verbose)
+        fprintf(stderr, "%s: done in %.3f s\n", PROG, now() - t0);
     if (mismatch) status = PE_EXIT_FOUND;
+    goto end;
+failed:
+    status = fail(&e);
 end:
     if (R.table) pe_table_finish(R.table, NULL);
     if (out.fp) pe_output_close(&out, 0, NULL);
     for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
     free(R.res);
     if (R.in.n) pe_inputs_close(&R.in);
+    for (size_t f = 0; checked && f < n_files; f++) pe_dump_close(checked[f]);
+    free(checked);
+    free(theta_cli);
+    free(fp.scaled);
     pe_common_opts_free(&c);
     /* A full disk on stdout is a failure even when every line was accepted
      * by the buffer. */

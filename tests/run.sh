@@ -32,11 +32,14 @@ tally() {
     fail=$((fail + f))
 }
 
-if ! "$BUILD/tests/mkfixtures" "$FIX" >"$LOGS/mkfixtures.log" 2>&1; then
-    cat "$LOGS/mkfixtures.log"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
+for g in "$BUILD"/tests/mkfix*; do
+    case $g in *.o | *.d) continue ;; esac
+    if ! "$g" "$FIX" >"$LOGS/$(basename "$g").log" 2>&1; then
+        cat "$LOGS/$(basename "$g").log"
+        echo "0 passed, 1 failed"
+        exit 1
+    fi
+done
 
 for t in "$BUILD"/tests/test_*; do
     case $t in *.o | *.d) continue ;; esac
@@ -46,8 +49,13 @@ for t in "$BUILD"/tests/test_*; do
     tally "$n" "$LOGS/$n.log" $?
 done
 
-sh tests/cli.sh "$BUILD" >"$LOGS/cli.log" 2>&1
-tally cli "$LOGS/cli.log" $?
+# Command-line tests of each tool, the figures, the man pages.
+for t in tests/cli-*.sh tests/figures.sh tests/docs.sh; do
+    [ -f "$t" ] || continue
+    n=$(basename "$t" .sh)
+    sh "$t" "$BUILD" >"$LOGS/$n.log" 2>&1
+    tally "$n" "$LOGS/$n.log" $?
+done
 
 if "$PYTHON" -c 'import numpy, h5py' 2>/dev/null; then
     "$PYTHON" tests/test_pe_dump.py >"$LOGS/pe-dump.log" 2>&1

@@ -1,84 +1,11 @@
 #!/bin/sh
-# Command-line tests of the tools: exit statuses, exact messages, golden
+# Command-line tests of pedecomp: exit statuses, exact messages, golden
 # tables, and relations that must hold between runs (dtype and layout
-# invariance, pooling, threads).  Prints one "ok"/"not ok" line per check.
+# invariance, pooling, threads, an independent direct sum).
 #
-#   tests/cli.sh BUILD_DIR        (run by tests/run.sh after mkfixtures)
-#
-# Tools run inside the fixture folder so that file names in the tables'
-# comment lines do not depend on where the build lives.
-set -u
-export LC_ALL=C
-TOP=$(pwd)
-BUILD=$(cd "$1" && pwd)
-FIX=$BUILD/fixtures
-GOLDEN=$TOP/tests/golden
+#   tests/cli-pedecomp.sh BUILD_DIR        (run by tests/run.sh)
+. tests/lib.sh
 PEDECOMP=$BUILD/pedecomp
-TMP=$(mktemp -d)
-trap 'chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
-cd "$FIX" || exit 1
-
-ok() { echo "ok - $1"; }
-notok() { echo "not ok - $1${2:+: $2}"; }
-
-# run CMD...: runs it, leaving $TMP/out, $TMP/err and $status.
-run() {
-    "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-
-# expect STATUS 'STDERR PREFIX' DESC CMD...: the status, and the first line
-# of stderr starting with the prefix ('' = stderr must be empty).
-expect() {
-    want=$1 prefix=$2 desc=$3
-    shift 3
-    run "$@"
-    first=$(head -n 1 "$TMP/err")
-    lines=$(wc -l <"$TMP/err")
-    if [ "$status" -ne "$want" ]; then
-        notok "$desc" "status $status, want $want; stderr: $first"
-    elif [ -z "$prefix" ] && [ -s "$TMP/err" ]; then
-        notok "$desc" "stderr not empty: $first"
-    elif [ -n "$prefix" ] && [ "$lines" -ne 1 ]; then
-        notok "$desc" "stderr has $lines lines, want one"
-    elif [ -n "$prefix" ] && [ "${first#"$prefix"}" = "$first" ]; then
-        notok "$desc" "stderr '$first' does not start with '$prefix'"
-    else
-        ok "$desc"
-    fi
-}
-
-# golden NAME CMD...: stdout equals tests/golden/NAME (PE_REGEN=1 rewrites it).
-golden() {
-    name=$1
-    shift
-    run "$@"
-    if [ "$status" -ne 0 ]; then
-        notok "golden $name" "status $status: $(head -n 1 "$TMP/err")"
-    elif [ "${PE_REGEN:-0}" = 1 ]; then
-        mkdir -p "$GOLDEN"
-        cp "$TMP/out" "$GOLDEN/$name"
-        ok "golden $name (regenerated)"
-    elif cmp -s "$TMP/out" "$GOLDEN/$name"; then
-        ok "golden $name"
-    else
-        notok "golden $name" "differs: diff $GOLDEN/$name against: $* ($(diff "$GOLDEN/$name" "$TMP/out" | head -n 3 | tr '\n' ' '))"
-    fi
-}
-
-# data FILE: the rows of a table without its comment lines.
-data() { grep -v '^#' "$1"; }
-
-# same DESC A B: two tables hold the same header and rows.
-same() {
-    data "$2" >"$TMP/same.a"
-    data "$3" >"$TMP/same.b"
-    if cmp -s "$TMP/same.a" "$TMP/same.b"; then
-        ok "$1"
-    else
-        notok "$1" "$(diff "$TMP/same.a" "$TMP/same.b" | head -n 4 | tr '\n' ' ')"
-    fi
-}
 
 # ---------------------------------------------------------------- pedecomp
 
@@ -124,6 +51,12 @@ expect 2 "pedecomp: --heads: head 9 does not exist" "missing head" "$PEDECOMP" -
 expect 2 "pedecomp: --scale 'yarn:x': factor is not a number" "bad scale" "$PEDECOMP" -t freqs --scale yarn:x f32.h5
 expect 2 "pedecomp: --scale: only for -t freqs" "scale with profile" "$PEDECOMP" --scale pi:2 f32.h5
 expect 2 "pedecomp: -t summary needs the training length" "summary without L" "$PEDECOMP" -t summary minimal.h5
+if [ ! -s "$TMP/out" ]; then ok "a usage error found after opening the files writes nothing"; else notok "a usage error writes nothing" "$(head -n 1 "$TMP/out")"; fi
+expect 2 "pedecomp: ntk scaling needs rotary dim R >= 4" "a scaling the rotary dims do not allow" "$PEDECOMP" -t freqs --rotary-dim 2 -L 8 --scale ntk:2
+if [ ! -s "$TMP/out" ]; then ok "... and writes nothing"; else notok "... and writes nothing"; fi
+expect 2 "pedecomp: --rope-theta: only for -t freqs without an input file" "--rope-theta with a file" "$PEDECOMP" -t freqs --rope-theta 500000 f32.h5
+expect 2 "pedecomp: --rotary-dim: must be even (got 7)" "odd --rotary-dim" "$PEDECOMP" -t freqs --rotary-dim 7 -L 8
+expect 2 "pedecomp: --check: writes its own table" "--check with -t" "$PEDECOMP" --check -t summary f32.h5
 expect 2 "pedecomp: --output: cannot create a file in 'no/such'" "output in a missing folder" "$PEDECOMP" -o no/such/x.tsv f32.h5
 cp f32.h5 "$TMP/in.h5"
 sum_before=$(cksum <"$TMP/in.h5")
@@ -289,6 +222,14 @@ expect 0 "" "--check passes a file whose rotation matches" "$PEDECOMP" --check b
 expect 3 "" "--check finds a wrong rope_pairing (status 3)" "$PEDECOMP" --check wrongpair.h5
 if grep -q 'mismatch' "$TMP/out"; then ok "--check names the mismatch"; else notok "--check names the mismatch"; fi
 expect 1 "pedecomp: bad-q-nan.h5: layer 0: q head 1 token 5 dim 3: value is NaN" "--check reads every head" "$PEDECOMP" --check bad-q-nan.h5
+expect 0 "" "--check -l 2 -H 0 skips the damaged head" "$PEDECOMP" --check -l 2 -H 0 bad-q-nan.h5
+if [ "$(data "$TMP/out" | awk -F'\t' 'NR > 1 { print $2 $3 $5 }' | tr '\n' ' ')" = "2q1 2k1 " ]; then
+    ok "--check -l/-H: one layer, one query head and its key head"
+else
+    notok "--check -l/-H" "$(data "$TMP/out" | tr '\n' ' ')"
+fi
+expect 0 "" "--check judges files one by one (no pooling agreement needed)" "$PEDECOMP" --check f32.h5 otherbase.h5
+expect 2 "pedecomp: --layers: layer 1 is not in f32.h5" "--check -l checks the layer exists" "$PEDECOMP" --check -l 1 f32.h5
 
 # The FFT path against an independent direct sum (refprofile reads the file
 # with HDF5 itself and sums every causal pair): T = 2048, 8 heads of dim 128.
@@ -326,6 +267,15 @@ fi
 
 # Output: -o writes the file whole or not at all; write errors are caught.
 expect 0 "" "-o writes a file" "$PEDECOMP" -o "$TMP/table.tsv" -f tsv f32.h5
+ln -s table.tsv "$TMP/link.tsv"
+expect 0 "" "-o through a symbolic link" "$PEDECOMP" -o "$TMP/link.tsv" -f tsv -l 0 f32.h5
+if [ -L "$TMP/link.tsv" ] && cmp -s "$TMP/link.tsv" "$TMP/table.tsv" && ! grep -q '^2	' "$TMP/table.tsv"; then
+    ok "-o through a link writes the link's target and keeps the link"
+else
+    notok "-o through a link writes the link's target and keeps the link"
+fi
+mkfifo "$TMP/fifo"
+expect 2 "pedecomp: --output: '$TMP/fifo' is not a regular file" "-o onto a pipe or device is refused" "$PEDECOMP" -o "$TMP/fifo" f32.h5
 if [ -s "$TMP/table.tsv" ] && [ ! -s "$TMP/out" ]; then ok "-o: the table is in the file, not on stdout"; else notok "-o: the table is in the file"; fi
 expect 1 "pedecomp: bad-q-nan.h5: layer 0: q head 1 token 5" "a failing run" "$PEDECOMP" -o "$TMP/failed.tsv" bad-q-nan.h5
 if ls "$TMP"/failed.tsv* >/dev/null 2>&1; then notok "a failed run leaves no file behind"; else ok "a failed run leaves no file behind"; fi
@@ -339,11 +289,3 @@ else
 fi
 run sh -c "'$PEDECOMP' --bins 0 big.h5 2>'$TMP/pipe.err' | head -n 1 >/dev/null"
 if [ ! -s "$TMP/pipe.err" ]; then ok "| head -n 1 ends quietly"; else notok "| head -n 1 ends quietly" "$(head -n 1 "$TMP/pipe.err")"; fi
-
-# ------------------------------------------------------------- man pages
-for page in "$TOP"/man/*.[15]; do
-    [ -f "$page" ] || continue
-    n=$(basename "$page")
-    warn=$(groff -man -Tutf8 -ww -z "$page" 2>&1)
-    if [ -z "$warn" ]; then ok "man $n renders without groff warnings"; else notok "man $n renders without groff warnings" "$(echo "$warn" | head -n 2 | tr '\n' ' ')"; fi
-done

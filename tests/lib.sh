@@ -1,0 +1,81 @@
+# tests/lib.sh: helpers shared by the command-line test scripts (sourced).
+#
+# A script does `. tests/lib.sh` from the repository root with the build
+# folder as $1; it then runs inside the fixture folder, so that file names in
+# the tables' comment lines do not depend on where the build lives.  Every
+# check prints one line: "ok - ...", "not ok - ...: details" or "skip - ...".
+set -u
+export LC_ALL=C
+TOP=$(pwd)
+BUILD=$(cd "$1" && pwd)
+FIX=$BUILD/fixtures
+GOLDEN=$TOP/tests/golden
+REAL=$TOP/testdata/stories260K.h5
+TMP=$(mktemp -d)
+trap 'chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
+cd "$FIX" || exit 1
+
+ok() { echo "ok - $1"; }
+notok() { echo "not ok - $1${2:+: $2}"; }
+
+# run CMD...: runs it, leaving $TMP/out, $TMP/err and $status.
+run() {
+    "$@" >"$TMP/out" 2>"$TMP/err"
+    status=$?
+}
+
+# expect STATUS 'STDERR PREFIX' DESC CMD...: the status, and the first line
+# of stderr starting with the prefix ('' = stderr must be empty).
+expect() {
+    want=$1 prefix=$2 desc=$3
+    shift 3
+    run "$@"
+    first=$(head -n 1 "$TMP/err")
+    lines=$(wc -l <"$TMP/err")
+    if [ "$status" -ne "$want" ]; then
+        notok "$desc" "status $status, want $want; stderr: $first"
+    elif [ -z "$prefix" ] && [ -s "$TMP/err" ]; then
+        notok "$desc" "stderr not empty: $first"
+    elif [ -n "$prefix" ] && [ "$lines" -ne 1 ]; then
+        notok "$desc" "stderr has $lines lines, want one"
+    elif [ -n "$prefix" ] && [ "${first#"$prefix"}" = "$first" ]; then
+        notok "$desc" "stderr '$first' does not start with '$prefix'"
+    else
+        ok "$desc"
+    fi
+}
+
+# golden NAME CMD...: stdout equals tests/golden/NAME (PE_REGEN=1 rewrites it).
+golden() {
+    name=$1
+    shift
+    run "$@"
+    if [ "$status" -ne 0 ]; then
+        notok "golden $name" "status $status: $(head -n 1 "$TMP/err")"
+    elif [ "${PE_REGEN:-0}" = 1 ]; then
+        mkdir -p "$GOLDEN"
+        cp "$TMP/out" "$GOLDEN/$name"
+        ok "golden $name (regenerated)"
+    elif cmp -s "$TMP/out" "$GOLDEN/$name"; then
+        ok "golden $name"
+    else
+        notok "golden $name" "differs: diff $GOLDEN/$name against: $* ($(diff "$GOLDEN/$name" "$TMP/out" | head -n 3 | tr '\n' ' '))"
+    fi
+}
+
+# data FILE: the rows of a table without its comment lines.
+data() { grep -v '^#' "$1"; }
+
+# same DESC A B: two tables hold the same header and rows.
+same() {
+    data "$2" >"$TMP/same.a"
+    data "$3" >"$TMP/same.b"
+    if cmp -s "$TMP/same.a" "$TMP/same.b"; then
+        ok "$1"
+    else
+        notok "$1" "$(diff "$TMP/same.a" "$TMP/same.b" | head -n 4 | tr '\n' ' ')"
+    fi
+}
+
+# have_python: /usr/bin/python3 with numpy and h5py (for the dumper only).
+have_python() { /usr/bin/python3 -c 'import numpy, h5py' 2>/dev/null; }
