@@ -21,6 +21,7 @@ BUILD ?= build
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/petools
 PYTHON ?= /usr/bin/python3
 
 # Libraries come from pkg-config (Debian keeps hdf5.h in a subfolder).
@@ -90,6 +91,11 @@ check-asan: deps
 	  CFLAGS="-O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
+# The tools on the shipped real dump, and the figures, in demo/.
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/demo $(BUILD)
+
 regen: all $(TEST_BIN)
 	@LC_ALL=C PE_REGEN=1 sh tests/run.sh $(BUILD) $(PYTHON)
 
@@ -100,11 +106,14 @@ install: all
 	chmod 755 $(DESTDIR)$(BINDIR)/pe-dump
 	$(if $(wildcard man/*.1),install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1)
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5)
+	install -d $(DESTDIR)$(DATADIR)
+	install -m 644 $(wildcard scripts/pe-fig-*.gp) $(DESTDIR)$(DATADIR)
 
 uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
+	rm -f $(patsubst scripts/%,$(DESTDIR)$(DATADIR)/%,$(wildcard scripts/pe-fig-*.gp))
 
 clean:
 	rm -rf $(BUILD)

@@ -312,9 +312,9 @@ static void write_inputs_meta(pe_table *t, char *const *paths, pe_dump *const *d
 {
     for (size_t f = 0; f < n; f++) {
         const pe_meta *m = pe_dump_meta(dumps[f]);
-        pe_table_meta(t, "input", "%s (T %zu, positions %lld..%lld, %zu layers, model %s)", paths[f], m->T,
+        pe_table_meta(t, "input", "%s (T %zu, positions %lld..%lld, %zu layer%s, model %s)", paths[f], m->T,
                       (long long)m->positions[0], (long long)m->positions[m->T - 1], m->n_layers,
-                      m->model ? m->model : "unknown");
+                      m->n_layers == 1 ? "" : "s", m->model ? m->model : "unknown");
     }
 }
 
@@ -586,6 +586,7 @@ int main(int argc, char **argv)
     }
     write_inputs_meta(R.table, files, R.in.dumps, R.in.n);
     if (o.table == TABLE_FREQS) {
+        pe_table_meta(R.table, "rope_theta", "%.17g", R.in.meta->rope_theta);
         freqs_write(R.table, &fp, &o);
         goto finish;
     }
