@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "pe_curve.h"
+#include "pe_fft.h"
 
 static const double PE_TWO_PI = 6.283185307179586476925286766559;
 
@@ -58,80 +59,6 @@ size_t pe_head_max_distance(size_t T, const int64_t *pos)
     if (T < 2 || !pos || pos[T - 1] <= pos[0]) return 0;
     /* Unsigned difference: exact even when it does not fit in int64_t. */
     return (size_t)((uint64_t)pos[T - 1] - (uint64_t)pos[0]);
-}
-
-/* ---- FFTW plans ---- */
-
-/* FFTW's planner is not thread-safe while fftw_execute_dft is, so plans are
- * made once per size under a lock and then shared.  Cached plans are never
- * destroyed (another thread may be executing them); when the cache is full a
- * call plans for itself and destroys its plans afterwards, under the lock. */
-#define PE_PLAN_CACHE 32
-
-typedef struct {
-    int n;
-    fftw_plan fwd, bwd; /* in place, made on fftw_malloc'd (SIMD-aligned) arrays */
-} pe_plans;
-
-static pthread_mutex_t pe_plan_lock = PTHREAD_MUTEX_INITIALIZER;
-static pe_plans pe_plan_cache[PE_PLAN_CACHE];
-static int pe_plan_used;
-
-static int pe_plans_get(int n, fftw_complex *buf, pe_plans *out, int *owned, pe_err *e)
-{
-    int rc = 0;
-    pthread_mutex_lock(&pe_plan_lock);
-    for (int i = 0; i < pe_plan_used; i++) {
-        if (pe_plan_cache[i].n == n) {
-            *out = pe_plan_cache[i];
-            *owned = 0;
-            pthread_mutex_unlock(&pe_plan_lock);
-            return 0;
-        }
-    }
-    /* FFTW_ESTIMATE: the plan does not depend on timings, so results are
-     * reproducible run to run, and the planner leaves buf untouched. */
-    out->n = n;
-    out->fwd = fftw_plan_dft_1d(n, buf, buf, FFTW_FORWARD, FFTW_ESTIMATE);
-    out->bwd = fftw_plan_dft_1d(n, buf, buf, FFTW_BACKWARD, FFTW_ESTIMATE);
-    if (!out->fwd || !out->bwd) {
-        if (out->fwd) fftw_destroy_plan(out->fwd);
-        if (out->bwd) fftw_destroy_plan(out->bwd);
-        rc = pe_fail(e, "FFTW could not plan a transform of size %d", n);
-    } else if (pe_plan_used < PE_PLAN_CACHE) {
-        pe_plan_cache[pe_plan_used++] = *out;
-        *owned = 0;
-    } else {
-        *owned = 1;
-    }
-    pthread_mutex_unlock(&pe_plan_lock);
-    return rc;
-}
-
-static void pe_plans_release(pe_plans *pl, int owned)
-{
-    if (!owned) return;
-    pthread_mutex_lock(&pe_plan_lock);
-    fftw_destroy_plan(pl->fwd);
-    fftw_destroy_plan(pl->bwd);
-    pthread_mutex_unlock(&pe_plan_lock);
-}
-
-/* Smallest 2^a 3^b 5^c >= need (need >= 1): sizes FFTW handles with its
- * fastest codelets. */
-static uint64_t pe_fft_size(uint64_t need)
-{
-    uint64_t best = UINT64_MAX;
-    for (uint64_t p5 = 1;; p5 *= 5) {
-        for (uint64_t p35 = p5;; p35 *= 3) {
-            uint64_t v = p35;
-            while (v < need) v *= 2;
-            if (v < best) best = v;
-            if (p35 >= need) break;
-        }
-        if (p5 >= need) break;
-    }
-    return best;
 }
 
 /* ---- shared pieces ---- */
@@ -269,7 +196,7 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
     const double f = h->in->scale / (double)N; /* FFTW's inverse is unnormalised */
 
     int rc = -1, owned = 0, have_plans = 0;
-    pe_plans pl;
+    pe_fft_plans pl;
     /* Separate fftw_malloc blocks: a sub-array of one block would lose the
      * alignment the plans were made for when N is odd. */
     fftw_complex *A = fftw_malloc(N * sizeof *A);
@@ -281,7 +208,7 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
         goto out;
     }
     if (!tot) goto out;
-    if (pe_plans_get((int)N, A, &pl, &owned, e) != 0) goto out;
+    if (pe_fft_plans_get((int)N, A, &pl, &owned, e) != 0) goto out;
     have_plans = 1;
     /* Nothing below fails: p is changed only once the head is certain to be
      * added whole. */
@@ -332,7 +259,7 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
     pe_finish(p, h, tot, T, NULL);
     rc = 0;
 out:
-    if (have_plans) pe_plans_release(&pl, owned);
+    if (have_plans) pe_fft_plans_release(&pl, owned);
     fftw_free(A);
     fftw_free(B);
     fftw_free(S);

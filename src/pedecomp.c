@@ -1,13 +1,14 @@
 /* pedecomp: split attention logits into their RoPE frequency components and
- * measure each against the training length (analyses.md sections 1-3).
+ * measure each against the training length (analyses.md sections 1-3, 7).
  *
- * Tables: profile (per-component mean logit against distance), summary (per
- * pair: magnitude share, in-train range, value and angle OOD, U attribution),
- * freqs (the geometry alone, with an optional rope-scaling what-if).
+ * Tables (the table_defs array below is the list): profile (per-component
+ * mean logit against distance), summary (per pair: magnitude share, in-train
+ * range, value and angle OOD, U attribution), spectrum (spectral purity of
+ * each pair's profile), usage and dims (how much each pair and dimension is
+ * used), freqs (the geometry alone, with an optional rope-scaling what-if).
  * --check validates a whole file and compares stored q_rot/k_rot with the
  * rotation of q/k. */
 #include <errno.h>
-#include <fftw3.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +20,18 @@
 #include "pe_curve.h"
 #include "pe_decomp.h"
 #include "pe_dump.h"
+#include "pe_fft.h"
 #include "pe_par.h"
 #include "pe_rope.h"
+#include "pe_spectrum.h"
 #include "pe_table.h"
+#include "pe_usage.h"
 #include "pe_version.h"
 
 #define PROG "pedecomp"
 
-typedef enum { TABLE_PROFILE = 0, TABLE_SUMMARY, TABLE_FREQS } table_kind;
-static const char *const table_names[] = {"profile", "summary", "freqs", NULL};
+typedef enum { TABLE_PROFILE = 0, TABLE_SUMMARY, TABLE_SPECTRUM, TABLE_USAGE, TABLE_DIMS, TABLE_FREQS } table_kind;
+static const char *const table_names[] = {"profile", "summary", "spectrum", "usage", "dims", "freqs", NULL};
 
 enum {
     OPT_BINS = PE_OPT_TOOL,
@@ -37,7 +41,8 @@ enum {
     OPT_HF_TURNS,
     OPT_ACT_TURNS,
     OPT_ROTARY_DIM,
-    OPT_ROPE_THETA
+    OPT_ROPE_THETA,
+    OPT_SPECTRUM_OF
 };
 
 typedef struct decomp_opts {
@@ -51,13 +56,15 @@ typedef struct decomp_opts {
     long rotary_dim; /* freqs without a file */
     double rope_theta;
     int rope_theta_given;
+    long spectrum_of; /* -1, or the pair whose power spectrum -t spectrum writes */
 } decomp_opts;
 
 static const pe_option decomp_options[] = {
-    {"table", 't', "NAME", "profile (default), summary or freqs"},
+    {"table", 't', "NAME", "profile (default), summary, spectrum, usage, dims or freqs"},
     {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance)"},
     {"method", OPT_METHOD, "M", "fft (default) or direct, the O(T^2) sum that checks it"},
     {"scale", OPT_SCALE, "SPEC", "freqs: what-if pi:S, ntk:S, dynamic:S:T, yarn:S[:BF:BS], llama3:S:LO:HI:OL"},
+    {"spectrum-of", OPT_SPECTRUM_OF, "I", "spectrum: write pair I's whole power spectrum instead"},
     {"check", OPT_CHECK, NULL, "read every head; compare stored q_rot/k_rot with rotated q/k"},
     {"hf-turns", OPT_HF_TURNS, "X", "class hf when turns within L >= X (default 1)"},
     {"act-turns", OPT_ACT_TURNS, "X", "class act when turns within L >= X (default 0.5)"},
@@ -84,6 +91,7 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     case OPT_HF_TURNS: return pe_parse_double("--hf-turns", arg, 0, 1e300, &o->rule.hf_turns, e);
     case OPT_ACT_TURNS: return pe_parse_double("--act-turns", arg, 0, 1e300, &o->rule.act_turns, e);
     case OPT_ROTARY_DIM: return pe_parse_long("--rotary-dim", arg, 0, 1000000, &o->rotary_dim, e);
+    case OPT_SPECTRUM_OF: return pe_parse_long("--spectrum-of", arg, 0, 1000000, &o->spectrum_of, e);
     case OPT_ROPE_THETA:
         o->rope_theta_given = 1;
         return pe_parse_double("--rope-theta", arg, 1e-300, 1e300, &o->rope_theta, e);
@@ -94,7 +102,7 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
 static const char *libraries(void)
 {
     static char buf[160];
-    snprintf(buf, sizeof buf, "HDF5 %s, FFTW %s", pe_hdf5_version(), fftw_version);
+    snprintf(buf, sizeof buf, "HDF5 %s, FFTW %s", pe_hdf5_version(), pe_fft_version());
     return buf;
 }
 
@@ -118,24 +126,36 @@ static double now(void)
 
 /* ---- the shared run state ---- */
 
+/* One unit of work: a layer and a query head (profile-based tables), or a
+ * layer, a tensor and a head of it (usage, dims: keys per key head). */
+typedef struct task {
+    size_t lj;      /* index into pe_inputs.layers */
+    pe_tensor tensor;
+    int head;       /* query head for Q, key head for K */
+} task;
+
 typedef struct head_result {
-    size_t nb;           /* bins */
-    double *mean;        /* (P + 2) x nb: pairs, pass, total */
-    double *npairs;      /* nb */
-    pe_pair_summary *sum;/* P, summary table */
-    int done;
+    size_t nb;            /* bins */
+    double *mean;         /* (P + 2) x nb: pairs, pass, total */
+    double *npairs;       /* nb */
+    pe_pair_summary *sum; /* P, summary table */
+    pe_purity *pur;       /* P, spectrum table */
+    double *power;        /* --spectrum-of: the pair's one-sided power spectrum */
+    size_t n_power;
+    pe_usage use;         /* usage, dims */
 } head_result;
 
 typedef struct run {
     const pe_common_opts *c;
     const decomp_opts *o;
     pe_inputs in;
-    int kv_group;        /* query heads per key head */
+    int kv_group;         /* query heads per key head */
     size_t n_tasks;
+    task *tasks;
     head_result *res;
     pe_table *table;
-    int progress;        /* a progress line on a terminal */
-    int verbose;         /* -v: a line per finished layer */
+    int progress;         /* a progress line on a terminal */
+    int verbose;          /* -v: a line per finished layer */
     double t0;
 } run;
 
@@ -144,6 +164,9 @@ static void result_free(head_result *r)
     free(r->mean);
     free(r->npairs);
     free(r->sum);
+    free(r->pur);
+    free(r->power);
+    pe_usage_free(&r->use);
     memset(r, 0, sizeof *r);
 }
 
@@ -153,43 +176,105 @@ static const double *layer_theta(const run *R, size_t layer_j)
     return R->in.meta->layers[slot].theta;
 }
 
+static pe_geom layer_geom(const pe_meta *m, int slot)
+{
+    pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, m->layers[slot].theta};
+    return g;
+}
+
+/* Usage and dims: the tensor's head from every file, summed. */
+static int work_usage(run *R, const task *tk, head_result *out, pe_err *e)
+{
+    const pe_meta *m = R->in.meta;
+    double *x = NULL;
+    int rc = -1;
+    if (pe_usage_init(&out->use, m->n_pairs, m->head_dim, e) < 0) return -1;
+    for (size_t f = 0; f < R->in.n; f++) {
+        pe_dump *d = R->in.dumps[f];
+        const pe_meta *mf = pe_dump_meta(d);
+        int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
+        free(x);
+        if (!(x = pe_alloc(mf->T * (size_t)mf->head_dim, sizeof *x, 0, e))) goto done;
+        if (pe_dump_read_head(d, (size_t)slot, tk->tensor, tk->head, x, e) < 0) goto done;
+        pe_geom g = layer_geom(mf, slot);
+        pe_usage_add(&out->use, x, mf->T, &g);
+    }
+    rc = 0;
+done:
+    free(x);
+    return rc;
+}
+
+/* The spectrum table from the unbinned profile: each pair's mean curve over
+ * the in-train distances [0, min(Dmax + 1, L)). */
+static int work_spectrum(run *R, const pe_profile *prof, const double *theta, head_result *out, pe_err *e)
+{
+    const int P = prof->n_pairs;
+    size_t Dw = prof->n_dist < (size_t)R->in.train_len ? prof->n_dist : (size_t)R->in.train_len;
+    double *curve = pe_alloc(Dw, sizeof *curve, 0, e);
+    int rc = -1;
+    if (!curve) return -1;
+    if (!(out->pur = pe_alloc(P ? (size_t)P : 1, sizeof *out->pur, 1, e))) goto done;
+    if (R->o->spectrum_of >= 0) {
+        out->n_power = pe_spectrum_size(Dw) / 2 + 1;
+        if (!(out->power = pe_alloc(out->n_power, sizeof *out->power, 0, e))) goto done;
+    }
+    for (int i = 0; i < P; i++) {
+        int want_power = i == R->o->spectrum_of;
+        if (R->o->spectrum_of >= 0 && !want_power) continue;
+        for (size_t d = 0; d < Dw; d++)
+            curve[d] = prof->count[d] > 0 ? prof->sum[(size_t)i * prof->n_dist + d] / prof->count[d] : NAN;
+        if (pe_spectrum_purity(curve, Dw, theta[i], &out->pur[i], want_power ? out->power : NULL, e) < 0)
+            goto done;
+    }
+    rc = 0;
+done:
+    free(curve);
+    return rc;
+}
+
 /* One (layer, head): read it from every file, add into one profile, then
- * keep only what the table prints (binned means, or the summary). */
+ * keep only what the table prints (binned means, the summary or spectra). */
 static int work_head(size_t i, void *ctx, pe_err *e)
 {
     run *R = ctx;
+    const task *tk = &R->tasks[i];
     const pe_meta *m = R->in.meta;
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    int kvh = head / R->kv_group;
     const int P = m->n_pairs;
     pe_profile prof = {0};
     double *q = NULL, *k = NULL;
     head_result *out = &R->res[i];
     int rc = -1;
 
+    if (R->o->table == TABLE_USAGE || R->o->table == TABLE_DIMS) {
+        rc = work_usage(R, tk, out, e);
+        if (rc < 0) result_free(out);
+        return rc;
+    }
     if (pe_profile_init(&prof, P, R->in.n_dist, e) < 0) return -1;
     for (size_t f = 0; f < R->in.n; f++) {
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
-        int slot = pe_dump_find_layer(d, R->in.layers[lj]);
+        int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
         size_t td = mf->T * (size_t)mf->head_dim;
         free(q);
         free(k);
         q = pe_alloc(td, sizeof *q, 0, e);
         k = pe_alloc(td, sizeof *k, 0, e);
         if (!q || !k) goto done;
-        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, head, q, e) < 0 ||
-            pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, kvh, k, e) < 0)
+        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, q, e) < 0 ||
+            pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, tk->head / R->kv_group, k, e) < 0)
             goto done;
-        pe_geom g = {mf->head_dim, mf->rotary_dim, P, mf->pairing, mf->layers[slot].theta};
+        pe_geom g = layer_geom(mf, slot);
         pe_head_input hin = {mf->T, q, k, mf->positions, mf->attn_scale, mf->contiguous};
         if (pe_profile_add(&prof, &hin, &g, (pe_method)R->o->method, e) < 0) goto done;
     }
 
     if (R->o->table == TABLE_SUMMARY) {
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) goto done;
-        if (pe_profile_summary(&prof, layer_theta(R, lj), R->in.train_len, out->sum, e) < 0) goto done;
+        if (pe_profile_summary(&prof, layer_theta(R, tk->lj), R->in.train_len, out->sum, e) < 0) goto done;
+    } else if (R->o->table == TABLE_SPECTRUM) {
+        if (work_spectrum(R, &prof, layer_theta(R, tk->lj), out, e) < 0) goto done;
     } else {
         size_t nd = prof.n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
         size_t rows = (size_t)P + 2;
@@ -216,13 +301,27 @@ done:
     return rc;
 }
 
+/* The first columns of every per-head row. */
+static void row_start(run *R, const task *tk)
+{
+    pe_table_int(R->table, R->in.layers[tk->lj]);
+    pe_table_int(R->table, tk->head);
+    pe_table_int(R->table, tk->tensor == PE_TENSOR_Q ? tk->head / R->kv_group : tk->head);
+}
+
+static void pair_cells(run *R, const double *theta, int i)
+{
+    pe_table_int(R->table, i);
+    pe_table_dbl(R->table, theta[i]);
+    pe_table_str(R->table, pe_class_name(pe_rope_classify(theta[i], R->in.train_len, &R->o->rule)));
+}
+
 static void emit_profile(run *R, size_t i)
 {
     const pe_meta *m = R->in.meta;
+    const task *tk = &R->tasks[i];
     head_result *r = &R->res[i];
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    const double *theta = layer_theta(R, lj);
+    const double *theta = layer_theta(R, tk->lj);
     const int P = m->n_pairs;
     int has_pass = m->rotary_dim < m->head_dim;
     pe_table *t = R->table;
@@ -232,13 +331,9 @@ static void emit_profile(run *R, size_t i)
         for (size_t b = 0; b < r->nb; b++) {
             size_t lo, hi;
             pe_bin_range(R->in.n_dist, r->nb, b, &lo, &hi);
-            pe_table_int(t, R->in.layers[lj]);
-            pe_table_int(t, head);
-            pe_table_int(t, head / R->kv_group);
+            row_start(R, tk);
             if (row < P) {
-                pe_table_int(t, row);
-                pe_table_dbl(t, theta[row]);
-                pe_table_str(t, pe_class_name(pe_rope_classify(theta[row], R->in.train_len, &R->o->rule)));
+                pair_cells(R, theta, row);
             } else {
                 const char *name = row == P ? "pass" : "total";
                 pe_table_str(t, name);
@@ -253,24 +348,18 @@ static void emit_profile(run *R, size_t i)
         }
         pe_table_break(t, 1);
     }
-    pe_table_break(t, 2);
 }
 
 static void emit_summary(run *R, size_t i)
 {
-    const pe_meta *m = R->in.meta;
-    head_result *r = &R->res[i];
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    const double *theta = layer_theta(R, lj);
+    const task *tk = &R->tasks[i];
+    const double *theta = layer_theta(R, tk->lj);
     long L = R->in.train_len;
     pe_table *t = R->table;
 
-    for (int p = 0; p < m->n_pairs; p++) {
-        const pe_pair_summary *s = &r->sum[p];
-        pe_table_int(t, R->in.layers[lj]);
-        pe_table_int(t, head);
-        pe_table_int(t, head / R->kv_group);
+    for (int p = 0; p < R->in.meta->n_pairs; p++) {
+        const pe_pair_summary *s = &R->res[i].sum[p];
+        row_start(R, tk);
         pe_table_int(t, p);
         pe_table_dbl(t, theta[p]);
         pe_table_dbl(t, pe_rope_wavelength(theta[p]));
@@ -284,25 +373,145 @@ static void emit_summary(run *R, size_t i)
         pe_table_dbl(t, s->du);
         pe_table_end_row(t);
     }
-    pe_table_break(t, 2);
 }
+
+static void emit_spectrum(run *R, size_t i)
+{
+    const task *tk = &R->tasks[i];
+    const head_result *r = &R->res[i];
+    const double *theta = layer_theta(R, tk->lj);
+    pe_table *t = R->table;
+
+    if (R->o->spectrum_of >= 0) {
+        size_t N = (r->n_power - 1) * 2;
+        for (size_t k = 0; k < r->n_power; k++) {
+            row_start(R, tk);
+            pe_table_int(t, R->o->spectrum_of);
+            pe_table_int(t, (long long)k);
+            pe_table_dbl(t, (double)k / (double)N);
+            pe_table_dbl(t, r->power[k]);
+            pe_table_end_row(t);
+        }
+        return;
+    }
+    for (int p = 0; p < R->in.meta->n_pairs; p++) {
+        const pe_purity *u = &r->pur[p];
+        row_start(R, tk);
+        pair_cells(R, theta, p);
+        pe_table_dbl(t, u->peak_freq);
+        pe_table_dbl(t, u->line_freq);
+        pe_table_dbl(t, u->purity);
+        pe_table_dbl(t, u->leakage);
+        pe_table_dbl(t, u->dc);
+        pe_table_end_row(t);
+    }
+}
+
+static void emit_usage(run *R, size_t i)
+{
+    const task *tk = &R->tasks[i];
+    const pe_usage *u = &R->res[i].use;
+    const double *theta = layer_theta(R, tk->lj);
+    double total = 0;
+    for (int p = 0; p < u->n_pairs; p++) total += u->norm_sum[p];
+    for (int p = 0; p < u->n_pairs; p++) {
+        row_start(R, tk);
+        pe_table_str(R->table, tk->tensor == PE_TENSOR_Q ? "q" : "k");
+        pair_cells(R, theta, p);
+        pe_table_dbl(R->table, u->norm_sum[p] / u->tokens);
+        pe_table_dbl(R->table, total > 0 ? u->norm_sum[p] / total : NAN);
+        pe_table_end_row(R->table);
+    }
+}
+
+static void emit_dims(run *R, size_t i)
+{
+    const task *tk = &R->tasks[i];
+    const pe_usage *u = &R->res[i].use;
+    pe_geom g = layer_geom(R->in.meta, pe_dump_find_layer(R->in.dumps[0], R->in.layers[tk->lj]));
+    for (int d = 0; d < u->head_dim; d++) {
+        int pair = pe_usage_pair_of(&g, d);
+        row_start(R, tk);
+        pe_table_str(R->table, tk->tensor == PE_TENSOR_Q ? "q" : "k");
+        pe_table_int(R->table, d);
+        if (pair >= 0)
+            pe_table_int(R->table, pair);
+        else
+            pe_table_str(R->table, "pass");
+        pe_table_dbl(R->table, u->dim_sum[d] / u->tokens);
+        pe_table_dbl(R->table, u->dim_abs[d] / u->tokens);
+        pe_table_end_row(R->table);
+    }
+}
+
+/* The tables: their columns and how a task's rows are written. */
+static const char *const profile_cols[] = {"layer", "head", "kv_head", "component", "theta", "class",
+                                           "delta_lo", "delta_hi", "n_pairs", "mean_logit"};
+static const char *const summary_cols[] = {"layer", "head", "kv_head", "component", "theta",
+                                           "wavelength", "rho", "class", "magnitude_share", "lo_in",
+                                           "hi_in", "value_ood", "angle_ood", "du"};
+static const char *const spectrum_cols[] = {"layer", "head", "kv_head", "component", "theta", "class",
+                                            "peak_freq", "line_freq", "purity", "leakage", "dc"};
+static const char *const power_cols[] = {"layer", "head", "kv_head", "component", "bin", "freq", "power"};
+static const char *const usage_cols[] = {"layer", "head", "kv_head", "tensor", "component",
+                                         "theta", "class", "norm_mean", "share"};
+static const char *const dims_cols[] = {"layer", "head", "kv_head", "tensor", "dim", "pair", "mean", "abs_mean"};
+static const char *const freqs_cols[] = {"component", "theta", "wavelength", "rho", "max_angle_train",
+                                         "class", "theta_scaled", "rho_scaled", "class_scaled"};
+static const char *const check_cols[] = {"file", "layer", "tensor", "dtype", "heads",
+                                         "max_abs_diff", "rel_diff", "tolerance", "status"};
+
+typedef struct table_def {
+    const char *const *cols;
+    int ncol;
+    int needs_L;  /* refuses to run without a training length */
+    int key_tasks;/* rows for key heads too */
+    void (*emit)(run *R, size_t i);
+} table_def;
+
+#define COLS(a) a, (int)(sizeof a / sizeof a[0])
+static const table_def table_defs[] = {
+    [TABLE_PROFILE] = {COLS(profile_cols), 0, 0, emit_profile},
+    [TABLE_SUMMARY] = {COLS(summary_cols), 1, 0, emit_summary},
+    [TABLE_SPECTRUM] = {COLS(spectrum_cols), 1, 0, emit_spectrum},
+    [TABLE_USAGE] = {COLS(usage_cols), 0, 1, emit_usage},
+    [TABLE_DIMS] = {COLS(dims_cols), 0, 1, emit_dims},
+    [TABLE_FREQS] = {COLS(freqs_cols), 1, 0, NULL},
+};
 
 static int emit_head(size_t i, void *ctx, pe_err *e)
 {
     (void)e;
     run *R = ctx;
-    if (R->o->table == TABLE_SUMMARY)
-        emit_summary(R, i);
-    else
-        emit_profile(R, i);
+    table_defs[R->o->table].emit(R, i);
+    pe_table_break(R->table, 2);
     result_free(&R->res[i]);
     if (R->progress) {
         fprintf(stderr, "\r%s: %zu/%zu heads", PROG, i + 1, R->n_tasks);
         if (i + 1 == R->n_tasks) fputs("\r\033[K", stderr);
     }
-    if (R->verbose && (i + 1) % R->in.n_heads == 0)
-        fprintf(stderr, "%s: layer %ld: %zu heads done at %.3f s\n", PROG, R->in.layers[i / R->in.n_heads],
-                R->in.n_heads, now() - R->t0);
+    if (R->verbose && (i + 1 == R->n_tasks || R->tasks[i + 1].lj != R->tasks[i].lj))
+        fprintf(stderr, "%s: layer %ld done at %.3f s\n", PROG, R->in.layers[R->tasks[i].lj], now() - R->t0);
+    return 0;
+}
+
+/* The task list: per layer, the selected query heads, then (usage, dims) the
+ * key heads they use. */
+static int make_tasks(run *R, pe_err *e)
+{
+    size_t nh = R->in.n_heads, per = nh + (table_defs[R->o->table].key_tasks ? nh : 0);
+    if (!(R->tasks = pe_alloc(R->in.n_layers * per + 1, sizeof *R->tasks, 0, e))) return -1;
+    R->n_tasks = 0;
+    for (size_t lj = 0; lj < R->in.n_layers; lj++) {
+        for (size_t h = 0; h < nh; h++) R->tasks[R->n_tasks++] = (task){lj, PE_TENSOR_Q, R->in.heads[h]};
+        if (!table_defs[R->o->table].key_tasks) continue;
+        int last = -1; /* heads are sorted, so their key heads are too */
+        for (size_t h = 0; h < nh; h++) {
+            int kv = R->in.heads[h] / R->kv_group;
+            if (kv != last) R->tasks[R->n_tasks++] = (task){lj, PE_TENSOR_K, kv};
+            last = kv;
+        }
+    }
     return 0;
 }
 
@@ -463,16 +672,6 @@ static int fail(const pe_err *e)
     return e->kind == PE_ERRK_USAGE ? PE_EXIT_USAGE : PE_EXIT_DATA;
 }
 
-static const char *const profile_cols[] = {"layer", "head", "kv_head", "component", "theta", "class",
-                                           "delta_lo", "delta_hi", "n_pairs", "mean_logit"};
-static const char *const summary_cols[] = {"layer", "head", "kv_head", "component", "theta",
-                                           "wavelength", "rho", "class", "magnitude_share", "lo_in",
-                                           "hi_in", "value_ood", "angle_ood", "du"};
-static const char *const freqs_cols[] = {"component", "theta", "wavelength", "rho", "max_angle_train",
-                                         "class", "theta_scaled", "rho_scaled", "class_scaled"};
-static const char *const check_cols[] = {"file", "layer", "tensor", "dtype", "heads",
-                                         "max_abs_diff", "rel_diff", "tolerance", "status"};
-
 /* Checks what the command line alone can tell; returns 0 or -1 (usage). */
 static int check_options(const decomp_opts *o, size_t n_files, long train_len, pe_err *e)
 {
@@ -487,13 +686,14 @@ static int check_options(const decomp_opts *o, size_t n_files, long train_len, p
     if (o->scale_spec && o->table != TABLE_FREQS) return pe_fail_usage(e, "--scale: only for -t freqs");
     if (o->check && (o->table != TABLE_PROFILE || o->scale_spec))
         return pe_fail_usage(e, "--check: writes its own table; leave out -t and --scale");
+    if (o->spectrum_of >= 0 && o->table != TABLE_SPECTRUM) return pe_fail_usage(e, "--spectrum-of: only for -t spectrum");
     return 0;
 }
 
 int main(int argc, char **argv)
 {
     pe_common_opts c;
-    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0};
+    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0, -1};
     pe_err e = {0};
     pe_output out = {0};
     run R;
@@ -548,7 +748,12 @@ int main(int argc, char **argv)
                            &e) < 0)
             goto failed;
         const pe_meta *m = R.in.meta;
-        if (o.table != TABLE_PROFILE && R.in.train_len <= 0) {
+        if (o.spectrum_of >= m->n_pairs) {
+            pe_fail_usage(&e, "--spectrum-of: pair %ld does not exist (the files have %d pairs)", o.spectrum_of,
+                          m->n_pairs);
+            goto failed;
+        }
+        if (table_defs[o.table].needs_L && R.in.train_len <= 0) {
             pe_fail_usage(&e, "-t %s needs the training length: the files have no train_len; give --train-len",
                           table_names[o.table]);
             goto failed;
@@ -561,15 +766,10 @@ int main(int argc, char **argv)
     }
     if (pe_output_open(&out, c.output, files, n_files, &e) < 0) goto failed;
 
-    const char *tname = o.check ? "check" : table_names[o.table];
-    const char *const *cols = o.check                    ? check_cols
-                              : o.table == TABLE_PROFILE ? profile_cols
-                              : o.table == TABLE_SUMMARY ? summary_cols
-                                                         : freqs_cols;
-    int ncol = o.check                    ? 9
-               : o.table == TABLE_PROFILE ? 10
-               : o.table == TABLE_SUMMARY ? 14
-                                          : (o.scale_spec ? 9 : 6);
+    const char *tname = o.check ? "check" : o.spectrum_of >= 0 ? "power" : table_names[o.table];
+    const char *const *cols = o.check ? check_cols : o.spectrum_of >= 0 ? power_cols : table_defs[o.table].cols;
+    int ncol = o.check ? 9 : o.spectrum_of >= 0 ? 7 : table_defs[o.table].ncol;
+    if (o.table == TABLE_FREQS && !o.scale_spec) ncol = 6;
     if (!(R.table = pe_table_open(out.fp, c.format, c.digits, PROG, tname, cols, ncol, &e))) goto failed;
     pe_table_meta(R.table, "version", "%s", PE_VERSION);
 
@@ -597,6 +797,10 @@ int main(int argc, char **argv)
     pe_table_meta(R.table, "train_len", "%ld", R.in.train_len);
     pe_table_meta(R.table, "pairing", "%s", pe_pairing_name(m->pairing));
     pe_table_meta(R.table, "attn_scale", "%.17g", m->attn_scale);
+    if (o.table == TABLE_SPECTRUM)
+        pe_table_meta(R.table, "window", "distances 0..%zu (min(Dmax + 1, L) - 1), Hann, %zu-point FFT",
+                      (R.in.n_dist < (size_t)R.in.train_len ? R.in.n_dist : (size_t)R.in.train_len) - 1,
+                      pe_spectrum_size(R.in.n_dist < (size_t)R.in.train_len ? R.in.n_dist : (size_t)R.in.train_len));
     if (o.table == TABLE_PROFILE) {
         pe_table_meta(R.table, "bins", "%ld", o.bins);
         pe_table_meta(R.table, "method", "%s", o.method == PE_METHOD_DIRECT ? "direct"
@@ -605,15 +809,16 @@ int main(int argc, char **argv)
         if (m->attn_softcap > 0)
             pe_table_meta(R.table, "note", "mean_logit is before the softcap %.9g", m->attn_softcap);
     }
+    int uses_profile = o.table == TABLE_PROFILE || o.table == TABLE_SUMMARY || o.table == TABLE_SPECTRUM;
     for (size_t f = 0; f < R.in.n; f++)
-        if (!pe_dump_meta(R.in.dumps[f])->contiguous && o.method == PE_METHOD_FFT && !c.quiet)
+        if (!pe_dump_meta(R.in.dumps[f])->contiguous && o.method == PE_METHOD_FFT && uses_profile && !c.quiet)
             fprintf(stderr, "%s: %s: positions are not contiguous; using the direct O(T^2) sum\n", PROG,
                     files[f]);
 
     R.c = &c;
     R.o = &o;
     R.kv_group = m->n_heads / m->n_kv_heads;
-    R.n_tasks = R.in.n_layers * R.in.n_heads;
+    if (make_tasks(&R, &e) < 0) goto failed;
     R.progress = !c.quiet && isatty(STDERR_FILENO);
     R.verbose = c.verbose;
     R.t0 = t0;
@@ -638,6 +843,7 @@ end:
     if (out.fp) pe_output_close(&out, 0, NULL);
     for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
     free(R.res);
+    free(R.tasks);
     if (R.in.n) pe_inputs_close(&R.in);
     for (size_t f = 0; checked && f < n_files; f++) pe_dump_close(checked[f]);
     free(checked);

@@ -142,6 +142,62 @@ golden pedecomp-layerfreq.tsv "$PEDECOMP" -t summary -f tsv -H 0 layerfreq.h5
 golden pedecomp-norope.tsv "$PEDECOMP" -f tsv -H 0 --bins 4 norope.h5
 golden pedecomp-t1.tsv "$PEDECOMP" -f tsv -H 0 t1.h5
 
+golden pedecomp-usage.gp "$PEDECOMP" -t usage -l 2 -H 1,2 f32.h5
+golden pedecomp-dims.tsv "$PEDECOMP" -t dims -f tsv -l 0 -H 3 f32.h5
+golden pedecomp-spectrum.tsv "$PEDECOMP" -t spectrum -f tsv spectral.h5
+golden pedecomp-power.json "$PEDECOMP" -t spectrum -f json --spectrum-of 2 -l 0 -H 0 f32.h5
+
+# Frequency usage (analyses.md section 7): the rotation does not change a
+# pair's norm, so q_rot-only files give the same usage to 1e-12; shares sum
+# to 1; queries per query head, keys per key head.
+run "$PEDECOMP" -t usage -f tsv --digits 17 f32.h5
+data "$TMP/out" >"$TMP/usage-plain.tsv"
+run "$PEDECOMP" -t usage -f tsv --digits 17 rotated.h5
+data "$TMP/out" >"$TMP/usage-rot.tsv"
+bad=$(paste "$TMP/usage-plain.tsv" "$TMP/usage-rot.tsv" | awk -F'\t' '
+    NR == 1 { next }
+    { rows++; for (c = 8; c <= 9; c++) { d = $c - $(c + 9); if (d < 0) d = -d; if (d > 1e-12 * ($c < 0 ? -$c : $c)) bad++ } }
+    END { print rows == 36 ? bad + 0 : "rows " rows }')
+if [ "$bad" = 0 ]; then ok "usage from q equals usage from q_rot to 1e-12 (36 rows)"; else notok "usage from q equals usage from q_rot to 1e-12" "$bad"; fi
+bad=$(awk -F'\t' 'NR > 1 { s[$1 " " $2 " " $4] += $9 } END { for (k in s) { d = s[k] - 1; if (d < 0) d = -d; if (d > 1e-12) bad++; n++ } print n == 12 ? bad + 0 : "groups " n }' "$TMP/usage-plain.tsv")
+if [ "$bad" = 0 ]; then ok "usage shares sum to 1 for each of 12 (layer, head, tensor)"; else notok "usage shares sum to 1" "$bad"; fi
+if [ "$(awk -F'\t' 'NR > 1 && $4 == "k" { print $1 $2 $3 }' "$TMP/usage-plain.tsv" | sort -u | tr '\n' ' ')" = "000 011 200 211 " ]; then
+    ok "usage: key rows per key head, head = kv_head"
+else
+    notok "usage: key rows per key head"
+fi
+run "$PEDECOMP" -t usage -f tsv -H 3 f32.h5
+if [ "$(data "$TMP/out" | awk -F'\t' 'NR > 1 { print $2 $4 }' | sort -u | tr '\n' ' ')" = "1k 3q " ]; then
+    ok "usage -H 3: query head 3 and the key head it uses"
+else
+    notok "usage -H 3: query head 3 and the key head it uses" "$(data "$TMP/out" | head -n 3 | tr '\n' ' ')"
+fi
+
+# Spectral purity: in spectral.h5 only pair 3 carries a second line (at 3
+# theta, a tenth of the amplitude): the only pair flagged leaky, with leakage
+# near a hundredth; the constant pairs are pure to 1e-3.
+run "$PEDECOMP" -t spectrum -f tsv spectral.h5
+flags=$(data "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s:%s ", $4, ($10 > 0.005 ? "leaky" : ($9 >= 0.999 ? "pure" : "?")) }')
+if [ "$flags" = "0:pure 1:pure 2:pure 3:leaky " ]; then ok "spectrum: only the planted pair 3 is leaky"; else notok "spectrum: only the planted pair 3 is leaky" "$flags"; fi
+if data "$TMP/out" | awk -F'\t' '$4 == 3 { exit !($10 >= 0.008 && $10 <= 0.012) }'; then
+    ok "spectrum: the planted line leaks between 0.008 and 0.012"
+else
+    notok "spectrum: the planted line leaks between 0.008 and 0.012"
+fi
+run "$PEDECOMP" -t spectrum --spectrum-of 3 -f tsv spectral.h5
+if [ "$(data "$TMP/out" | wc -l)" -eq 514 ]; then ok "--spectrum-of writes N/2 + 1 = 513 bins"; else notok "--spectrum-of writes N/2 + 1 = 513 bins"; fi
+expect 2 "pedecomp: --spectrum-of: only for -t spectrum" "--spectrum-of without -t spectrum" "$PEDECOMP" --spectrum-of 1 f32.h5
+expect 2 "pedecomp: --spectrum-of: pair 3 does not exist (the files have 3 pairs)" "--spectrum-of a missing pair" "$PEDECOMP" -t spectrum --spectrum-of 3 f32.h5
+expect 2 "pedecomp: -t spectrum needs the training length" "spectrum without L" "$PEDECOMP" -t spectrum minimal.h5
+
+# The real dump: usage, dims and spectrum cover every layer, head and pair.
+for spec in "usage 240" "dims 480" "spectrum 160"; do
+    set -- $spec
+    run "$PEDECOMP" -t "$1" -f tsv "$REAL"
+    n=$(data "$TMP/out" | awk 'NR > 1' | wc -l)
+    if [ "$status" -eq 0 ] && [ "$n" -eq "$2" ]; then ok "real dump: -t $1 has $2 rows"; else notok "real dump: -t $1 has $2 rows" "status $status, $n rows"; fi
+done
+
 # JSON is one document jq accepts, nan as null.
 if command -v jq >/dev/null 2>&1; then
     run "$PEDECOMP" -f json -t summary f32.h5
@@ -259,7 +315,7 @@ elif ! /usr/bin/python3 -c 'import numpy, h5py' 2>/dev/null; then
     echo "skip - pe-dump to pedecomp --check: /usr/bin/python3 lacks numpy or h5py"
 else
     "$TOP/scripts/pe-dump" --llama2c "$MODEL" --sample 96 --documents 2 --seed 3 --rotated --dtype float32 \
-        -o "$TMP/dumped.h5" 2>"$TMP/err"
+        -o "$TMP/dumped.h5" >"$TMP/out" 2>"$TMP/err"
     expect 0 "" "pe-dump --rotated output passes pedecomp --check" "$PEDECOMP" --check "$TMP/dumped.h5"
     n=$(grep -c '	ok$' "$TMP/out")
     if [ "$n" -eq 10 ]; then ok "--check compared q and k of all 5 layers"; else notok "--check compared q and k of all 5 layers" "$n rows ok"; fi

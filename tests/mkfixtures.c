@@ -191,6 +191,19 @@ static void b_dup_index(hid_t f)
 }
 static void b_version_str(hid_t f) { attr_str(f, "format_version", "1"); }
 
+/* spectral.h5: pairs 0-2 hold constant query and key (a pure cosine
+ * profile); pair 3's query and key content rotate at 2 theta_3, which plants
+ * a line at 3 theta_3 with a tenth of the main line's amplitude. */
+static double spectral_value(int layer, int tensor, int h, int t, int d)
+{
+    (void)layer;
+    (void)h;
+    int i = d % 4, im = d >= 4;
+    if (i < 3) return im ? 0.0 : 1.0;
+    double a = 2.0 * pow(10.0, -6.0 / 8.0) * t, amp = tensor == 0 ? 0.5 : 0.2;
+    return im ? amp * sin(a) : 1.0 + amp * cos(a);
+}
+
 static void write_text(const char *dir, const char *name, const char *text)
 {
     char path[4096];
@@ -296,6 +309,19 @@ int main(int argc, char **argv)
     s.train_len = 512;
     s.n_layers = 1;
     good(dir, "big.h5", &s);
+
+    s = standard();
+    s.heads = 1;
+    s.kv = 1;
+    s.D = 8;
+    s.R = 8;
+    s.T = 1024;
+    s.train_len = 256;
+    s.base = 10.0; /* theta = 1, 0.56, 0.32, 0.18: two turns within 256 for all */
+    s.dtype = FX_F64;
+    s.n_layers = 1;
+    s.value = spectral_value;
+    good(dir, "spectral.h5", &s);
 
     /* Fixed-length strings instead of h5py's variable-length ones. */
     {
