@@ -9,8 +9,10 @@
  * exactly (sum of sums / sum of counts).
  *
  * Pure computation: no files, no printing.  Arrays are borrowed; a
- * pe_profile owns its arrays and is released with pe_profile_free.
- * pe_profile_add is safe to call from several threads on different profiles.
+ * pe_profile owns its arrays, and the working buffers of pe_profile_add,
+ * which it keeps so that the next head reuses them; all are released with
+ * pe_profile_free.  pe_profile_add is safe to call from several threads on
+ * different profiles.
  */
 #ifndef PE_DECOMP_H
 #define PE_DECOMP_H
@@ -33,6 +35,7 @@ typedef struct pe_profile {
     double *sum;     /* (P + 2) x n_dist, row-major */
     double *count;   /* n_dist: causal pairs at each distance (exact integers) */
     double *mag;     /* P: sum over causal pairs of |zq_m,i| |zk_n,i| (section 3) */
+    void *scratch;   /* working buffers kept for the next pe_profile_add */
 } pe_profile;
 
 #define PE_ROW_PASS(p) ((p)->n_pairs)
@@ -41,6 +44,8 @@ typedef struct pe_profile {
 /* Zeroed accumulators for P pairs and distances 0 .. n_dist-1. */
 int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
 void pe_profile_free(pe_profile *p);
+/* Zeroes the sums and counts, keeping every buffer for the next head. */
+void pe_profile_clear(pe_profile *p);
 
 /* One head of one sequence: query and key vectors BEFORE the rotary
  * embedding, row-major T x D each, positions strictly increasing. */

@@ -21,4 +21,9 @@ typedef int (*pe_task_fn)(size_t i, void *ctx, pe_err *e);
  * thread. */
 int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e);
 
+/* Inside work(): the calling worker's number, 0 .. jobs - 1 (0 when jobs <= 1),
+ * so that a tool can keep one set of buffers per worker and reuse them from
+ * task to task instead of allocating (and page-faulting) them anew. */
+int pe_par_worker(void);
+
 #endif

@@ -45,13 +45,75 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
     return 0;
 }
 
+/* ---- scratch kept between calls ----
+ * A head's working buffers are large (T doubles per column, 2T-point FFTs);
+ * fresh ones every call would cost a page fault per 4 KiB touched, which is
+ * most of the run on a virtual machine and serialises threads in the kernel.
+ * A profile therefore keeps them for its next call. */
+
+enum { SC_COL, SC_MAG, SC_FFT_A, SC_FFT_B, SC_FFT_S, SC_TOT, SC_DIRECT, SC_OFF, SC_DBUF, SC_SLOTS };
+
+typedef struct pe_scratch {
+    void *p[SC_SLOTS];
+    size_t bytes[SC_SLOTS];
+} pe_scratch;
+
+static int is_fftw_slot(int slot)
+{
+    return slot == SC_FFT_A || slot == SC_FFT_B || slot == SC_FFT_S;
+}
+
+/* A buffer of at least n * size bytes in the profile's slot, zeroed when
+ * asked; NULL with e filled when memory runs out. */
+static void *scratch(pe_profile *p, int slot, size_t n, size_t size, int zero, pe_err *e)
+{
+    size_t bytes;
+    char buf[32];
+    if (pe_mul_size(n ? n : 1, size, &bytes) != 0) {
+        pe_fail(e, "out of memory: %zu x %zu bytes overflows", n, size);
+        return NULL;
+    }
+    if (!p->scratch && !(p->scratch = pe_alloc(1, sizeof(pe_scratch), 1, e))) return NULL;
+    pe_scratch *s = p->scratch;
+    if (s->bytes[slot] < bytes) {
+        if (is_fftw_slot(slot))
+            fftw_free(s->p[slot]);
+        else
+            free(s->p[slot]);
+        s->p[slot] = is_fftw_slot(slot) ? fftw_malloc(bytes) : malloc(bytes);
+        s->bytes[slot] = s->p[slot] ? bytes : 0;
+        if (!s->p[slot]) {
+            pe_fail(e, "out of memory (needs %s)", pe_format_bytes((double)bytes, buf, sizeof buf));
+            return NULL;
+        }
+    }
+    if (zero) memset(s->p[slot], 0, bytes);
+    return s->p[slot];
+}
+
 void pe_profile_free(pe_profile *p)
 {
     if (!p) return;
     free(p->sum);
     free(p->count);
     free(p->mag);
+    pe_scratch *s = p->scratch;
+    for (int i = 0; s && i < SC_SLOTS; i++) {
+        if (is_fftw_slot(i))
+            fftw_free(s->p[i]);
+        else
+            free(s->p[i]);
+    }
+    free(s);
     memset(p, 0, sizeof *p);
+}
+
+void pe_profile_clear(pe_profile *p)
+{
+    size_t rows = ((size_t)p->n_pairs + 2) * p->n_dist;
+    memset(p->sum, 0, rows * sizeof *p->sum);
+    memset(p->count, 0, p->n_dist * sizeof *p->count);
+    memset(p->mag, 0, (size_t)p->n_pairs * sizeof *p->mag);
 }
 
 size_t pe_head_max_distance(size_t T, const int64_t *pos)
@@ -199,14 +261,10 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
     pe_fft_plans pl;
     /* Separate fftw_malloc blocks: a sub-array of one block would lose the
      * alignment the plans were made for when N is odd. */
-    fftw_complex *A = fftw_malloc(N * sizeof *A);
-    fftw_complex *B = fftw_malloc(N * sizeof *B);
-    fftw_complex *S = h->n_pseudo ? fftw_malloc(N * sizeof *S) : NULL;
-    double *tot = pe_alloc(T, sizeof *tot, 1, e);
-    if (!A || !B || (h->n_pseudo && !S)) {
-        pe_fail(e, "out of memory (FFT buffers of %zu complex values)", N);
-        goto out;
-    }
+    fftw_complex *A = scratch(p, SC_FFT_A, N, sizeof *A, 0, e);
+    fftw_complex *B = A ? scratch(p, SC_FFT_B, N, sizeof *B, 0, e) : NULL;
+    fftw_complex *S = B && h->n_pseudo ? scratch(p, SC_FFT_S, N, sizeof *S, 0, e) : NULL;
+    double *tot = B && (S || !h->n_pseudo) ? scratch(p, SC_TOT, T, sizeof *tot, 1, e) : NULL;
     if (!tot) goto out;
     if (pe_fft_plans_get((int)N, A, &pl, &owned, e) != 0) goto out;
     have_plans = 1;
@@ -260,10 +318,6 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
     rc = 0;
 out:
     if (have_plans) pe_fft_plans_release(&pl, owned);
-    fftw_free(A);
-    fftw_free(B);
-    fftw_free(S);
-    free(tot);
     return rc;
 }
 
@@ -277,7 +331,7 @@ out:
 static int pe_add_direct_contig(pe_profile *p, pe_head *h, pe_err *e)
 {
     const size_t T = h->T;
-    double *buf = pe_alloc(T, 3 * sizeof *buf, 0, e);
+    double *buf = scratch(p, SC_DIRECT, T, 3 * sizeof *buf, 0, e);
     if (!buf) return -1;
     double *acr = buf, *aci = buf + T, *tot = buf + 2 * T;
     memset(tot, 0, T * sizeof *tot);
@@ -311,7 +365,6 @@ static int pe_add_direct_contig(pe_profile *p, pe_head *h, pe_err *e)
         }
     }
     pe_finish(p, h, tot, T, NULL);
-    free(buf);
     return 0;
 }
 
@@ -322,12 +375,9 @@ static int pe_add_direct_scatter(pe_profile *p, pe_head *h, size_t nd, pe_err *e
 {
     const size_t T = h->T;
     const int64_t *pos = h->in->pos;
-    size_t *off = pe_alloc(T, sizeof *off, 0, e);
-    double *dbuf = off ? pe_alloc(nd, 4 * sizeof *dbuf, 1, e) : NULL;
-    if (!dbuf) {
-        free(off);
-        return -1;
-    }
+    size_t *off = scratch(p, SC_OFF, T, sizeof *off, 0, e);
+    double *dbuf = off ? scratch(p, SC_DBUF, nd, 4 * sizeof *dbuf, 1, e) : NULL;
+    if (!dbuf) return -1;
     double *cnt = dbuf, *acr = dbuf + nd, *aci = dbuf + 2 * nd, *tot = dbuf + 3 * nd;
     for (size_t m = 0; m < T; m++) off[m] = (size_t)((uint64_t)pos[m] - (uint64_t)pos[0]);
     for (size_t m = 0; m < T; m++)
@@ -360,8 +410,6 @@ static int pe_add_direct_scatter(pe_profile *p, pe_head *h, size_t nd, pe_err *e
         }
     }
     pe_finish(p, h, tot, nd, cnt);
-    free(off);
-    free(dbuf);
     return 0;
 }
 
@@ -423,8 +471,8 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
      * of a whole number of cache lines plus one line spreads them. */
     if (T > SIZE_MAX / 2) return pe_fail(e, "decomposition: %zu tokens overflow", T);
     h.ld = (T + 7) / 8 * 8 + 8;
-    h.col = pe_alloc(h.ld, 4 * PE_BLOCK * sizeof *h.col, 0, e);
-    h.mag = h.col ? pe_alloc((size_t)h.P, sizeof *h.mag, 1, e) : NULL;
+    h.col = scratch(p, SC_COL, h.ld, 4 * PE_BLOCK * sizeof *h.col, 0, e);
+    h.mag = h.col ? scratch(p, SC_MAG, (size_t)h.P, sizeof *h.mag, 1, e) : NULL;
     int rc = -1;
     if (h.mag) {
         if (!contiguous)
@@ -434,8 +482,6 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
         else
             rc = pe_add_direct_contig(p, &h, e);
     }
-    free(h.col);
-    free(h.mag);
     return rc;
 }
 

@@ -891,26 +891,32 @@ static void build_half_table(void)
     for (unsigned i = 0; i < 65536; i++) pe_half_table[i] = half_to_double((uint16_t)i);
 }
 
+/* Widens n stored values to double.  raw may be the tail of out (its last
+ * n * itemsize bytes): writing out[i] then overwrites only raw values 0 .. i,
+ * because (8 - s) (i - n + 1) <= 0 for i < n.  Each block of raw values is
+ * copied out with memcpy before any of its doubles are written, so the order
+ * holds whatever the compiler does with the loops. */
+#define PE_CONVERT_BLOCK 1024
+
 static void convert(pe_elem elem, const void *raw, double *out, size_t n)
 {
-    switch (elem) {
-    case PE_ELEM_F16: {
-        const uint16_t *s = raw;
-        pthread_once(&pe_half_once, build_half_table);
-        for (size_t i = 0; i < n; i++) out[i] = pe_half_table[s[i]];
-        break;
-    }
-    case PE_ELEM_BF16: {
-        const uint16_t *s = raw;
-        for (size_t i = 0; i < n; i++) out[i] = bf16_to_double(s[i]);
-        break;
-    }
-    case PE_ELEM_F32: {
-        const float *s = raw;
-        for (size_t i = 0; i < n; i++) out[i] = (double)s[i];
-        break;
-    }
-    default: break; /* F64 and HDF5-converted data are read straight into out */
+    const char *src = raw;
+    if (elem == PE_ELEM_F16) pthread_once(&pe_half_once, build_half_table);
+    for (size_t i0 = 0; i0 < n; i0 += PE_CONVERT_BLOCK) {
+        size_t nb = n - i0 < PE_CONVERT_BLOCK ? n - i0 : PE_CONVERT_BLOCK;
+        double *o = out + i0;
+        if (elem == PE_ELEM_F32) {
+            float tmp[PE_CONVERT_BLOCK];
+            memcpy(tmp, src + i0 * sizeof(float), nb * sizeof(float));
+            for (size_t i = 0; i < nb; i++) o[i] = (double)tmp[i];
+        } else {
+            uint16_t tmp[PE_CONVERT_BLOCK];
+            memcpy(tmp, src + i0 * sizeof(uint16_t), nb * sizeof(uint16_t));
+            if (elem == PE_ELEM_F16)
+                for (size_t i = 0; i < nb; i++) o[i] = pe_half_table[tmp[i]];
+            else
+                for (size_t i = 0; i < nb; i++) o[i] = bf16_to_double(tmp[i]);
+        }
     }
 }
 
@@ -946,7 +952,9 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
         return pe_fail_usage(e, "%s: /layers/%s/%s: no head %d (has %d)", d->path, L->name, name, head,
                              nheads);
     int direct = ds->elem == PE_ELEM_F64 || ds->elem == PE_ELEM_HDF5;
-    if (!direct && !(raw = pe_alloc(n, ds->itemsize, 0, e))) return -1;
+    /* Narrow types are read into the tail of out and widened in place, front
+     * to back (see convert): no second buffer to allocate and fault in. */
+    if (!direct) raw = (char *)out + n * (sizeof(double) - ds->itemsize);
 
     h5_lock();
     hid_t g = H5Gopen2(d->file, "layers", H5P_DEFAULT);
@@ -976,7 +984,7 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
                 L->name, name, head);
         goto done;
     }
-    if (!direct) convert(ds->elem, raw, out, n);
+    if (!direct) convert(ds->elem, raw, out, n); /* F64 and HDF5-converted data are read straight into out */
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(out[i])) {
             pe_fail(e, "%s: layer %ld: %s head %d token %zu dim %d: value is %s", d->path, L->index,
@@ -987,7 +995,6 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
     }
     rc = 0;
 done:
-    free(raw);
     return rc;
 }
 

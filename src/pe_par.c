@@ -5,6 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+static _Thread_local int pe_worker_id;
+
+int pe_par_worker(void)
+{
+    return pe_worker_id;
+}
+
+/* A worker's start: its number, then the shared state. */
+typedef struct worker_arg {
+    struct par_state *s;
+    int id;
+} worker_arg;
+
 typedef struct par_state {
     size_t n;
     size_t window;    /* tasks allowed to run ahead of emission */
@@ -21,7 +34,9 @@ typedef struct par_state {
 
 static void *worker(void *arg)
 {
-    par_state *s = arg;
+    worker_arg *wa = arg;
+    par_state *s = wa->s;
+    pe_worker_id = wa->id;
     pthread_mutex_lock(&s->mu);
     for (;;) {
         while (!s->stop && s->next < s->n && s->next >= s->emitted + s->window)
@@ -43,6 +58,7 @@ static void *worker(void *arg)
 int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e)
 {
     if (jobs <= 1 || n <= 1) {
+        pe_worker_id = 0;
         for (size_t i = 0; i < n; i++) {
             if (work(i, ctx, e) != 0) return -1;
             if (emit && emit(i, ctx, e) != 0) return -1;
@@ -60,15 +76,17 @@ int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, 
     s.done = pe_alloc(n, 1, 1, e);
     s.errs = pe_alloc(n, sizeof *s.errs, 1, e);
     pthread_t *th = pe_alloc((size_t)jobs, sizeof *th, 0, e);
+    worker_arg *wa = pe_alloc((size_t)jobs, sizeof *wa, 0, e);
     int rc = 0, started = 0;
-    if (!s.done || !s.errs || !th) {
+    if (!s.done || !s.errs || !th || !wa) {
         rc = -1;
         goto out;
     }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     for (; started < jobs; started++) {
-        if (pthread_create(&th[started], NULL, worker, &s) != 0) break;
+        wa[started] = (worker_arg){&s, started};
+        if (pthread_create(&th[started], NULL, worker, &wa[started]) != 0) break;
     }
     if (started == 0) {
         rc = pe_fail(e, "cannot start a thread");
@@ -107,6 +125,7 @@ int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, 
     pthread_mutex_destroy(&s.mu);
 out:
     free(th);
+    free(wa);
     free(s.done);
     free(s.errs);
     return rc;

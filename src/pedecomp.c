@@ -145,6 +145,15 @@ typedef struct head_result {
     pe_usage use;         /* usage, dims */
 } head_result;
 
+/* What one worker keeps from task to task: the head buffers and the
+ * profile with its working memory, so that each head reuses pages already
+ * touched instead of faulting in new ones. */
+typedef struct worker_mem {
+    double *q, *k;
+    size_t cap;      /* doubles in q and in k */
+    pe_profile prof; /* initialised when prof.sum != NULL */
+} worker_mem;
+
 typedef struct run {
     const pe_common_opts *c;
     const decomp_opts *o;
@@ -153,6 +162,8 @@ typedef struct run {
     size_t n_tasks;
     task *tasks;
     head_result *res;
+    worker_mem *wm;       /* one per worker */
+    int jobs;
     pe_table *table;
     int progress;         /* a progress line on a terminal */
     int verbose;          /* -v: a line per finished layer */
@@ -168,6 +179,33 @@ static void result_free(head_result *r)
     free(r->power);
     pe_usage_free(&r->use);
     memset(r, 0, sizeof *r);
+}
+
+/* The worker's q and k buffers, grown to n doubles each. */
+static int worker_buffers(worker_mem *w, size_t n, pe_err *e)
+{
+    if (w->cap >= n) return 0;
+    free(w->q);
+    free(w->k);
+    w->q = pe_alloc(n, sizeof *w->q, 0, e);
+    w->k = w->q ? pe_alloc(n, sizeof *w->k, 0, e) : NULL;
+    if (!w->k) {
+        free(w->q);
+        w->q = NULL;
+        w->cap = 0;
+        return -1;
+    }
+    w->cap = n;
+    return 0;
+}
+
+/* The worker's profile, zeroed, for P pairs and n_dist distances. */
+static pe_profile *worker_profile(worker_mem *w, int P, size_t n_dist, pe_err *e)
+{
+    if (w->prof.sum && (w->prof.n_pairs != P || w->prof.n_dist != n_dist)) pe_profile_free(&w->prof);
+    if (!w->prof.sum) return pe_profile_init(&w->prof, P, n_dist, e) < 0 ? NULL : &w->prof;
+    pe_profile_clear(&w->prof);
+    return &w->prof;
 }
 
 static const double *layer_theta(const run *R, size_t layer_j)
@@ -186,23 +224,18 @@ static pe_geom layer_geom(const pe_meta *m, int slot)
 static int work_usage(run *R, const task *tk, head_result *out, pe_err *e)
 {
     const pe_meta *m = R->in.meta;
-    double *x = NULL;
-    int rc = -1;
+    worker_mem *w = &R->wm[pe_par_worker()];
     if (pe_usage_init(&out->use, m->n_pairs, m->head_dim, e) < 0) return -1;
     for (size_t f = 0; f < R->in.n; f++) {
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
-        free(x);
-        if (!(x = pe_alloc(mf->T * (size_t)mf->head_dim, sizeof *x, 0, e))) goto done;
-        if (pe_dump_read_head(d, (size_t)slot, tk->tensor, tk->head, x, e) < 0) goto done;
+        if (worker_buffers(w, mf->T * (size_t)mf->head_dim, e) < 0) return -1;
+        if (pe_dump_read_head(d, (size_t)slot, tk->tensor, tk->head, w->q, e) < 0) return -1;
         pe_geom g = layer_geom(mf, slot);
-        pe_usage_add(&out->use, x, mf->T, &g);
+        pe_usage_add(&out->use, w->q, mf->T, &g);
     }
-    rc = 0;
-done:
-    free(x);
-    return rc;
+    return 0;
 }
 
 /* The spectrum table from the unbinned profile: each pair's mean curve over
@@ -241,8 +274,8 @@ static int work_head(size_t i, void *ctx, pe_err *e)
     const task *tk = &R->tasks[i];
     const pe_meta *m = R->in.meta;
     const int P = m->n_pairs;
-    pe_profile prof = {0};
-    double *q = NULL, *k = NULL;
+    worker_mem *w = &R->wm[pe_par_worker()];
+    pe_profile *prof;
     head_result *out = &R->res[i];
     int rc = -1;
 
@@ -251,32 +284,27 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         if (rc < 0) result_free(out);
         return rc;
     }
-    if (pe_profile_init(&prof, P, R->in.n_dist, e) < 0) return -1;
+    if (!(prof = worker_profile(w, P, R->in.n_dist, e))) return -1;
     for (size_t f = 0; f < R->in.n; f++) {
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
-        size_t td = mf->T * (size_t)mf->head_dim;
-        free(q);
-        free(k);
-        q = pe_alloc(td, sizeof *q, 0, e);
-        k = pe_alloc(td, sizeof *k, 0, e);
-        if (!q || !k) goto done;
-        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, q, e) < 0 ||
-            pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, tk->head / R->kv_group, k, e) < 0)
+        if (worker_buffers(w, mf->T * (size_t)mf->head_dim, e) < 0) goto done;
+        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, w->q, e) < 0 ||
+            pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, tk->head / R->kv_group, w->k, e) < 0)
             goto done;
         pe_geom g = layer_geom(mf, slot);
-        pe_head_input hin = {mf->T, q, k, mf->positions, mf->attn_scale, mf->contiguous};
-        if (pe_profile_add(&prof, &hin, &g, (pe_method)R->o->method, e) < 0) goto done;
+        pe_head_input hin = {mf->T, w->q, w->k, mf->positions, mf->attn_scale, mf->contiguous};
+        if (pe_profile_add(prof, &hin, &g, (pe_method)R->o->method, e) < 0) goto done;
     }
 
     if (R->o->table == TABLE_SUMMARY) {
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) goto done;
-        if (pe_profile_summary(&prof, layer_theta(R, tk->lj), R->in.train_len, out->sum, e) < 0) goto done;
+        if (pe_profile_summary(prof, layer_theta(R, tk->lj), R->in.train_len, out->sum, e) < 0) goto done;
     } else if (R->o->table == TABLE_SPECTRUM) {
-        if (work_spectrum(R, &prof, layer_theta(R, tk->lj), out, e) < 0) goto done;
+        if (work_spectrum(R, prof, layer_theta(R, tk->lj), out, e) < 0) goto done;
     } else {
-        size_t nd = prof.n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
+        size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
         size_t rows = (size_t)P + 2;
         out->nb = nb;
         out->mean = pe_alloc(rows * nb, sizeof(double), 0, e);
@@ -286,17 +314,14 @@ static int work_head(size_t i, void *ctx, pe_err *e)
             size_t lo, hi;
             pe_bin_range(nd, nb, b, &lo, &hi);
             double n = 0;
-            for (size_t d = lo; d <= hi; d++) n += prof.count[d];
+            for (size_t d = lo; d <= hi; d++) n += prof->count[d];
             out->npairs[b] = n;
             for (size_t r = 0; r < rows; r++)
-                out->mean[r * nb + b] = pe_bin_mean(prof.sum + r * nd, prof.count, lo, hi);
+                out->mean[r * nb + b] = pe_bin_mean(prof->sum + r * nd, prof->count, lo, hi);
         }
     }
     rc = 0;
 done:
-    free(q);
-    free(k);
-    pe_profile_free(&prof);
     if (rc < 0) result_free(out);
     return rc;
 }
@@ -822,8 +847,10 @@ int main(int argc, char **argv)
     R.progress = !c.quiet && isatty(STDERR_FILENO);
     R.verbose = c.verbose;
     R.t0 = t0;
+    R.jobs = c.jobs ? c.jobs : pe_cpu_count();
     if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) goto failed;
-    if (pe_par_run(R.n_tasks, c.jobs ? c.jobs : pe_cpu_count(), work_head, emit_head, &R, &e) < 0) {
+    if (!(R.wm = pe_alloc((size_t)R.jobs, sizeof *R.wm, 1, &e))) goto failed;
+    if (pe_par_run(R.n_tasks, R.jobs, work_head, emit_head, &R, &e) < 0) {
         if (R.progress) fputs("\r\033[K", stderr);
         goto failed;
     }
@@ -844,6 +871,12 @@ end:
     for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
     free(R.res);
     free(R.tasks);
+    for (int j = 0; R.wm && j < R.jobs; j++) {
+        free(R.wm[j].q);
+        free(R.wm[j].k);
+        pe_profile_free(&R.wm[j].prof);
+    }
+    free(R.wm);
     if (R.in.n) pe_inputs_close(&R.in);
     for (size_t f = 0; checked && f < n_files; f++) pe_dump_close(checked[f]);
     free(checked);
