@@ -45,7 +45,7 @@ MAN = $(wildcard man/*.1 man/*.5)
 
 ALL_CPPFLAGS = $(PE_CPPFLAGS) $(CPPFLAGS)
 
-.PHONY: all deps check test check-asan regen install uninstall clean demo FORCE
+.PHONY: all deps check test check-asan regen install uninstall clean demo fuzz FUZZ_FORCE FORCE
 .SUFFIXES:
 .SECONDARY:
 
@@ -95,6 +95,26 @@ check-asan: deps
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@sh scripts/demo $(BUILD)
+
+# libFuzzer on the reader (tests/fuzz_reader.c), seeded with the fixtures.
+# Crashes land in $(BUILD)/fuzz/crashes; copy them to tests/corpus/.  HDF5
+# answers a failed malloc with an error, so huge requests return NULL here.
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 1
+FUZZ_CC ?= clang
+FUZZ_DIR = $(BUILD)/fuzz
+fuzz: deps
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_DIR) CC=$(FUZZ_CC) \
+	  CFLAGS="-O1 -g -std=c11 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	  LDFLAGS="-fsanitize=address,undefined" $(FUZZ_DIR)/libpetools.a $(FUZZ_DIR)/tests/mkfixtures
+	$(FUZZ_CC) $(ALL_CPPFLAGS) -O1 -g -std=c11 -fsanitize=fuzzer,address,undefined \
+	  -o $(FUZZ_DIR)/fuzz_reader tests/fuzz_reader.c $(FUZZ_DIR)/libpetools.a $(PE_LIBS)
+	@rm -rf $(FUZZ_DIR)/seeds && mkdir -p $(FUZZ_DIR)/seeds $(FUZZ_DIR)/corpus $(FUZZ_DIR)/crashes
+	@$(FUZZ_DIR)/tests/mkfixtures $(FUZZ_DIR)/seeds && find $(FUZZ_DIR)/seeds -size +200k -delete
+	@cp tests/corpus/* $(FUZZ_DIR)/seeds/ 2>/dev/null || true
+	ASAN_OPTIONS=allocator_may_return_null=1:$(ASAN_OPTIONS) $(FUZZ_DIR)/fuzz_reader -max_total_time=$(FUZZ_SECONDS) -max_len=262144 -rss_limit_mb=4096 \
+	  -timeout=20 -fork=$(FUZZ_JOBS) -ignore_crashes=1 -ignore_ooms=1 -ignore_timeouts=1 \
+	  -artifact_prefix=$(FUZZ_DIR)/crashes/ $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 
 regen: all $(TEST_BIN)
 	@LC_ALL=C PE_REGEN=1 sh tests/run.sh $(BUILD) $(PYTHON)

@@ -64,6 +64,11 @@ typedef struct pe_open_opts {
 
 /* Opens and validates path.  Returns NULL with e filled ("FILE: field: what"). */
 pe_dump *pe_dump_open(const char *path, const pe_open_opts *opts, pe_err *e);
+/* The same for a whole HDF5 file held in memory (image, len bytes, borrowed
+ * and unchanged; it must outlive the pe_dump); name stands for the file in
+ * messages.  Used by the fuzzer. */
+pe_dump *pe_dump_open_image(const void *image, size_t len, const char *name, const pe_open_opts *opts,
+                            pe_err *e);
 void pe_dump_close(pe_dump *d);
 
 const pe_meta *pe_dump_meta(const pe_dump *d);
@@ -86,6 +91,12 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
 /* Name of the stored element type of a layer's tensor ("float16",
  * "bfloat16", "float32", "float64", or "float<bits>"), for --check. */
 const char *pe_dump_dtype(pe_dump *d, size_t slot, pe_tensor t, int rotated);
+
+/* Installs the crash guard: a fatal signal inside the HDF5 library (which a
+ * damaged file can cause) prints "prog: FILE: object: the HDF5 library
+ * crashed ..." and exits with status 1.  Called once by each tool's main;
+ * without it, signals keep their default action. */
+void pe_dump_guard(const char *prog);
 
 /* The machine's available memory in bytes (MemAvailable), or 0 if unknown. */
 double pe_available_memory(void);

@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,14 +62,79 @@ static void pe_h5_init(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-static void h5_lock(void)
+/* ---- the crash guard ----
+ * HDF5 trusts the bytes of a file more than it should: a damaged file can
+ * crash the library itself (its fuzzing history is long).  That must not
+ * crash a tool.  Every HDF5 call runs under pe_h5_lock, one at a time, with
+ * pe_h5_doing naming the file and object; a fatal signal inside it prints one
+ * line naming them and ends the tool with status 1.  Signals anywhere else
+ * keep their default action, so a bug of ours still shows as a crash. */
+static const char *pe_guard_prog;
+static char pe_h5_doing[1200];
+static volatile sig_atomic_t pe_in_hdf5;
+static _Thread_local int pe_has_altstack;
+
+static void put_err(const char *s)
+{
+    size_t n = strlen(s);
+    while (n > 0) {
+        ssize_t w = write(STDERR_FILENO, s, n);
+        if (w <= 0) break;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void crash_handler(int sig)
+{
+    if (!pe_in_hdf5) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    put_err(pe_guard_prog);
+    put_err(": ");
+    put_err(pe_h5_doing);
+    put_err(": the HDF5 library crashed reading this file (it is damaged, or beyond what HDF5 can read)\n");
+    _exit(1);
+}
+
+void pe_dump_guard(const char *prog)
+{
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = crash_handler;
+    sa.sa_flags = SA_ONSTACK; /* a stack overflow needs another stack */
+    sigemptyset(&sa.sa_mask);
+    pe_guard_prog = prog;
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+static void h5_lock_for(const char *file, const char *what)
 {
     pthread_once(&pe_h5_once, pe_h5_init);
     pthread_mutex_lock(&pe_h5_lock);
+    if (pe_guard_prog && !pe_has_altstack) {
+        /* Each thread that calls HDF5 gets its own signal stack, once. */
+        stack_t ss;
+        ss.ss_size = 1 << 16;
+        ss.ss_sp = malloc(ss.ss_size);
+        ss.ss_flags = 0;
+        if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) pe_has_altstack = 1;
+    }
+    snprintf(pe_h5_doing, sizeof pe_h5_doing, "%s%s%s", file ? file : "HDF5", what ? ": " : "", what ? what : "");
+    pe_in_hdf5 = 1;
+}
+
+static void h5_lock(void)
+{
+    h5_lock_for(NULL, NULL);
 }
 
 static void h5_unlock(void)
 {
+    pe_in_hdf5 = 0;
     pthread_mutex_unlock(&pe_h5_lock);
 }
 
@@ -786,7 +852,7 @@ void pe_dump_close(pe_dump *d)
 {
     if (!d) return;
     if (d->file >= 0) {
-        h5_lock();
+        h5_lock_for(d->path, NULL);
         H5Fclose(d->file);
         h5_unlock();
     }
@@ -796,13 +862,52 @@ void pe_dump_close(pe_dump *d)
     free(d);
 }
 
-pe_dump *pe_dump_open(const char *path, const pe_open_opts *opts, pe_err *e)
+/* Validates an opened file (fapl: how to open it; image: an in-memory
+ * file, or NULL for the file at path).  The lock is taken here. */
+static pe_dump *open_validated(const char *path, const void *image, size_t image_len,
+                               const pe_open_opts *opts, pe_err *e)
 {
     static const pe_open_opts def = PE_OPEN_OPTS_DEFAULT;
-    struct stat st;
     pe_dump *d;
     if (!opts) opts = &def;
+    if (!(d = pe_alloc(1, sizeof *d, 1, e))) return NULL;
+    d->file = H5I_INVALID_HID;
+    if (!(d->path = pe_strdup(path, e))) goto fail;
 
+    h5_lock_for(path, NULL);
+    int ok = 0;
+    hid_t fapl = H5I_INVALID_HID;
+    if (image) {
+        /* The core driver over a caller's buffer: nothing touches the disk. */
+        fapl = H5Pcreate(H5P_FILE_ACCESS);
+        if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 16, 0) < 0 ||
+            H5Pset_file_image(fapl, (void *)image, image_len) < 0) {
+            pe_fail(e, "%s: cannot set up an in-memory HDF5 image", path);
+            goto unlock;
+        }
+    }
+    if (!image && H5Fis_hdf5(path) <= 0) {
+        pe_fail(e, "%s: not an HDF5 file", path);
+    } else if ((d->file = H5Fopen(image ? "image" : path, H5F_ACC_RDONLY, image ? fapl : H5P_DEFAULT)) < 0) {
+        pe_fail(e, image ? "%s: not an HDF5 file, or truncated or damaged"
+                         : "%s: not a readable HDF5 file (truncated or damaged?)", path);
+    } else if (read_root(d, opts, e) == 0 && read_layers(d, e) == 0 && check_memory(d, opts, e) == 0 &&
+               read_positions(d, e) == 0) {
+        ok = 1;
+    }
+unlock:
+    h5_close_id(fapl);
+    h5_unlock();
+    if (!ok) goto fail;
+    return d;
+fail:
+    pe_dump_close(d);
+    return NULL;
+}
+
+pe_dump *pe_dump_open(const char *path, const pe_open_opts *opts, pe_err *e)
+{
+    struct stat st;
     /* Plain-file checks first, so that the message says what is wrong. */
     if (stat(path, &st) != 0) {
         pe_fail(e, "%s: cannot open: %s", path, strerror(errno));
@@ -820,26 +925,17 @@ pe_dump *pe_dump_open(const char *path, const pe_open_opts *opts, pe_err *e)
         pe_fail(e, "%s: not an HDF5 file (empty)", path);
         return NULL;
     }
-    if (!(d = pe_alloc(1, sizeof *d, 1, e))) return NULL;
-    d->file = H5I_INVALID_HID;
-    if (!(d->path = pe_strdup(path, e))) goto fail;
+    return open_validated(path, NULL, 0, opts, e);
+}
 
-    h5_lock();
-    int ok = 0;
-    if (H5Fis_hdf5(path) <= 0) {
-        pe_fail(e, "%s: not an HDF5 file", path);
-    } else if ((d->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT)) < 0) {
-        pe_fail(e, "%s: not a readable HDF5 file (truncated or damaged?)", path);
-    } else if (read_root(d, opts, e) == 0 && read_layers(d, e) == 0 && check_memory(d, opts, e) == 0 &&
-               read_positions(d, e) == 0) {
-        ok = 1;
+pe_dump *pe_dump_open_image(const void *image, size_t len, const char *name, const pe_open_opts *opts,
+                            pe_err *e)
+{
+    if (len == 0) {
+        pe_fail(e, "%s: not an HDF5 file (empty)", name);
+        return NULL;
     }
-    h5_unlock();
-    if (!ok) goto fail;
-    return d;
-fail:
-    pe_dump_close(d);
-    return NULL;
+    return open_validated(name, image, len, opts, e);
 }
 
 const pe_meta *pe_dump_meta(const pe_dump *d)
@@ -956,7 +1052,9 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
      * to back (see convert): no second buffer to allocate and fault in. */
     if (!direct) raw = (char *)out + n * (sizeof(double) - ds->itemsize);
 
-    h5_lock();
+    char what[160];
+    snprintf(what, sizeof what, "/layers/%s/%s head %d", L->name, name, head);
+    h5_lock_for(d->path, what);
     hid_t g = H5Gopen2(d->file, "layers", H5P_DEFAULT);
     hid_t lg = g >= 0 ? H5Gopen2(g, L->name, H5P_DEFAULT) : H5I_INVALID_HID;
     hid_t ds_id = lg >= 0 ? H5Dopen2(lg, name, H5P_DEFAULT) : H5I_INVALID_HID;

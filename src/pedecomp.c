@@ -731,6 +731,7 @@ int main(int argc, char **argv)
     double t0 = now();
 
     memset(&R, 0, sizeof R);
+    pe_dump_guard(PROG);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
     case PE_CLI_EXIT_OK:
         if (fclose(stdout) == 0) return PE_EXIT_OK;
