@@ -94,8 +94,11 @@ const char *pe_dump_dtype(pe_dump *d, size_t slot, pe_tensor t, int rotated);
 
 /* Installs the crash guard: a fatal signal inside the HDF5 library (which a
  * damaged file can cause) prints "prog: FILE: object: the HDF5 library
- * crashed ..." and exits with status 1.  Called once by each tool's main;
- * without it, signals keep their default action. */
+ * crashed ..." and exits with status 1; and pe_dump_open stops a file whose
+ * metadata HDF5 has not read after PE_HDF5_TIMEOUT seconds (default 30; an
+ * endless loop on a damaged file) the same way, using SIGALRM.  Called once
+ * by each tool's main before any thread starts; without it, signals keep
+ * their default action and nothing is timed. */
 void pe_dump_guard(const char *prog);
 
 /* The machine's available memory in bytes (MemAvailable), or 0 if unknown. */

@@ -85,9 +85,16 @@ static void put_err(const char *s)
     }
 }
 
+/* Reading a file's metadata takes milliseconds; a damaged file can send
+ * HDF5 into an endless loop instead.  While pe_dump_open reads metadata, an
+ * alarm ends the tool after this many seconds (PE_HDF5_TIMEOUT overrides). */
+#define PE_METADATA_TIMEOUT 30
+static volatile sig_atomic_t pe_in_metadata;
+
 static void crash_handler(int sig)
 {
-    if (!pe_in_hdf5) {
+    if (sig == SIGALRM && !pe_in_metadata) return; /* a late alarm: harmless */
+    if (!pe_in_hdf5 && sig != SIGALRM) {
         signal(sig, SIG_DFL);
         raise(sig);
         return;
@@ -95,13 +102,26 @@ static void crash_handler(int sig)
     put_err(pe_guard_prog);
     put_err(": ");
     put_err(pe_h5_doing);
-    put_err(": the HDF5 library crashed reading this file (it is damaged, or beyond what HDF5 can read)\n");
+    put_err(sig == SIGALRM ? ": the HDF5 library did not finish reading the file's metadata in time "
+                             "(the file is damaged, or set PE_HDF5_TIMEOUT)\n"
+                           : ": the HDF5 library crashed reading this file (it is damaged, or beyond what "
+                             "HDF5 can read)\n");
     _exit(1);
+}
+
+/* Seconds allowed for one file's metadata (0: no limit). */
+static unsigned metadata_timeout(void)
+{
+    const char *v = getenv("PE_HDF5_TIMEOUT");
+    char *end;
+    if (!v || !*v) return PE_METADATA_TIMEOUT;
+    unsigned long n = strtoul(v, &end, 10);
+    return *end || n > 86400 ? PE_METADATA_TIMEOUT : (unsigned)n;
 }
 
 void pe_dump_guard(const char *prog)
 {
-    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT};
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM};
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = crash_handler;
@@ -875,6 +895,12 @@ static pe_dump *open_validated(const char *path, const void *image, size_t image
     if (!(d->path = pe_strdup(path, e))) goto fail;
 
     h5_lock_for(path, NULL);
+    /* The alarm only where the guard is installed (a tool's main thread). */
+    unsigned limit = pe_guard_prog ? metadata_timeout() : 0;
+    if (limit) {
+        pe_in_metadata = 1;
+        alarm(limit);
+    }
     int ok = 0;
     hid_t fapl = H5I_INVALID_HID;
     if (image) {
@@ -897,6 +923,10 @@ static pe_dump *open_validated(const char *path, const void *image, size_t image
     }
 unlock:
     h5_close_id(fapl);
+    if (limit) {
+        alarm(0);
+        pe_in_metadata = 0;
+    }
     h5_unlock();
     if (!ok) goto fail;
     return d;
