@@ -67,7 +67,14 @@ if ! { "$PEDECOMP" -l 0,2 -H 0,1 --bins 0 f32.h5 >"$TMP/prof.gp" &&
     "$PEDECOMP" -t freqs --scale yarn:4 f32.h5 >"$TMP/freqs-yarn.gp" &&
     "$PEDECOMP" -t freqs f32.h5 >"$TMP/freqs.gp" &&
     "$PEDECOMP" --bins 8 minimal.h5 >"$TMP/nolen.gp" &&
-    "$PEDECOMP" --bins 8 -H 0 norope.h5 >"$TMP/norope.gp"; } 2>"$TMP/err"; then
+    "$PEDECOMP" --bins 8 -H 0 norope.h5 >"$TMP/norope.gp" &&
+    "$PEDECOMP" -t usage f32.h5 >"$TMP/usage.gp" &&
+    "$PEDECOMP" -f tsv -t usage -l 2 f32.h5 >"$TMP/usage.tsv" &&
+    "$PEDECOMP" -t usage minimal.h5 >"$TMP/usage-nolen.gp" &&
+    "$PEDECOMP" -t spectrum f32.h5 >"$TMP/spectrum.gp" &&
+    "$PEDECOMP" -t spectrum spectral.h5 >"$TMP/spectral.gp" &&
+    "$PEDECOMP" -t spectrum --train-len 8 minimal.h5 >"$TMP/spectrum-nan.gp" &&
+    "$PEDECOMP" -t spectrum --spectrum-of 0 f32.h5 >"$TMP/power.gp"; } 2>"$TMP/err"; then
     notok "pedecomp makes the tables for the figures" "$(head -n 1 "$TMP/err")"
     exit 0
 fi
@@ -79,7 +86,7 @@ awk -F'\t' 'BEGIN { OFS = "\t" } $1 == "2" && NF == 9 { $2 = 0; $3 = "nan"; $4 =
 # ------------------------------------------------------- every script
 # Per script: its name, the table, the arguments after OUT, and the text
 # that the dumb rendering must show (axis labels, title, key, L marker).
-for s in components heatmap freqmap; do
+for s in components heatmap freqmap usage purity; do
     gp=$SCRIPTS/pe-fig-$s.gp
     case $s in
     components)
@@ -95,6 +102,19 @@ for s in components heatmap freqmap; do
         set -- "RoPE pair i (0 = highest frequency)" "wavelength 2 pi / theta_i (tokens)" "f32.h5" \
             "what-if yarn:4 (target length 64)" "hf: 1 pair" "tlf: 2 pairs" "scaled tlf: 2 pairs" \
             "L = 16 (training length)" "target length 64" "L = 16" "target = 64" ;;
+    usage)
+        table=$TMP/usage.gp args=""
+        set -- "pair i, 0 = highest freq" "f32.h5: RoPE pair usage, queries, one row per query head" \
+            "colour = share of the head's summed pair norms (white: uniform 1/3 = 0.333)" \
+            "layer 0: hf pairs 0" "layer 2: hf pairs 0" "2pi/L" "dashed line: 2 pi / L, L = 16" "L = 16" ;;
+    purity)
+        table=$TMP/spectrum.gp args=""
+        set -- "theta_i (radians per token, log scale; layers shifted slightly apart)" \
+            "purity (power at the pair's own frequency / all power)" \
+            "f32.h5: spectral purity of each pair's in-train profile, window Dw = 16, L = 16" \
+            "one point per layer, head and pair; lowest purity 0.531: layer 0 head 1 pair 0" \
+            "16 of 24 pairs undefined (nan: fewer than 2 turns in the window), not drawn" \
+            "tlf" "act" "hf" "2pi/L" "4pi/Dw" "a pair of a head" "2 pi / L, L = 16" "4 pi / Dw: 2 turns in Dw = 16" "L = 16" ;;
     esac
 
     # shellcheck disable=SC2086
@@ -126,11 +146,38 @@ for s in components heatmap freqmap; do
     expect 1 "$name: OUT '$TMP/no/such/x.png': its folder does not exist" "$s: OUT in a missing folder: status 1" \
         gnuplot -c "$gp" "$table" "$TMP/no/such/x.png"
     expect 2 "$name: L=0: not a positive integer" "$s: L=0 refused: status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" L=0
-    if [ "$s" = freqmap ]; then
+    case $s in
+    freqmap)
         expect 1 "$name: $TMP/prof.gp: not a pedecomp frequency table" "$s: a profile table is refused: status 1" \
             gnuplot -c "$gp" "$TMP/prof.gp" "$TMP/bad.png"
         expect 2 "usage: gnuplot -c $name.gp" "$s: extra argument: usage, status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" 3
-    else
+        ;;
+    usage)
+        expect 1 "$name: $TMP/spectrum.gp: not a pedecomp usage table" "$s: a spectrum table is refused: status 1" \
+            gnuplot -c "$gp" "$TMP/spectrum.gp" "$TMP/bad.png"
+        expect 2 "usage: gnuplot -c $name.gp" "$s: extra argument: usage, status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" 3
+        expect 2 "usage: gnuplot -c $name.gp" "$s: q and k together: usage, status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" q k
+        expect 2 "usage: gnuplot -c $name.gp" "$s: share and norm_mean together: usage, status 2" \
+            gnuplot -c "$gp" "$table" "$TMP/bad.png" share norm_mean
+        expect 1 "$name: layer 1 is not in $TMP/usage.gp (layers: 0 2)" "$s: LAYERS with a missing layer: status 1" \
+            gnuplot -c "$gp" "$table" "$TMP/bad.png" LAYERS=0-2
+        expect 2 "$name: LAYERS=two: not a list of layer indices and ranges" "$s: LAYERS not a list: status 2" \
+            gnuplot -c "$gp" "$table" "$TMP/bad.png" LAYERS=two
+        expect 2 "$name: LAYERS=3-1: not a list of layer indices and ranges" "$s: LAYERS with a backward range: status 2" \
+            gnuplot -c "$gp" "$table" "$TMP/bad.png" LAYERS=3-1
+        expect 2 "$name: LAYERS=: an empty list" "$s: LAYERS empty: status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" LAYERS=
+        expect 2 "$name: LAYERS=0-8: more than 8 layers" "$s: LAYERS of 9 layers: status 2" \
+            gnuplot -c "$gp" "$table" "$TMP/bad.png" LAYERS=0-8
+        ;;
+    purity)
+        expect 1 "$name: $TMP/usage.gp: not a pedecomp spectrum table" "$s: a usage table is refused: status 1" \
+            gnuplot -c "$gp" "$TMP/usage.gp" "$TMP/bad.png"
+        expect 1 "$name: $TMP/power.gp: not a pedecomp spectrum table, -t spectrum without --spectrum-of" \
+            "$s: a --spectrum-of (power) table is refused: status 1" gnuplot -c "$gp" "$TMP/power.gp" "$TMP/bad.png"
+        expect 2 "usage: gnuplot -c $name.gp" "$s: extra argument: usage, status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" 3
+        expect 2 "usage: gnuplot -c $name.gp" "$s: mean twice: usage, status 2" gnuplot -c "$gp" "$table" "$TMP/bad.png" mean mean
+        ;;
+    *)
         expect 1 "$name: $TMP/freqs.gp: not a pedecomp profile table" "$s: a freqs table is refused: status 1" \
             gnuplot -c "$gp" "$TMP/freqs.gp" "$TMP/bad.png"
         expect 1 "$name: layer 1 is not in $TMP/prof.gp (layers: 0 2)" "$s: missing layer: status 1" \
@@ -143,7 +190,8 @@ for s in components heatmap freqmap; do
             gnuplot -c "$gp" "$TMP/prof.gp" "$TMP/bad.png" 0 avg
         expect 2 "usage: gnuplot -c $name.gp" "$s: a third position argument: usage, status 2" \
             gnuplot -c "$gp" "$TMP/prof.gp" "$TMP/bad.png" 0 0 0
-    fi
+        ;;
+    esac
     if ls "$TMP"/bad* "$TMP/no" >/dev/null 2>&1; then notok "$s: failed calls write no figure" "$(ls -d "$TMP"/bad* 2>/dev/null)"; else ok "$s: failed calls write no figure"; fi
 
     # L=N overrides the table's train_len; a table without one warns.
@@ -223,6 +271,65 @@ expect 0 "" "freqmap: a nope pair: status 0" gnuplot -c "$F" "$TMP/freqs-nope.gp
 contains "freqmap: a nope pair is drawn at inf" "$TMP/fnope.txt" "inf" "nope: 1 pair" "scaled nope: 1 pair"
 expect 0 "" "freqmap: a nope pair to PNG: status 0" gnuplot -c "$F" "$TMP/freqs-nope.gp" "$TMP/fnope.png"
 
+# Usage heat map: keys, norm_mean, a layer list, the edge moving with L, a
+# tsv table, no training length, more layers than panels.
+U=$SCRIPTS/pe-fig-usage.gp
+expect 0 "" "usage: keys, norm_mean: status 0" gnuplot -c "$U" "$TMP/usage.gp" "$TMP/ukeys.txt" k norm_mean
+contains "usage: keys, norm_mean: named in the title" "$TMP/ukeys.txt" "keys, one row per key head" \
+    "colour = mean norm of the pair over tokens" "layer 0: hf pairs 0" "layer 2: hf pairs 0"
+expect 0 "" "usage: keys, norm_mean to PNG: status 0" gnuplot -c "$U" "$TMP/usage.gp" "$TMP/ukeys.png" norm_mean k
+if magic "$TMP/ukeys.png" "$PNG_MAGIC"; then ok "usage: keys, norm_mean: a PNG"; else notok "usage: keys, norm_mean: a PNG"; fi
+expect 0 "" "usage: LAYERS=2: status 0" gnuplot -c "$U" "$TMP/usage.gp" "$TMP/ul2.txt" LAYERS=2
+if grep -qF "layer 2: hf pairs 0" "$TMP/ul2.txt" && ! grep -q "layer 0" "$TMP/ul2.txt"; then
+    ok "usage: LAYERS=2 draws layer 2 alone"
+else
+    notok "usage: LAYERS=2 draws layer 2 alone"
+fi
+# thetas 1, 0.0464, 0.00215: 2 pi / L is 3.14 for L = 2, 0.0314 for L = 200, 0.00209 for L = 3000.
+for lh in "2:no hf pair" "200:hf pairs 0-1" "3000:hf pairs 0-2"; do
+    l=${lh%%:*} edge=${lh#*:}
+    expect 0 "" "usage: L=$l: status 0" gnuplot -c "$U" "$TMP/usage.gp" "$TMP/uL$l.txt" "L=$l"
+    contains "usage: L=$l moves the 2 pi/L edge: $edge" "$TMP/uL$l.txt" "layer 0: $edge" "layer 2: $edge" "L = $l"
+done
+expect 0 "" "usage: a tsv table: status 0" gnuplot -c "$U" "$TMP/usage.tsv" "$TMP/utsv.txt"
+if grep -qF "layer 2: hf pairs 0" "$TMP/utsv.txt" && ! grep -q "layer 0" "$TMP/utsv.txt"; then ok "usage: a tsv table is read"; else notok "usage: a tsv table is read"; fi
+expect 0 "pe-fig-usage: warning: $TMP/usage-nolen.gp gives no training length" "usage: no train_len: status 0, one warning" \
+    gnuplot -c "$U" "$TMP/usage-nolen.gp" "$TMP/unolen.txt"
+if [ -s "$TMP/unolen.txt" ] && grep -qF "L unknown: the 2 pi / L edge is not marked" "$TMP/unolen.txt" && ! grep -q '2pi/L\|hf pair' "$TMP/unolen.txt"; then
+    ok "usage: no train_len: no edge"
+else
+    notok "usage: no train_len: no edge"
+fi
+# Ten layers (0 2 10 12 ... 42, made from the two of f32.h5): the first 8 drawn, one warning.
+awk -F'\t' 'BEGIN { OFS = "\t" } /^#/ || $1 !~ /^[0-9]+$/ { print; next } { l = $1; for (r = 0; r < 5; r++) { $1 = l + 10 * r; print } }' \
+    "$TMP/usage.gp" >"$TMP/usage10.gp"
+expect 0 "pe-fig-usage: warning: $TMP/usage10.gp has 10 layers; drawing the first 8 (0 to 32)" \
+    "usage: 10 layers: status 0, one warning" gnuplot -c "$U" "$TMP/usage10.gp" "$TMP/u10.txt"
+if grep -qF "layer 32: hf" "$TMP/u10.txt" && ! grep -q "layer 4[02]" "$TMP/u10.txt"; then ok "usage: 10 layers: the first 8 drawn"; else notok "usage: 10 layers: the first 8 drawn"; fi
+expect 0 "" "usage: 10 layers, LAYERS=40,42,0,2: status 0, no warning" gnuplot -c "$U" "$TMP/usage10.gp" "$TMP/u10b.png" LAYERS=40,42,0,2
+if magic "$TMP/u10b.png" "$PNG_MAGIC"; then ok "usage: LAYERS=40,42,0,2: a PNG"; else notok "usage: LAYERS=40,42,0,2: a PNG"; fi
+
+# Purity: the spectral fixture (pair 3 the leaky one), mean, all undefined,
+# no training length.
+PU=$SCRIPTS/pe-fig-purity.gp
+expect 0 "" "purity: spectral.h5: status 0" gnuplot -c "$PU" "$TMP/spectral.gp" "$TMP/pspec.txt"
+contains "purity: spectral.h5: pair 3 is the lowest, nothing undefined" "$TMP/pspec.txt" \
+    "lowest purity 0.989: layer 0 head 0 pair 3" "0 of 4 pairs undefined" "theta_i (radians per token, log scale)"
+expect 0 "" "purity: mean: status 0" gnuplot -c "$PU" "$TMP/spectrum.gp" "$TMP/pmean.txt" mean
+contains "purity: mean: named" "$TMP/pmean.txt" "mean over the heads of each layer" "mean over the heads of a layer" "16 of 24 pairs undefined"
+expect 0 "" "purity: mean to PNG: status 0" gnuplot -c "$PU" "$TMP/spectrum.gp" "$TMP/pmean.png" mean L=20
+if magic "$TMP/pmean.png" "$PNG_MAGIC"; then ok "purity: mean: a PNG"; else notok "purity: mean: a PNG"; fi
+expect 0 "" "purity: every pair undefined: status 0" gnuplot -c "$PU" "$TMP/spectrum-nan.gp" "$TMP/pnan.txt"
+contains "purity: every pair undefined: counted" "$TMP/pnan.txt" "none defined" "32 of 32 pairs undefined"
+sed 's/^# train_len: .*/# train_len: 0/' "$TMP/spectrum.gp" >"$TMP/spectrum-nolen.gp"
+expect 0 "pe-fig-purity: warning: $TMP/spectrum-nolen.gp gives no training length" "purity: no train_len: status 0, one warning" \
+    gnuplot -c "$PU" "$TMP/spectrum-nolen.gp" "$TMP/pnolen.txt"
+if [ -s "$TMP/pnolen.txt" ] && grep -qF "4pi/Dw" "$TMP/pnolen.txt" && ! grep -q '2pi/L\|tlf\|L = ' "$TMP/pnolen.txt"; then
+    ok "purity: no train_len: no bands, the 4 pi / Dw limit drawn"
+else
+    notok "purity: no train_len: no bands, the 4 pi / Dw limit drawn"
+fi
+
 # ------------------------------------------------------------------ demo
 cd "$TOP" || exit 0
 if [ ! -r "$REAL" ]; then
@@ -256,7 +363,7 @@ else
     done
     if [ -z "$missing" ]; then ok "demo: prints each file with what it shows"; else notok "demo: prints each file with what it shows" "$missing"; fi
     contains "demo: the figure lines name L" "$TMP/demo.out" "components-L0H0.png: " "components-L2H2.png: " \
-        "heatmap-L2H2.png: " "freqmap-yarn4.png: " "L = 512 marked"
+        "heatmap-L2H2.png: " "freqmap-yarn4.png: " "usage-q.png: " "usage-k.png: " "purity.png: " "L = 512 marked"
     if [ ! -e "$DEMO/.demo-stderr" ]; then ok "demo: leaves no scratch file"; else notok "demo: leaves no scratch file"; fi
     expect 1 "demo: $TMP/no-build/pedecomp is missing" "demo: a missing build: status 1, one line" \
         env PE_DEMO_DIR="$TMP/demo2" sh scripts/demo "$TMP/no-build"
