@@ -1,0 +1,441 @@
+#!/bin/sh
+# Command-line tests of peanalyze: exit statuses, exact messages, golden
+# tables, the planted fixtures of mkfix_attn (labels, sink masses and
+# exceedances known by construction), --fail-on, invariance under -j,
+# --block and the stored type, pooling, an independent full-matrix
+# reference (tests/refattn.c) on fixtures and on the real dump, output
+# handling, and the figure scripts.
+#
+#   tests/cli-peanalyze.sh BUILD_DIR        (run by tests/run.sh)
+. tests/lib.sh
+PA=$BUILD/peanalyze
+REF=$BUILD/tests/refattn
+SCRIPTS=$TOP/scripts
+
+# near DESC GOT WANT TOL: |GOT - WANT| <= TOL (numbers as awk reads them).
+near() {
+    if awk -v g="$2" -v w="$3" -v t="$4" 'BEGIN { d = g - w; if (d < 0) d = -d; exit !(d <= t) }'; then
+        ok "$1"
+    else
+        notok "$1" "got $2, want $3 (tol $4)"
+    fi
+}
+# cell TABLE LAYER HEAD COLUMN: one cell of a heads table (tsv), by column name.
+cell() {
+    awk -F'\t' -v l="$2" -v h="$3" -v c="$4" '/^#/ { next } !hdr { for (i = 1; i <= NF; i++) col[$i] = i; hdr = 1; next }
+        $1 == l && $2 == h { print $(col[c]); exit }' "$1"
+}
+
+# ------------------------------------------------------------------ usage
+run "$PA" --help
+if [ "$status" -eq 0 ] && grep -q '^Usage: peanalyze' "$TMP/out" && [ ! -s "$TMP/err" ]; then
+    ok "peanalyze --help: usage on stdout, status 0"
+else
+    notok "peanalyze --help" "status $status"
+fi
+for opt in --table --bins --rows --sink-tokens --margin --exceed-threshold --entropy-threshold --sink-threshold \
+    --u-threshold --fail-on --head --window --pixels --block --layers --heads --train-len --pairing --output \
+    --format --digits --jobs --max-memory --quiet --verbose --version; do
+    if grep -q -- "$opt" "$TMP/out"; then ok "peanalyze --help lists $opt"; else notok "peanalyze --help lists $opt"; fi
+done
+run "$PA" --version
+if [ "$status" -eq 0 ] && grep -q '^peanalyze (petools) ' "$TMP/out" && grep -q 'HDF5 1\.' "$TMP/out" &&
+    grep -q 'OpenBLAS' "$TMP/out"; then
+    ok "peanalyze --version names the version, HDF5 and OpenBLAS"
+else
+    notok "peanalyze --version" "$(cat "$TMP/out")"
+fi
+
+expect 2 "peanalyze: no input file" "no input file" "$PA"
+expect 2 "peanalyze: unknown option --frobnicate" "unknown long option" "$PA" --frobnicate f32.h5
+expect 2 "peanalyze: unknown option -Z" "unknown short option" "$PA" -Z f32.h5
+expect 2 "peanalyze: option --rows needs an argument" "missing argument" "$PA" f32.h5 --rows
+expect 2 "peanalyze: --table: unknown value 'nonsense' (one of: profile, heads, layers, heatmap)" "unknown table" "$PA" -t nonsense f32.h5
+expect 2 "peanalyze: --bins: -1 is out of range" "negative bins" "$PA" --bins -1 f32.h5
+expect 2 "peanalyze: --rows: 0 is out of range" "--rows 0" "$PA" --rows 0 f32.h5
+expect 2 "peanalyze: --rows: '5x' is not an integer" "--rows with garbage" "$PA" --rows 5x f32.h5
+expect 2 "peanalyze: --block: 0 is out of range" "--block 0" "$PA" --block 0 f32.h5
+expect 2 "peanalyze: --sink-tokens: -1 is out of range" "--sink-tokens -1" "$PA" --sink-tokens -1 f32.h5
+expect 2 "peanalyze: --margin: -0.1 is out of range" "--margin negative" "$PA" --margin -0.1 f32.h5
+expect 2 "peanalyze: --exceed-threshold: 2 is out of range [0, 1]" "--exceed-threshold above 1" "$PA" --exceed-threshold 2 f32.h5
+expect 2 "peanalyze: --entropy-threshold: 'x' is not a number" "--entropy-threshold not a number" "$PA" --entropy-threshold x f32.h5
+expect 2 "peanalyze: --sink-threshold: 'nan' is not a finite number" "--sink-threshold nan" "$PA" --sink-threshold nan f32.h5
+expect 2 "peanalyze: --u-threshold: 1.5 is out of range [0, 1]" "--u-threshold above 1" "$PA" --u-threshold 1.5 f32.h5
+expect 2 "peanalyze: --fail-on: unknown value 'oops' (one of: ood, ushape)" "--fail-on unknown" "$PA" --fail-on oops f32.h5
+expect 2 "peanalyze: --fail-on: unknown value '' (one of: ood, ushape)" "--fail-on with an empty item" "$PA" --fail-on ood, f32.h5
+expect 2 "peanalyze: --fail-on: empty" "--fail-on empty" "$PA" --fail-on '' f32.h5
+expect 2 "peanalyze: --head: only for -t heatmap" "--head without -t heatmap" "$PA" --head 1 f32.h5
+expect 2 "peanalyze: --window: only for -t heatmap" "--window without -t heatmap" "$PA" -t heads --window 0:5 f32.h5
+expect 2 "peanalyze: --pixels: only for -t heatmap" "--pixels without -t heatmap" "$PA" --pixels 4 f32.h5
+expect 2 "peanalyze: --window: '12' is not M0:M1" "--window without a colon" "$PA" -t heatmap --window 12 f32.h5
+expect 2 "peanalyze: --window: 9:3 is empty (M0 must be below M1)" "--window backwards" "$PA" -t heatmap --window 9:3 f32.h5
+expect 2 "peanalyze: --window: 'a' is not an integer" "--window not numbers" "$PA" -t heatmap --window a:3 f32.h5
+expect 2 "peanalyze: --window: 0:41 is beyond the 40 tokens of f32.h5" "--window past T" "$PA" -t heatmap --window 0:41 f32.h5
+expect 2 "peanalyze: --pixels: 0 is out of range" "--pixels 0" "$PA" -t heatmap --pixels 0 f32.h5
+expect 2 "peanalyze: --rows: not for -t heatmap (its rows are --window)" "--rows with heatmap" "$PA" -t heatmap --rows 3 f32.h5
+expect 2 "peanalyze: --fail-on: not for -t heatmap" "--fail-on with heatmap" "$PA" -t heatmap --fail-on ood f32.h5
+expect 2 "peanalyze: --heads: not for -t heatmap (use --head)" "-H with heatmap" "$PA" -t heatmap -H 1 f32.h5
+expect 2 "peanalyze: --layers: -t heatmap takes one layer" "two layers with heatmap" "$PA" -t heatmap -l 0,2 f32.h5
+expect 2 "peanalyze: -t heatmap reads one FILE (got 2)" "two files with heatmap" "$PA" -t heatmap f32.h5 short.h5
+expect 2 "peanalyze: --head: head 9 does not exist (the files have 4 query heads)" "--head out of range" "$PA" -t heatmap --head 9 f32.h5
+expect 2 "peanalyze: --layers: layer 1 is not in f32.h5" "missing layer" "$PA" -l 1 f32.h5
+expect 2 "peanalyze: --heads: head 4 does not exist" "missing head" "$PA" -H 4 f32.h5
+expect 2 "peanalyze: -t heads needs the training length" "heads without L" "$PA" -t heads attn-nolen.h5
+expect 2 "peanalyze: -t layers needs the training length" "layers without L" "$PA" -t layers attn-nolen.h5
+expect 2 "peanalyze: --fail-on needs the training length" "--fail-on without L" "$PA" --fail-on ood attn-nolen.h5
+expect 0 "" "the profile needs no training length" "$PA" attn-nolen.h5
+expect 0 "" "-t heads with --train-len on a file without one" "$PA" -t heads -L 20 attn-nolen.h5
+expect 2 "peanalyze: --output: cannot create a file in 'no/such'" "output in a missing folder" "$PA" -o no/such/x.tsv f32.h5
+cp f32.h5 "$TMP/in.h5"
+expect 2 "peanalyze: --output: '$TMP/in.h5' is an input file" "-o onto an input is refused" "$PA" -o "$TMP/in.h5" "$TMP/in.h5"
+
+# ------------------------------------------------------------ bad inputs
+# The reader is pedecomp's (tested there); a few of its refusals, to see
+# that peanalyze passes them on with status 1 and one line.
+while IFS='|' read -r file msg; do
+    [ -n "$file" ] || continue
+    expect 1 "peanalyze: $file: $msg" "refuses $file" "$PA" "$file"
+done <<'EOF'
+bad-text.h5|not an HDF5 file
+bad-format.h5|format: is 'npz', not 'qkdump'
+bad-no-pairing.h5|rope_pairing: missing (required when rotary_dim > 0
+bad-q-shape.h5|/layers/000/q: shape [4, 40, 10], expected [4, T, 8]
+bad-positions-order.h5|/tokens/positions: not strictly increasing at token 20 (19 after 19)
+bad-q-nan.h5|layer 0: q head 1 token 5 dim 3: value is NaN
+bad-k-inf.h5|layer 0: k head 1 token 5 dim 3: value is infinite
+EOF
+expect 1 "peanalyze: no-such.h5: cannot open: No such file or directory" "missing file" "$PA" no-such.h5
+expect 1 "peanalyze: otherbase.h5: the frequencies (/rope/inv_freq or rope_theta): differs from f32.h5" \
+    "pooling files that disagree is refused" "$PA" f32.h5 otherbase.h5
+expect 1 "peanalyze: bad-q-nan.h5: layer 0: q head 1 token 5 dim 3: value is NaN" "the heat map reads through the same checks" \
+    "$PA" -t heatmap --head 1 bad-q-nan.h5
+
+# ---------------------------------------------------------- golden tables
+golden peanalyze-profile.gp "$PA" -l 0 -H 0,3 --bins 8 f32.h5
+golden peanalyze-profile-softcap.tsv "$PA" -f tsv -l 2 -H 1 --bins 0 attn-softcap.h5
+golden peanalyze-profile.json "$PA" -f json -l 0 -H 0 --bins 4 f32.h5
+golden peanalyze-profile-nolen.tsv "$PA" -f tsv -l 2 -H 3 --bins 6 attn-nolen.h5
+golden peanalyze-heads.gp "$PA" -t heads attn.h5
+golden peanalyze-heads.tsv "$PA" -t heads -f tsv f32.h5
+golden peanalyze-heads-gappy.json "$PA" -t heads -f json -l 2 attn-gappy.h5
+golden peanalyze-heads-rows.tsv "$PA" -t heads -f tsv --rows 7 --sink-tokens 3 -l 0 f32.h5
+golden peanalyze-heads-t1.tsv "$PA" -t heads -f tsv -l 0 t1.h5
+golden peanalyze-heads-pooled.tsv "$PA" -t heads -f tsv -l 2 f32.h5 short.h5
+golden peanalyze-layers.gp "$PA" -t layers attn.h5
+golden peanalyze-layers.tsv "$PA" -t layers -f tsv f32.h5
+golden peanalyze-layers.json "$PA" -t layers -f json f32.h5
+golden peanalyze-heatmap.gp "$PA" -t heatmap -l 0 --head 2 --window 60:68 --pixels 8 attn.h5
+golden peanalyze-heatmap.tsv "$PA" -t heatmap -f tsv -l 2 --head 1 --window 30:40 --pixels 5 f32.h5
+golden peanalyze-heatmap.json "$PA" -t heatmap -f json --window 0:4 --pixels 3 attn-gappy.h5
+
+if command -v jq >/dev/null 2>&1; then
+    run "$PA" -t heads -f json -L 100 f32.h5
+    if jq -e '.rows | length == 8 and all(.sink_beyond == null and .ood == 0)' "$TMP/out" >/dev/null; then
+        ok "json: 8 heads rows; no beyond rows: null and ood 0"
+    else
+        notok "json: 8 heads rows; no beyond rows: null and ood 0"
+    fi
+    run "$PA" -t heatmap -f json --window 10:20 --pixels 4 f32.h5
+    if jq -e '(.rows | length == 10) and (.key_lo | length == 4) and (.values | length == 10) and all(.values[]; length == 4)' \
+        "$TMP/out" >/dev/null; then
+        ok "json heat map: 10 rows of 4 columns"
+    else
+        notok "json heat map: 10 rows of 4 columns"
+    fi
+else
+    echo "skip - json checks: jq is not installed"
+fi
+
+# --------------------------------------------------------- planted patterns
+# attn.h5 (see tests/mkfix_attn.c): T 128, L 64, attn_scale 1.
+run "$PA" -t heads -f tsv --digits 17 attn.h5
+cp "$TMP/out" "$TMP/planted.tsv"
+check_head() { # LAYER HEAD LABEL_IN LABEL_ALL OOD
+    got="$(cell "$TMP/planted.tsv" "$1" "$2" label_in) $(cell "$TMP/planted.tsv" "$1" "$2" label_all) $(cell "$TMP/planted.tsv" "$1" "$2" ood)"
+    if [ "$got" = "$3 $4 $5" ]; then ok "planted layer $1 head $2: $3 / $4, ood $5"; else notok "planted layer $1 head $2" "got '$got', want '$3 $4 $5'"; fi
+}
+check_head 0 0 u-shape u-shape 0
+check_head 0 1 decay decay 1
+check_head 0 2 rise rise 1
+check_head 1 0 u-shape u-shape 0
+check_head 1 1 u-shape u-shape 0
+check_head 1 2 rise rise 1
+n=$(awk -F'\t' '!/^#/ && $1 ~ /^[0-9]/ && $4 == 64 && $5 == 64' "$TMP/planted.tsv" | wc -l)
+if [ "$n" -eq 6 ]; then ok "planted: 64 rows in-train and 64 beyond for every head"; else notok "planted: rows split at L" "$n heads"; fi
+near "planted u-shape: u_in near 1 (one period inside L)" "$(cell "$TMP/planted.tsv" 0 0 u_in)" 1 0.01
+near "planted u-shape: the periodic logits never leave the in-train range (exceedance 0)" "$(cell "$TMP/planted.tsv" 0 0 exceedance)" 0 0
+near "planted decay: exceedance = 2016/6176 (beyond pairs at distances >= 65)" "$(cell "$TMP/planted.tsv" 0 1 exceedance)" \
+    "$(awk 'BEGIN { printf "%.17g", 2016 / 6176 }')" 1e-15
+near "planted rise (layer 1 head 2): exceedance = 2016/6176 upwards" "$(cell "$TMP/planted.tsv" 1 2 exceedance)" \
+    "$(awk 'BEGIN { printf "%.17g", 2016 / 6176 }')" 1e-15
+near "planted sink: exceedance 0 (logits 0 and 5 only)" "$(cell "$TMP/planted.tsv" 0 2 exceedance)" 0 0
+# The sink head: p(m, 0) = a / (a + m), a = e^5; entropy of row m >= 1:
+# (ln(a + m) - 5 a / (a + m)) / ln(m + 1).
+sink_ref() { # FROM TO S: mean sink mass over rows FROM..TO with S sink tokens
+    awk -v f="$1" -v t="$2" -v S="$3" 'BEGIN { a = exp(5); for (m = f; m <= t; m++) { k = S - 1 < m ? S - 1 : m; s += (a + k) / (a + m) }
+        printf "%.17g", s / (t - f + 1) }'
+}
+ent_ref() { # FROM TO: mean normalised entropy over rows FROM..TO (m >= 1)
+    awk -v f="$1" -v t="$2" 'BEGIN { a = exp(5); if (f < 1) f = 1; for (m = f; m <= t; m++) s += (log(a + m) - 5 * a / (a + m)) / log(m + 1)
+        printf "%.17g", s / (t - f + 1) }'
+}
+near "planted sink: sink_in = mean of e^5/(e^5+m) over m < 64" "$(cell "$TMP/planted.tsv" 0 2 sink_in)" "$(sink_ref 0 63 1)" 1e-12
+near "planted sink: sink_beyond = the same over m >= 64" "$(cell "$TMP/planted.tsv" 0 2 sink_beyond)" "$(sink_ref 64 127 1)" 1e-12
+near "planted sink: entropy_in by its closed form" "$(cell "$TMP/planted.tsv" 0 2 entropy_in)" "$(ent_ref 1 63)" 1e-12
+near "planted sink: entropy_beyond by its closed form" "$(cell "$TMP/planted.tsv" 0 2 entropy_beyond)" "$(ent_ref 64 127)" 1e-12
+run "$PA" -t heads -f tsv --digits 17 --sink-tokens 3 -l 0 -H 2 attn.h5
+cp "$TMP/out" "$TMP/sink3.tsv"
+near "planted sink, --sink-tokens 3: sink_in = mean of (e^5 + min(2, m))/(e^5 + m)" "$(cell "$TMP/sink3.tsv" 0 2 sink_in)" "$(sink_ref 0 63 3)" 1e-12
+near "planted sink, --sink-tokens 3: sink_beyond" "$(cell "$TMP/sink3.tsv" 0 2 sink_beyond)" "$(sink_ref 64 127 3)" 1e-12
+# The profile of the decay head is the planted curve itself: 4 cos(0.024 d).
+run "$PA" -f tsv --digits 17 --bins 0 -l 0 -H 1 attn.h5
+bad=$(awk -F'\t' '/^#/ || $1 !~ /^[0-9]/ { next } { w = 4 * cos(0.024 * $4); d = $7 - w; if (d < 0) d = -d; if (d > 1e-12 || $6 != 128 - $4) b++; n++ }
+    END { print (n == 128 ? b + 0 : "rows " n) }' "$TMP/out")
+if [ "$bad" = 0 ]; then ok "planted decay: mean_logit = 4 cos(0.024 d) and n_pairs = 128 - d at every distance"; else notok "planted decay profile" "$bad"; fi
+# The sink head's mean logit is 5 / (T - d) for d >= 1, and its last_prob at
+# distance 127 (key 0) is e^5 / (e^5 + 127).
+run "$PA" -f tsv --digits 17 --bins 0 -l 0 -H 2 attn.h5
+bad=$(awk -F'\t' '/^#/ || $1 !~ /^[0-9]/ { next } { w = ($4 == 0 ? 5 / 128 : 5 / (128 - $4)); d = $7 - w; if (d < 0) d = -d; if (d > 1e-12) b++ }
+    $4 == 127 { lp = $10 } END { a = exp(5); d = lp - a / (a + 127); if (d < 0) d = -d; if (d > 1e-12) b++; print b + 0 }' "$TMP/out")
+if [ "$bad" = 0 ]; then ok "planted sink: mean_logit = 5 / (128 - d), last_prob at d 127 = e^5/(e^5+127)"; else notok "planted sink profile" "$bad rows"; fi
+run "$PA" -t layers -f tsv attn.h5
+got=$(awk -F'\t' '!/^#/ && $1 ~ /^[0-9]/ { printf "%s:%s/%s ", $1, $3, $2 }' "$TMP/out")
+if [ "$got" = "0:2/3 1:1/3 " ]; then ok "planted layers: 2 of 3 heads ood in layer 0, 1 of 3 in layer 1"; else notok "planted layers" "$got"; fi
+# --rows 5 of T 128: rows 0 31 63 95 127: three in-train, two beyond.
+run "$PA" -t heads -f tsv --rows 5 -l 0 -H 0 attn.h5
+got="$(cell "$TMP/out" 0 0 rows_in) $(cell "$TMP/out" 0 0 rows_beyond)"
+if [ "$got" = "3 2" ]; then ok "--rows 5: rows 0 31 63 in-train, 95 127 beyond"; else notok "--rows 5" "$got"; fi
+run "$PA" -t heads -f tsv --rows 1 -l 0 -H 0 attn.h5
+got="$(cell "$TMP/out" 0 0 rows_in) $(cell "$TMP/out" 0 0 rows_beyond)"
+if [ "$got" = "0 1" ]; then ok "--rows 1: the last row only"; else notok "--rows 1" "$got"; fi
+# No beyond rows: nan columns, never ood.
+run "$PA" -t heads -f tsv -L 1000 -l 0 attn.h5
+got=$(awk -F'\t' '!/^#/ && $1 ~ /^[0-9]/ { printf "%s %s %s %s %s|", $5, $7, $9, $14, $15 }' "$TMP/out")
+if [ "$got" = "0 nan nan nan 0|0 nan nan nan 0|0 nan nan nan 0|" ]; then ok "-L past T: beyond columns nan, ood 0"; else notok "-L past T" "$got"; fi
+
+# ---------------------------------------------------------------- --fail-on
+run "$PA" -t heads attn.h5
+cp "$TMP/out" "$TMP/heads-plain.gp"
+expect 0 "" "--fail-on ood, the not-ood u-shape head: status 0" "$PA" -t heads --fail-on ood -l 0 -H 0 attn.h5
+expect 3 "peanalyze: --fail-on ood: 1 of 1 heads are flagged ood (the first: layer 0 head 1)" \
+    "--fail-on ood, the decay head: status 3, one line" "$PA" -t heads --fail-on ood -l 0 -H 1 attn.h5
+expect 3 "peanalyze: --fail-on ood: 3 of 6 heads are flagged ood (the first: layer 0 head 1)" \
+    "--fail-on ood over every head: status 3" "$PA" -t heads --fail-on ood attn.h5
+if cmp -s "$TMP/out" "$TMP/heads-plain.gp"; then ok "--fail-on ood (status 3) still writes the whole table"; else notok "--fail-on ood writes the whole table"; fi
+expect 3 "" "-q: status 3 without the message" "$PA" -q -t heads --fail-on ood attn.h5
+expect 3 "peanalyze: --fail-on ood: 2 of 3" "--fail-on with -t layers" "$PA" -t layers --fail-on ood -l 0 attn.h5
+if [ "$(grep -c '^[01]	3	' "$TMP/out")" -eq 1 ]; then ok "--fail-on with -t layers writes the layer row"; else notok "--fail-on with -t layers writes the layer row"; fi
+expect 3 "peanalyze: --fail-on ood: 1 of 1" "--fail-on with the profile table" "$PA" --fail-on ood -l 0 -H 2 attn.h5
+expect 0 "" "--fail-on ood when no row is beyond L: status 0" "$PA" -t heads --fail-on ood -L 1000 attn.h5
+expect 0 "" "--fail-on ood with thresholds above the decay head's shifts: status 0" \
+    "$PA" -t heads --fail-on ood --exceed-threshold 0.5 --entropy-threshold 0.2 -l 0 -H 1 attn.h5
+expect 3 "peanalyze: --fail-on ushape: 1 of 3 heads have u_in >= --u-threshold (the first: layer 0 head 0)" \
+    "--fail-on ushape: status 3 for the u-shape head" "$PA" -t heads --fail-on ushape -l 0 attn.h5
+expect 0 "" "--fail-on ushape without a u-shape head: status 0" "$PA" -t heads --fail-on ushape -l 0 -H 1,2 attn.h5
+expect 0 "" "--fail-on ushape --u-threshold 1: U 0.999 does not reach it" "$PA" -t heads --fail-on ushape --u-threshold 1 -l 0 attn.h5
+expect 3 "peanalyze: --fail-on ushape: 1 of 1" "--fail-on ood,ushape: ushape alone suffices" "$PA" -t heads --fail-on ood,ushape -l 0 -H 0 attn.h5
+expect 3 "peanalyze: --fail-on ood: 1 of 1" "-o with --fail-on: status 3" "$PA" -t heads --fail-on ood -l 0 -H 1 -o "$TMP/gated.gp" attn.h5
+if [ -s "$TMP/gated.gp" ] && grep -q '^0	1	1	64	64	' "$TMP/gated.gp"; then ok "-o with --fail-on: the file is written whole"; else notok "-o with --fail-on: the file is written"; fi
+
+# --------------------------------------------------------------- invariance
+for t in profile heads; do
+    run "$PA" -t $t -j 1 -f tsv --bins 0 f32.h5 attn-softcap.h5
+    cp "$TMP/out" "$TMP/j1.tsv"
+    run "$PA" -t $t -j 2 -f tsv --bins 0 f32.h5 attn-softcap.h5
+    if cmp -s "$TMP/out" "$TMP/j1.tsv"; then ok "$t: -j 1 and -j 2 write the same bytes"; else notok "$t: -j 1 and -j 2 write the same bytes"; fi
+    run "$PA" -t $t -j 3 --block 1 -f tsv --bins 0 f32.h5 attn-softcap.h5
+    if cmp -s "$TMP/out" "$TMP/j1.tsv"; then ok "$t: --block 1 (and -j 3) writes the default block's bytes"; else notok "$t: --block 1 writes the same bytes"; fi
+    run "$PA" -t $t --block 7 -f tsv --bins 0 f32.h5 attn-softcap.h5
+    if cmp -s "$TMP/out" "$TMP/j1.tsv"; then ok "$t: --block 7 writes the same bytes"; else notok "$t: --block 7 writes the same bytes"; fi
+done
+run "$PA" -t heatmap --block 3 --window 5:40 f32.h5
+cp "$TMP/out" "$TMP/hb3.gp"
+run "$PA" -t heatmap --window 5:40 f32.h5
+if cmp -s "$TMP/out" "$TMP/hb3.gp"; then ok "heatmap: --block 3 writes the default block's bytes"; else notok "heatmap: --block 3 writes the same bytes"; fi
+# (9 digits: rotated.h5 is un-rotated by the reader, which changes the last bits.)
+run "$PA" -t heads -f tsv f32.h5
+cp "$TMP/out" "$TMP/ref.tsv"
+for f in f64 f16 bf16 deflate interleaved rotated both invfreq fixedstr; do
+    run "$PA" -t heads -f tsv "$f.h5"
+    same "heads of $f.h5 equal f32.h5 (same data, other storage)" "$TMP/out" "$TMP/ref.tsv"
+done
+run "$PA" -t heads -f tsv -L 116 offset.h5
+run2=$(data "$TMP/out" | cut -f 6-)
+if [ "$(data "$TMP/ref.tsv" | cut -f 6-)" = "$run2" ]; then
+    ok "offset.h5 (positions from 100) with L 116 equals f32.h5 with L 16"
+else
+    notok "offset.h5 with L 116 equals f32.h5 with L 16"
+fi
+
+# Pooling: counts add and means are pair-weighted (sums over sums).
+run "$PA" -f tsv --bins 0 --digits 17 -l 0 f32.h5
+data "$TMP/out" >"$TMP/a.tsv"
+run "$PA" -f tsv --bins 0 --digits 17 -l 0 short.h5
+data "$TMP/out" >"$TMP/b.tsv"
+run "$PA" -f tsv --bins 0 --digits 17 -l 0 f32.h5 short.h5
+data "$TMP/out" >"$TMP/ab.tsv"
+bad=$(awk -F'\t' '
+    FNR == 1 { next }
+    { key = $2 SUBSEP $4 }
+    FILENAME ~ /\/a.tsv$/ { na[key] = $6; la[key] = $7; pa[key] = $8; ua[key] = $9; ta[key] = $10; next }
+    FILENAME ~ /\/b.tsv$/ { nb[key] = $6; lb[key] = $7; pb[key] = $8; ub[key] = $9; tb[key] = $10; next }
+    {
+        hasb = key in nb # (before nb[key] below creates it)
+        n = na[key] + nb[key]
+        for (c = 7; c <= 9; c++) {
+            va = c == 7 ? la[key] : c == 8 ? pa[key] : ua[key]
+            vb = c == 7 ? lb[key] : c == 8 ? pb[key] : ub[key]
+            want = ((key in na) ? na[key] * va : 0) + (hasb && nb[key] > 0 ? nb[key] * vb : 0)
+            want /= n
+            d = $c - want; if (d < 0) d = -d
+            s = want < 0 ? -want : want; if (s < 1) s = 1
+            if (d > 1e-12 * s) bad++
+        }
+        # last_prob: the mean of the files that reach the distance
+        lw = (hasb && tb[key] != "nan") ? (ta[key] + tb[key]) / 2 : ta[key]
+        d = $10 - lw; if (d < 0) d = -d; if (d > 1e-15) bad++
+        if ($6 != n) bad++
+        rows++
+    }
+    END { print (rows > 0 ? bad + 0 : "no rows") }' "$TMP/a.tsv" "$TMP/b.tsv" "$TMP/ab.tsv")
+if [ "$bad" = 0 ]; then ok "pooling two files: counts add, means are pair-weighted, last_prob averages the files"; else notok "pooling two files" "$bad values differ"; fi
+
+# ------------------------------------------------------ the full-matrix reference
+# refattn (tests/refattn.c) reads the file with HDF5 itself, rotates, builds
+# each head's T x T matrix and computes every column by its definition.
+refcheck() { # DESC FILE LAYER [ROWS]
+    desc=$1 file=$2 layer=$3 rows=${4:-}
+    "$PA" -f tsv --bins 0 --digits 17 -l "$layer" ${rows:+--rows "$rows"} "$file" >"$TMP/rp.tsv" 2>"$TMP/rp.err" &&
+        "$PA" -t heads -f tsv --digits 17 -l "$layer" ${rows:+--rows "$rows"} "$file" >"$TMP/rh.tsv" 2>>"$TMP/rp.err"
+    if [ $? -ne 0 ]; then
+        notok "$desc" "peanalyze failed: $(head -n 1 "$TMP/rp.err")"
+    elif "$REF" "$file" "$layer" "$TMP/rp.tsv" "$TMP/rh.tsv" $rows >"$TMP/ref.log" 2>&1; then
+        ok "$desc ($(tail -n 1 "$TMP/ref.log"))"
+    else
+        notok "$desc" "$(tail -n 2 "$TMP/ref.log" | tr '\n' ' ')"
+    fi
+}
+refcheck "attn.h5 layer 0: profile and heads equal the full-matrix reference" attn.h5 0
+refcheck "attn.h5 layer 1: the same" attn.h5 1
+refcheck "attn-softcap.h5: softcap 1.5, the same" attn-softcap.h5 2
+refcheck "attn-softcap.h5 --rows 7: the same over rows 0 6 13 19 26 32 39" attn-softcap.h5 2 7
+refcheck "attn-gappy.h5: positions with gaps, the same" attn-gappy.h5 0
+refcheck "interleaved.h5: the other pairing, the same" interleaved.h5 2
+# The reference can fail: a table with one probability changed by 1e-5 is refused.
+awk -F'\t' 'BEGIN { OFS = "\t" } !/^#/ && $1 ~ /^[0-9]/ && !done && $4 == 3 { $8 = $8 + 1e-5; done = 1 } { print }' "$TMP/rp.tsv" >"$TMP/rp-bad.tsv"
+if "$REF" interleaved.h5 2 "$TMP/rp-bad.tsv" "$TMP/rh.tsv" >/dev/null 2>&1; then
+    notok "refattn refuses a table with one probability off by 1e-5"
+else
+    ok "refattn refuses a table with one probability off by 1e-5"
+fi
+
+# ------------------------------------------------------ the real dump (acceptance)
+if [ ! -r "$REAL" ]; then
+    echo "skip - the real dump: $REAL is missing"
+else
+    run "$PA" -t heads -f tsv "$REAL"
+    n=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ && $4 == 512 && $5 == 1536' | wc -l)
+    if [ "$status" -eq 0 ] && [ "$n" -eq 40 ]; then ok "real dump: heads table of all 5 layers x 8 heads, 512 rows in-train and 1536 beyond"; else notok "real dump: heads table" "status $status, $n rows"; fi
+    run "$PA" -t layers -f tsv "$REAL"
+    n=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ && $2 == 8' | wc -l)
+    if [ "$status" -eq 0 ] && [ "$n" -eq 5 ]; then ok "real dump: layers table of 5 layers of 8 heads"; else notok "real dump: layers table" "status $status, $n rows"; fi
+    refcheck "real dump layer 0 (T 2048, float16, interleaved): every column of 8 heads equals the full-matrix reference" "$REAL" 0
+    refcheck "real dump layer 4: the same" "$REAL" 4
+    refcheck "real dump layer 2 --rows 100: the same" "$REAL" 2 100
+    run "$PA" -t heatmap -f tsv --digits 17 -l 3 --head 5 --pixels 64 "$REAL"
+    got=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ { s[$1] += $4 * ($3 - $2 + 1); if ($1 < 1792) bad++ }
+        END { for (r in s) { n++; d = s[r] - 1; if (d < 0) d = -d; if (d > 1e-12) bad++ } print n, bad + 0 }')
+    if [ "$got" = "256 0" ]; then ok "real dump heat map: the last 256 rows by default, each row's mass 1"; else notok "real dump heat map" "$got"; fi
+fi
+
+# ------------------------------------------------------------------ output
+expect 0 "" "-o writes a file" "$PA" -o "$TMP/table.tsv" -t heads -f tsv f32.h5
+if [ -s "$TMP/table.tsv" ] && [ ! -s "$TMP/out" ]; then ok "-o: the table is in the file, not on stdout"; else notok "-o: the table is in the file"; fi
+expect 1 "peanalyze: bad-q-nan.h5: layer 0: q head 1 token 5" "a failing run" "$PA" -o "$TMP/failed.tsv" bad-q-nan.h5
+if ls "$TMP"/failed.tsv* >/dev/null 2>&1; then notok "a failed run leaves no file behind"; else ok "a failed run leaves no file behind"; fi
+expect 0 "" "-o for the heat map" "$PA" -t heatmap -o "$TMP/hm.gp" f32.h5
+if [ "$(grep -vc '^#' "$TMP/hm.gp")" -eq 41 ]; then ok "heat map: the count line and 40 rows"; else notok "heat map: the count line and 40 rows"; fi
+if [ -w /dev/full ]; then
+    expect 1 "peanalyze: standard output: write error: No space left on device" "> /dev/full fails with status 1" \
+        sh -c "'$PA' -t heads f32.h5 >/dev/full"
+    expect 1 "peanalyze: standard output: write error" "a heat map > /dev/full fails with status 1" \
+        sh -c "'$PA' -t heatmap f32.h5 >/dev/full"
+    expect 1 "peanalyze: standard output: write error" "--fail-on > /dev/full: status 1, not 3" \
+        sh -c "'$PA' -q -t heads --fail-on ood attn.h5 >/dev/full"
+    expect 1 "peanalyze: standard output: write error" "--help > /dev/full fails with status 1" \
+        sh -c "'$PA' --help >/dev/full"
+else
+    echo "skip - /dev/full is not writable here"
+fi
+run sh -c "'$PA' --bins 0 attn.h5 2>'$TMP/pipe.err' | head -n 1 >/dev/null"
+if [ ! -s "$TMP/pipe.err" ]; then ok "| head -n 1 ends quietly"; else notok "| head -n 1 ends quietly" "$(head -n 1 "$TMP/pipe.err")"; fi
+expect 0 "peanalyze: 6 heads, T up to 128, blocks of" "-v reports the heads, the block and the time" "$PA" -v -t heads attn.h5
+
+# ------------------------------------------------------------------ figures
+if ! command -v gnuplot >/dev/null 2>&1; then
+    echo "skip - figure scripts: gnuplot is not installed"
+    exit 0
+fi
+magic() {
+    [ -s "$1" ] && [ "$(head -c $(($(echo "$2" | wc -w))) "$1" | od -An -tx1 | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" = "$2" ]
+}
+contains() {
+    desc=$1 file=$2
+    shift 2
+    missing=""
+    for want_s in "$@"; do grep -qF -- "$want_s" "$file" || missing="$missing '$want_s'"; done
+    if [ -z "$missing" ]; then ok "$desc"; else notok "$desc" "missing:$missing"; fi
+}
+"$PA" --bins 32 attn.h5 >"$TMP/prof.gp" && "$PA" -t layers attn.h5 >"$TMP/layers.gp" &&
+    "$PA" -t heatmap -l 0 --head 2 --window 0:64 --pixels 32 attn.h5 >"$TMP/hin.gp" &&
+    "$PA" -t heatmap -l 0 --head 2 --window 64:128 --pixels 32 attn.h5 >"$TMP/hout.gp" &&
+    "$PA" -t heads attn.h5 >"$TMP/heads.gp" && "$PA" -t heatmap -f tsv attn.h5 >"$TMP/hm.tsv" &&
+    "$PA" attn-nolen.h5 >"$TMP/nolen.gp"
+[ $? -eq 0 ] && ok "peanalyze makes the tables for the figures" || notok "peanalyze makes the tables for the figures"
+for s in attention attn-heatmap damage; do
+    gp=$SCRIPTS/pe-fig-$s.gp
+    case $s in
+    attention) set -- "$TMP/prof.gp"
+        want="distance m - n (tokens)|mean logit (left)|mean (m+1) p (right, log)|layer 0|layer 1|L = 64 (training length)|attn.h5: attention against distance" ;;
+    attn-heatmap) set -- "$TMP/hin.gp" "$TMP/hout.gp"
+        want="key position n (y: query position m)|layer 0 head 2, query positions 0..63, in-train|query positions 64..127, beyond L|L = 64" ;;
+    damage) set -- "$TMP/layers.gp"
+        want="layer|heads flagged ood (left axis)|mean |entropy shift| (right)|mean |sink mass shift| (right)|mean logit exceedance (right)|damage beyond L = 64" ;;
+    esac
+    for ext in png svg pdf txt; do
+        expect 0 "" "$s: .$ext: status 0, stderr empty" gnuplot -c "$gp" "$@" "$TMP/$s.$ext"
+    done
+    if magic "$TMP/$s.png" "89 50 4e 47 0d 0a 1a 0a"; then ok "$s: PNG magic"; else notok "$s: PNG magic"; fi
+    if magic "$TMP/$s.pdf" "25 50 44 46 2d"; then ok "$s: PDF magic"; else notok "$s: PDF magic"; fi
+    if grep -q '<svg' "$TMP/$s.svg" && tail -n 3 "$TMP/$s.svg" | grep -q '</svg>'; then ok "$s: a whole SVG"; else notok "$s: a whole SVG"; fi
+    (IFS='|'; for w in $want; do printf '%s\n' "$w"; done) >"$TMP/want.txt"
+    missing=""
+    while IFS= read -r w; do grep -qF -- "$w" "$TMP/$s.txt" || missing="$missing '$w'"; done <"$TMP/want.txt"
+    if [ -z "$missing" ]; then ok "$s: the text rendering shows the axes, titles, key and L"; else notok "$s: the text rendering" "missing:$missing"; fi
+    name=pe-fig-$s
+    expect 2 "usage: gnuplot -c $name.gp" "$s: no arguments: usage, status 2" gnuplot -c "$gp"
+    expect 2 "$name: OUT '$TMP/bad.jpg': unknown extension" "$s: unknown extension: status 2" gnuplot -c "$gp" "$@" "$TMP/bad.jpg"
+    expect 1 "$name: OUT '$TMP/no/such/x.png': its folder does not exist" "$s: OUT in a missing folder: status 1" \
+        gnuplot -c "$gp" "$@" "$TMP/no/such/x.png"
+    expect 2 "$name: L=0: not a positive integer" "$s: L=0: status 2" gnuplot -c "$gp" "$@" "$TMP/bad.png" L=0
+    expect 0 "" "$s: L=100 overrides the table" gnuplot -c "$gp" "$@" "$TMP/$s-L.txt" L=100
+    if grep -qF "L = 100" "$TMP/$s-L.txt" && ! grep -qF "L = 64" "$TMP/$s-L.txt"; then ok "$s: L=100 is marked, not 64"; else notok "$s: L=100 is marked, not 64"; fi
+done
+A=$SCRIPTS/pe-fig-attention.gp
+expect 1 "pe-fig-attention: cannot read table '$TMP/no-such.gp'" "attention: missing table: status 1" gnuplot -c "$A" "$TMP/no-such.gp" "$TMP/bad.png"
+expect 1 "pe-fig-attention: $TMP/heads.gp: not a peanalyze profile table" "attention: a heads table is refused" gnuplot -c "$A" "$TMP/heads.gp" "$TMP/bad.png"
+expect 1 "pe-fig-attention: head 5 of layer 0 is not in $TMP/prof.gp (heads: 0 1 2)" "attention: a head not in the table" gnuplot -c "$A" "$TMP/prof.gp" "$TMP/bad.png" 5
+expect 2 "pe-fig-attention: HEAD 'x' is not a head index or 'mean'" "attention: HEAD not a number" gnuplot -c "$A" "$TMP/prof.gp" "$TMP/bad.png" x
+expect 0 "" "attention: one head" gnuplot -c "$A" "$TMP/prof.gp" "$TMP/one.txt" 1
+contains "attention: one head is named" "$TMP/one.txt" "head 1 of each layer"
+expect 0 "pe-fig-attention: warning: $TMP/nolen.gp gives no training length" "attention: no L: drawn, one warning" gnuplot -c "$A" "$TMP/nolen.gp" "$TMP/nolen.txt"
+H=$SCRIPTS/pe-fig-attn-heatmap.gp
+expect 2 "usage: gnuplot -c pe-fig-attn-heatmap.gp" "attn-heatmap: two arguments: usage" gnuplot -c "$H" "$TMP/hin.gp" "$TMP/bad.png"
+expect 1 "pe-fig-attn-heatmap: $TMP/hm.tsv: not a peanalyze heatmap table in gnuplot format" "attn-heatmap: a tsv heat map is refused" \
+    gnuplot -c "$H" "$TMP/hin.gp" "$TMP/hm.tsv" "$TMP/bad.png"
+expect 1 "pe-fig-attn-heatmap: $TMP/prof.gp: not a peanalyze heatmap table" "attn-heatmap: a profile is refused" \
+    gnuplot -c "$H" "$TMP/prof.gp" "$TMP/hout.gp" "$TMP/bad.png"
+D=$SCRIPTS/pe-fig-damage.gp
+expect 1 "pe-fig-damage: $TMP/heads.gp: not a peanalyze layers table" "damage: a heads table is refused" gnuplot -c "$D" "$TMP/heads.gp" "$TMP/bad.png"
+if ls "$TMP"/bad* "$TMP/no" >/dev/null 2>&1; then notok "failed figure calls write no figure" "$(ls -d "$TMP"/bad* 2>/dev/null)"; else ok "failed figure calls write no figure"; fi
+exit 0
