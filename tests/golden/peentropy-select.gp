@@ -1,0 +1,24 @@
+# peentropy table: select
+# version: 0.1.0
+# input: ent-gqa.h5 (T 48, positions 0..47, 2 layers, model petools fixture)
+# input: ent-gqa2.h5 (T 30, positions 5..34, 2 layers, model petools fixture)
+# train_len: 16
+# pairing: half
+# tensor: both
+# broadcast: no
+# stage: post
+# prep: paper
+# rank: 8 (asked 16, clamped to head_dim)
+# pooling: each number is the mean over 2 files of the per-file numbers
+# score: s (S_r)
+# order: asc
+# top: 8
+rank	layer	head	kv_head	tensor	score
+1	0	7	1	q	1.94480453
+2	3	1	0	q	1.95437979
+3	0	0	0	k	1.95559814
+4	0	6	1	q	1.96129814
+5	0	2	0	q	1.96383985
+6	0	4	1	q	1.96532961
+7	0	3	0	q	1.967792
+8	3	3	0	q	1.96955446
