@@ -62,6 +62,9 @@ typedef struct pe_tool {
     const char *epilog;   /* text after the option list, may be NULL */
     /* The linked libraries' versions for --version, e.g. "HDF5 1.10.8, FFTW 3.3.10". */
     const char *(*libraries)(void);
+    /* What exit status 3 means for this tool ("--check found a mismatch"),
+     * or NULL when it never exits 3. */
+    const char *found;
     /* Handles one of the tool's own options; returns 0, or -1 with e filled
      * (a usage error). */
     int (*handle)(int key, const char *arg, void *ctx, pe_err *e);

@@ -61,6 +61,10 @@ void pe_table_break(pe_table *t, int level);
  * where pe_output_close finds and names them.  Returns 0. */
 int pe_table_finish(pe_table *t, pe_err *e);
 
+/* Writes s as a JSON string literal, escaped (for documents the table writer
+ * does not make, such as a heat map or a mask). */
+void pe_json_string(FILE *f, const char *s);
+
 /* Formats a double the way tables do into buf (at least 32 bytes). */
 const char *pe_format_double(double v, int digits, char *buf, size_t len);
 
@@ -73,9 +77,10 @@ typedef struct pe_output {
 } pe_output;
 
 /* path NULL or "-" is stdout.  A path naming one of the inputs (same file)
- * or in a missing folder is refused (usage error).  The temporary file is
- * created next to the target. */
-int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n_inputs,
+ * or in a missing folder is refused (usage error); `opt` names the option in
+ * the message ("--output", "--mask").  The temporary file is created next to
+ * the target. */
+int pe_output_open(pe_output *o, const char *path, const char *opt, char *const *inputs, size_t n_inputs,
                    pe_err *e);
 /* ok != 0: flush, check, rename into place; ok == 0: remove the temporary.
  * For stdout, flushes and checks write errors.  Returns 0 or -1. */

@@ -63,8 +63,9 @@ void pe_cli_usage(FILE *out, const pe_tool *tool)
     fprintf(out, "Common options:\n");
     usage_block(out, pe_common_options);
     if (tool->epilog) fprintf(out, "\n%s", tool->epilog);
-    fprintf(out, "\nExit status: 0 success, 1 data or runtime error, 2 usage error, "
-                 "3 condition found (gating options).\nSee man %s.\n", tool->name);
+    fprintf(out, "\nExit status: 0 success, 1 data or runtime error, 2 usage error");
+    if (tool->found) fprintf(out, ", 3 %s", tool->found);
+    fprintf(out, ".\nSee man %s.\n", tool->name);
 }
 
 static void print_version(const pe_tool *tool)

@@ -1232,6 +1232,18 @@ int pe_inputs_open(pe_inputs *in, char *const *paths, size_t n_paths, const pe_o
         }
     }
 
+    /* Without --layers every file must hold the same layers, so that the
+     * outcome does not depend on the order of the files. */
+    for (size_t i = 1; !layers && i < in->n; i++) {
+        const pe_meta *mi = pe_dump_meta(in->dumps[i]);
+        for (size_t s = 0; s < mi->n_layers; s++)
+            if (pe_dump_find_layer(in->dumps[0], mi->layers[s].index) < 0) {
+                pe_fail(e, "%s: layer %ld of %s is missing; files pooled together need the same layers "
+                           "(or select common ones with --layers)", paths[0], mi->layers[s].index, paths[i]);
+                goto fail;
+            }
+    }
+
     /* Query heads. */
     in->n_heads = heads ? n_heads : (size_t)m0->n_heads;
     if (!(in->heads = pe_alloc(in->n_heads ? in->n_heads : 1, sizeof *in->heads, 0, e))) goto fail;

@@ -107,9 +107,14 @@ static void json_string_to(pe_table *t, FILE *f, const char *s)
 #undef PE_EMIT
 }
 
-static void json_string(FILE *f, const char *s)
+void pe_json_string(FILE *f, const char *s)
 {
     json_string_to(NULL, f, s);
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    pe_json_string(f, s);
 }
 
 pe_table *pe_table_open(FILE *out, pe_format fmt, int digits, const char *tool,
@@ -268,7 +273,8 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n_inputs, pe_err *e)
+int pe_output_open(pe_output *o, const char *path, const char *opt, char *const *inputs, size_t n_inputs,
+                   pe_err *e)
 {
     struct stat st;
     char *resolved = NULL;
@@ -279,22 +285,22 @@ int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n
     }
     for (size_t i = 0; i < n_inputs; i++)
         if (same_file(path, inputs[i]))
-            return pe_fail_usage(e, "--output: '%s' is an input file; refusing to overwrite it", path);
+            return pe_fail_usage(e, "%s: '%s' is an input file; refusing to overwrite it", opt, path);
     if (lstat(path, &st) == 0) {
         /* The table replaces a link's target, never the link. */
         if (S_ISLNK(st.st_mode)) {
             if (!(resolved = realpath(path, NULL)) || stat(resolved, &st) != 0) {
                 free(resolved);
-                return pe_fail_usage(e, "--output: '%s' is a link to nothing", path);
+                return pe_fail_usage(e, "%s: '%s' is a link to nothing", opt, path);
             }
             path = resolved;
         }
         if (S_ISDIR(st.st_mode)) {
             free(resolved);
-            return pe_fail_usage(e, "--output: '%s' is a directory", path);
+            return pe_fail_usage(e, "%s: '%s' is a directory", opt, path);
         }
         if (!S_ISREG(st.st_mode)) {
-            pe_fail_usage(e, "--output: '%s' is not a regular file (redirect standard output to write to it)",
+            pe_fail_usage(e, "%s: '%s' is not a regular file (redirect standard output to write to it)", opt,
                           path);
             free(resolved);
             return -1;
@@ -311,7 +317,7 @@ int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n
     int fd = mkstemp(o->tmp_path);
     if (fd < 0) {
         char *dir = pe_strdup(path, NULL);
-        pe_fail_usage(e, "--output: cannot create a file in '%s': %s", dir ? dirname(dir) : path,
+        pe_fail_usage(e, "%s: cannot create a file in '%s': %s", opt, dir ? dirname(dir) : path,
                       strerror(errno));
         free(dir);
         goto fail;
@@ -321,7 +327,7 @@ int pe_output_open(pe_output *o, const char *path, char *const *inputs, size_t n
     umask(mask);
     fchmod(fd, 0666 & ~mask);
     if (!(o->fp = fdopen(fd, "w"))) {
-        pe_fail(e, "--output: %s: %s", path, strerror(errno));
+        pe_fail(e, "%s: %s: %s", opt, path, strerror(errno));
         close(fd);
         unlink(o->tmp_path);
         goto fail;

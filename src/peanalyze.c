@@ -166,6 +166,7 @@ static const pe_tool tool = {
               "A head is ood when its exceedance, entropy shift or sink shift passes its\n"
               "threshold.\n",
     .libraries = libraries,
+    .found = "--fail-on found a flagged head",
     .handle = handle_option};
 
 /* ---- the shared run state ---- */
@@ -455,27 +456,6 @@ static void write_common_meta(pe_table *t, const run *R)
 
 /* ---- heatmap ---- */
 
-/* A JSON string literal (the heat map writes its own document). */
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", f); break;
-        case '\\': fputs("\\\\", f); break;
-        case '\n': fputs("\\n", f); break;
-        case '\t': fputs("\\t", f); break;
-        case '\r': fputs("\\r", f); break;
-        default:
-            if (*p < 0x20)
-                fprintf(f, "\\u%04x", *p);
-            else
-                fputc(*p, f);
-        }
-    }
-    fputc('"', f);
-}
-
 static void put_num(FILE *f, double v, int digits, int json)
 {
     char buf[PE_NUMFMT_MAX];
@@ -583,9 +563,9 @@ static int run_heatmap(FILE *out, run *R, const pe_common_opts *c, const analyze
         fputs("{\"tool\":\"" PROG "\",\"table\":\"heatmap\",\"meta\":{", out);
         for (int i = 0; i < nm; i++) {
             if (i) fputc(',', out);
-            json_string(out, meta[i].key);
+            pe_json_string(out, meta[i].key);
             fputc(':', out);
-            json_string(out, meta[i].val);
+            pe_json_string(out, meta[i].val);
         }
         fputs("},\n\"rows\":[", out);
         for (size_t r = 0; r < nr; r++) fprintf(out, "%s%lld", r ? "," : "", (long long)m->positions[m0 + r]);
@@ -723,7 +703,7 @@ int main(int argc, char **argv)
         status = fail(&e);
         goto end;
     }
-    if (pe_output_open(&out, c.output, files, n_files, &e) < 0) {
+    if (pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) {
         status = fail(&e);
         goto end;
     }

@@ -115,6 +115,7 @@ static const pe_tool tool = {
               "the total count.  Classes: hf (>= 1 turn within L), act (0.5 to 1 turn),\n"
               "tlf (less), nope (theta 0).\n",
     .libraries = libraries,
+    .found = "--check found a mismatch",
     .handle = handle_option};
 
 static double now(void)
@@ -790,7 +791,7 @@ int main(int argc, char **argv)
             if (freqs_prepare(&fp, theta, m->rotary_dim, m->rope_theta, R.in.train_len, &o, &e) < 0) goto failed;
         }
     }
-    if (pe_output_open(&out, c.output, files, n_files, &e) < 0) goto failed;
+    if (pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) goto failed;
 
     const char *tname = o.check ? "check" : o.spectrum_of >= 0 ? "power" : table_names[o.table];
     const char *const *cols = o.check ? check_cols : o.spectrum_of >= 0 ? power_cols : table_defs[o.table].cols;

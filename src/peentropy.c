@@ -726,19 +726,6 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Opens the mask output; pe_output_open's messages name --output, so they
- * are renamed for --mask. */
-static int open_mask(pe_output *mo, const char *path, char *const *files, size_t n, pe_err *e)
-{
-    if (pe_output_open(mo, path, files, n, e) == 0) return 0;
-    if (strncmp(e->msg, "--output:", 9) == 0) {
-        char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "--mask:%s", e->msg + 9);
-        snprintf(e->msg, sizeof e->msg, "%s", msg);
-    }
-    return -1;
-}
-
 int main(int argc, char **argv)
 {
     pe_common_opts c;
@@ -877,11 +864,11 @@ int main(int argc, char **argv)
 
     /* Outputs: the table (unless --mask - takes standard output alone) and the mask. */
     int want_table = !(o.mask && strcmp(o.mask, "-") == 0 && !c.output);
-    if (want_table && pe_output_open(&out, c.output, files, n_files, &e) < 0) {
+    if (want_table && pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) {
         status = fail(&e);
         goto end;
     }
-    if (o.mask && open_mask(&mout, o.mask, files, n_files, &e) < 0) {
+    if (o.mask && pe_output_open(&mout, o.mask, "--mask", files, n_files, &e) < 0) {
         status = fail(&e);
         goto end;
     }

@@ -123,6 +123,11 @@ else
 fi
 expect 1 "pedecomp: bad-huge.h5: shape: one head of T 34359738368 x head_dim 8 needs 4.0 TiB, more than the 1.0 GiB allowed by --max-memory" \
     "--max-memory limit is named" "$PEDECOMP" --max-memory 1G bad-huge.h5
+expect 1 "pedecomp: f32.h5: layer 1 of threelayers.h5 is missing; files pooled together need the same layers" \
+    "pooled files with different layers are refused" "$PEDECOMP" f32.h5 threelayers.h5
+expect 1 "pedecomp: f32.h5: layer 1 of threelayers.h5 is missing" \
+    "... whatever their order" "$PEDECOMP" threelayers.h5 f32.h5
+expect 0 "" "... and pool on the layers they share" "$PEDECOMP" -l 0,2 threelayers.h5 f32.h5
 expect 1 "pedecomp: otherbase.h5: the frequencies (/rope/inv_freq or rope_theta): differs from f32.h5" \
     "pooling files that disagree is refused" "$PEDECOMP" f32.h5 otherbase.h5
 

@@ -342,6 +342,14 @@ int main(int argc, char **argv)
         H5Gclose(g);
         H5Fclose(f);
     }
+    /* The same data with one layer more: pools with f32.h5 only by --layers. */
+    s = standard();
+    s.n_layers = 3;
+    s.layer_ids[0] = 0;
+    s.layer_ids[1] = 1;
+    s.layer_ids[2] = 2;
+    good(dir, "threelayers.h5", &s);
+
     /* Something that disagrees with f32.h5 when pooled. */
     s = standard();
     s.base = 500000.0;

@@ -205,16 +205,16 @@ int main(int argc, char **argv)
         if (mkdtemp(dir)) {
             pe_output o;
             snprintf(path, sizeof path, "%s/out.tsv", dir);
-            PE_CHECK(pe_output_open(&o, path, NULL, 0, &e) == 0, "output opens");
+            PE_CHECK(pe_output_open(&o, path, "--output", NULL, 0, &e) == 0, "output opens");
             fputs("partial", o.fp);
             PE_CHECK(access(path, F_OK) != 0, "nothing at the target before close");
             pe_output_close(&o, 0, &e);
             PE_CHECK(access(path, F_OK) != 0, "a failed run leaves nothing");
-            PE_CHECK(pe_output_open(&o, path, NULL, 0, &e) == 0, "output opens again");
+            PE_CHECK(pe_output_open(&o, path, "--output", NULL, 0, &e) == 0, "output opens again");
             fputs("whole\n", o.fp);
             PE_CHECK(pe_output_close(&o, 1, &e) == 0 && access(path, F_OK) == 0, "a finished table is renamed into place");
             char *inputs[1] = {path};
-            PE_CHECK(pe_output_open(&o, path, inputs, 1, &e) < 0 && e.kind == PE_ERRK_USAGE, "an input is never the output");
+            PE_CHECK(pe_output_open(&o, path, "--output", inputs, 1, &e) < 0 && e.kind == PE_ERRK_USAGE, "an input is never the output");
             unlink(path);
             rmdir(dir);
         }
