@@ -20,6 +20,7 @@
 
 #include "pe_curve.h"
 #include "pe_fft.h"
+#include "pe_par.h"
 
 static const double PE_TWO_PI = 6.283185307179586476925286766559;
 
@@ -42,6 +43,7 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
     }
     p->n_pairs = n_pairs;
     p->n_dist = n_dist;
+    p->jobs = 1;
     return 0;
 }
 
@@ -49,23 +51,43 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
  * A head's working buffers are large (T doubles per column, 2T-point FFTs);
  * fresh ones every call would cost a page fault per 4 KiB touched, which is
  * most of the run on a virtual machine and serialises threads in the kernel.
- * A profile therefore keeps them for its next call. */
+ * A profile therefore keeps them, one set per thread, for its next call. */
 
-enum { SC_COL, SC_MAG, SC_FFT_A, SC_FFT_B, SC_FFT_S, SC_TOT, SC_DIRECT, SC_OFF, SC_DBUF, SC_SLOTS };
+enum { SC_COL, SC_FFT_A, SC_FFT_B, SC_FFT_S, SC_ACC, SC_SLOTS }; /* per thread */
+enum { SH_MAG, SH_UNIT, SH_OFF, SH_CNT, SH_SLOTS };               /* shared */
+
+#define PE_MAX_SLOTS 5 /* >= SC_SLOTS and SH_SLOTS */
+
+typedef struct pe_slots {
+    void *p[PE_MAX_SLOTS];
+    size_t bytes[PE_MAX_SLOTS];
+} pe_slots;
 
 typedef struct pe_scratch {
-    void *p[SC_SLOTS];
-    size_t bytes[SC_SLOTS];
+    pe_slots shared;
+    pe_slots *thread; /* n_thread sets */
+    int n_thread;
 } pe_scratch;
 
-static int is_fftw_slot(int slot)
+static int is_fftw_slot(int shared, int slot)
 {
-    return slot == SC_FFT_A || slot == SC_FFT_B || slot == SC_FFT_S;
+    return !shared && (slot == SC_FFT_A || slot == SC_FFT_B || slot == SC_FFT_S);
 }
 
-/* A buffer of at least n * size bytes in the profile's slot, zeroed when
- * asked; NULL with e filled when memory runs out. */
-static void *scratch(pe_profile *p, int slot, size_t n, size_t size, int zero, pe_err *e)
+static void slots_free(pe_slots *s, int shared)
+{
+    for (int i = 0; i < (shared ? SH_SLOTS : SC_SLOTS); i++) {
+        if (is_fftw_slot(shared, i))
+            fftw_free(s->p[i]);
+        else
+            free(s->p[i]);
+    }
+}
+
+/* A buffer of at least n * size bytes in a slot: of thread `t`'s set, or the
+ * shared set when t < 0; zeroed when asked.  NULL with e filled when memory
+ * runs out. */
+static void *scratch(pe_profile *p, int t, int slot, size_t n, size_t size, int zero, pe_err *e)
 {
     size_t bytes;
     char buf[32];
@@ -74,13 +96,25 @@ static void *scratch(pe_profile *p, int slot, size_t n, size_t size, int zero, p
         return NULL;
     }
     if (!p->scratch && !(p->scratch = pe_alloc(1, sizeof(pe_scratch), 1, e))) return NULL;
-    pe_scratch *s = p->scratch;
+    pe_scratch *sc = p->scratch;
+    if (t >= sc->n_thread) {
+        pe_slots *nt = realloc(sc->thread, (size_t)(t + 1) * sizeof *nt);
+        if (!nt) {
+            pe_fail(e, "out of memory (thread buffers)");
+            return NULL;
+        }
+        memset(nt + sc->n_thread, 0, (size_t)(t + 1 - sc->n_thread) * sizeof *nt);
+        sc->thread = nt;
+        sc->n_thread = t + 1;
+    }
+    pe_slots *s = t < 0 ? &sc->shared : &sc->thread[t];
+    int fftw = is_fftw_slot(t < 0, slot);
     if (s->bytes[slot] < bytes) {
-        if (is_fftw_slot(slot))
+        if (fftw)
             fftw_free(s->p[slot]);
         else
             free(s->p[slot]);
-        s->p[slot] = is_fftw_slot(slot) ? fftw_malloc(bytes) : malloc(bytes);
+        s->p[slot] = fftw ? fftw_malloc(bytes) : malloc(bytes);
         s->bytes[slot] = s->p[slot] ? bytes : 0;
         if (!s->p[slot]) {
             pe_fail(e, "out of memory (needs %s)", pe_format_bytes((double)bytes, buf, sizeof buf));
@@ -97,14 +131,13 @@ void pe_profile_free(pe_profile *p)
     free(p->sum);
     free(p->count);
     free(p->mag);
-    pe_scratch *s = p->scratch;
-    for (int i = 0; s && i < SC_SLOTS; i++) {
-        if (is_fftw_slot(i))
-            fftw_free(s->p[i]);
-        else
-            free(s->p[i]);
+    pe_scratch *sc = p->scratch;
+    if (sc) {
+        slots_free(&sc->shared, 1);
+        for (int t = 0; t < sc->n_thread; t++) slots_free(&sc->thread[t], 0);
+        free(sc->thread);
+        free(sc);
     }
-    free(s);
     memset(p, 0, sizeof *p);
 }
 
@@ -123,7 +156,13 @@ size_t pe_head_max_distance(size_t T, const int64_t *pos)
     return (size_t)((uint64_t)pos[T - 1] - (uint64_t)pos[0]);
 }
 
-/* ---- shared pieces ---- */
+/* ---- units of work ----
+ * A head's components are cut into units that one thread computes whole:
+ * up to PE_BLOCK consecutive pairs each, and one last unit with every pass
+ * pseudo-pair (their correlations add up before a single transform).  The
+ * units do not depend on the number of threads, and each unit keeps its share
+ * of the head's total logit in a row of its own, added in unit order at the
+ * end: the sums are the same bits for any number of threads. */
 
 /* Components gathered per pass over the tokens.  In row-major q and k one
  * pair's values sit a whole row apart, so reading one pair per pass would
@@ -131,18 +170,48 @@ size_t pe_head_max_distance(size_t T, const int64_t *pos)
  * each line it fetches. */
 #define PE_BLOCK 8
 
+typedef enum { PE_RUN_FFT, PE_RUN_CONTIG, PE_RUN_SCATTER } pe_run;
+
 typedef struct {
+    pe_profile *p;
     const pe_head_input *in;
     const pe_geom *g;
+    pe_run run;
     size_t T;
     int D, R, P;
-    int n_pseudo;  /* pass-through pseudo-pairs: ceil((D - R) / 2) */
-    int nc;        /* components: P pairs, then the pseudo-pairs */
-    int reverse_k; /* gather keys in reverse token order (direct method) */
-    size_t ld;     /* column stride of col (>= T) */
-    double *col;   /* PE_BLOCK x 4 columns of ld: re q, im q, re k, im k */
-    double *mag;   /* P: the head's magnitude sums, added to p on success */
+    int n_pseudo;        /* pass-through pseudo-pairs: ceil((D - R) / 2) */
+    int nc;              /* components: P pairs, then the pseudo-pairs */
+    int n_pair_units;    /* ceil(P / PE_BLOCK) */
+    int n_units;         /* plus one when there are pass dims */
+    size_t nd;           /* distances this head spans */
+    size_t ld;           /* column stride of a thread's col (>= T) */
+    double *mag;         /* P: the head's magnitude sums */
+    double *unit_tot;    /* n_units x nd: each unit's share of the total */
+    const size_t *off;   /* scatter: pos[m] - pos[0] */
+    const double *cnt;   /* scatter: pairs at each distance */
+    size_t N;            /* FFT: transform size */
+    pe_fft_plans pl;
+    double f;            /* the factor on every correlation */
 } pe_head;
+
+/* What one thread works in. */
+typedef struct {
+    double *col;           /* PE_BLOCK x 4 columns of ld: re q, im q, re k, im k */
+    fftw_complex *A, *B, *S;
+    double *acr, *aci;     /* direct: the correlation at each distance */
+} pe_wbuf;
+
+/* The components of unit u: [*c0, *c1). */
+static void unit_range(const pe_head *h, int u, int *c0, int *c1)
+{
+    if (u < h->n_pair_units) {
+        *c0 = u * PE_BLOCK;
+        *c1 = *c0 + PE_BLOCK < h->P ? *c0 + PE_BLOCK : h->P;
+    } else {
+        *c0 = h->P;
+        *c1 = h->nc;
+    }
+}
 
 /* The dims of component c: a RoPE pair (c < P) or pass pseudo-pair c - P,
  * whose imaginary dim is -1 when it is the last, lone pass dim. */
@@ -156,9 +225,9 @@ static void pe_component_dims(const pe_head *h, int c, int *a, int *b)
     }
 }
 
-static inline double *pe_col(const pe_head *h, int g, int j)
+static inline double *pe_col(const pe_head *h, double *col, int g, int j)
 {
-    return h->col + ((size_t)g * 4 + (size_t)j) * h->ld;
+    return col + ((size_t)g * 4 + (size_t)j) * h->ld;
 }
 
 /* Neumaier's compensated sum: the magnitude sums add T^2/2 positive products
@@ -170,11 +239,12 @@ static inline void pe_kahan_add(double *s, double *c, double x)
     *s = t;
 }
 
-/* Gathers components c0 .. c0+nb-1 into h->col in one pass over the tokens,
- * and takes the pairs' magnitude sums on the way: sum over n <= m of
- * |zq_m| |zk_n| = sum_m |zq_m| * (prefix sum of |zk| up to m), O(T) and
- * independent of the positions (causality is by token index). */
-static void pe_gather(pe_head *h, int c0, int nb)
+/* Gathers components c0 .. c0+nb-1 into col in one pass over the tokens
+ * (keys in reverse token order when reverse_k), and takes the pairs'
+ * magnitude sums on the way: sum over n <= m of |zq_m| |zk_n| = sum_m
+ * |zq_m| * (prefix sum of |zk| up to m), O(T) and independent of the
+ * positions (causality is by token index). */
+static void pe_gather(pe_head *h, double *colbuf, int c0, int nb, int reverse_k)
 {
     const size_t T = h->T, D = (size_t)h->D;
     const double *q = h->in->q, *k = h->in->k;
@@ -183,11 +253,11 @@ static void pe_gather(pe_head *h, int c0, int nb)
     double *col[PE_BLOCK][4];
     for (int g = 0; g < nb; g++) {
         pe_component_dims(h, c0 + g, &da[g], &db[g]);
-        for (int j = 0; j < 4; j++) col[g][j] = pe_col(h, g, j);
+        for (int j = 0; j < 4; j++) col[g][j] = pe_col(h, colbuf, g, j);
     }
     for (size_t m = 0; m < T; m++) {
         const double *qm = q + m * D, *km = k + m * D;
-        const size_t mk = h->reverse_k ? T - 1 - m : m;
+        const size_t mk = reverse_k ? T - 1 - m : m;
         for (int g = 0; g < nb; g++) {
             double qx = qm[da[g]], kx = km[da[g]];
             double qy = db[g] < 0 ? 0.0 : qm[db[g]], ky = db[g] < 0 ? 0.0 : km[db[g]];
@@ -206,80 +276,48 @@ static void pe_gather(pe_head *h, int c0, int nb)
     for (int g = 0; g < nb && c0 + g < h->P; g++) h->mag[c0 + g] = ms[g] + mc[g];
 }
 
-/* Adds f * Re(r(d) exp(j d theta)) into row `row` of p and into the head's
- * total tot, for d < nd where cnt (when given) is non-zero.  r(d) is
- * (re[d*stride], im[d*stride]). */
-static void pe_apply_phase(pe_profile *p, int row, const double *re, const double *im,
-                           size_t stride, size_t nd, const double *cnt, double theta, double f,
-                           double *tot)
+/* Adds f * Re(r(d) exp(j d theta)) into row `row` of the profile and into
+ * the unit's share of the total, for d < nd where cnt (when given) is
+ * non-zero.  r(d) is (re[d*stride], im[d*stride]). */
+static void pe_apply_phase(const pe_head *h, int row, const double *re, const double *im,
+                           size_t stride, double theta, double *tot)
 {
-    double *dst = p->sum + (size_t)row * p->n_dist;
-    for (size_t d = 0; d < nd; d++) {
+    double *dst = h->p->sum + (size_t)row * h->p->n_dist;
+    const double *cnt = h->cnt;
+    for (size_t d = 0; d < h->nd; d++) {
         if (cnt && cnt[d] == 0) continue;
         double x = re[d * stride], y = im[d * stride], v;
         if (theta == 0) {
-            v = f * x;
+            v = h->f * x;
         } else {
             /* The angle from the exact integer distance, each value on its
              * own: no recurrence whose error grows with d. */
             double a = (double)d * theta;
-            v = f * (x * cos(a) - y * sin(a));
+            v = h->f * (x * cos(a) - y * sin(a));
         }
         dst[d] += v;
         tot[d] += v;
     }
 }
 
-/* What every method adds once its components are done: the head's total row
- * (the sum of its component rows in component order: pairs, then pass), the
- * magnitude sums and the pair counts (cnt NULL: contiguous, T - d). */
-static void pe_finish(pe_profile *p, const pe_head *h, const double *tot, size_t nd,
-                      const double *cnt)
+/* FFT: r(d) = IFFT(FFT(zq) conj(FFT(zk)))[d] for d = 0..T-1, zero-padded to
+ * N >= 2T-1 so that negative lags (down to -(T-1)) do not wrap onto them. */
+static void unit_fft(pe_head *h, int u, pe_wbuf *w)
 {
-    double *dst = p->sum + (size_t)PE_ROW_TOTAL(p) * p->n_dist;
-    for (size_t d = 0; d < nd; d++) {
-        dst[d] += tot[d];
-        p->count[d] += cnt ? cnt[d] : (double)(h->T - d);
-    }
-    for (int i = 0; i < h->P; i++) p->mag[i] += h->mag[i];
-}
-
-/* ---- FFT method (contiguous positions) ---- */
-
-static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
-{
-    const size_t T = h->T;
-    /* Zero-padding to N >= 2T-1 keeps the negative lags (down to -(T-1))
-     * from wrapping onto lags 0..T-1. */
-    if (T > (size_t)INT_MAX / 2 + 1) return pe_fail(e, "sequence of %zu tokens too long for the FFT", T);
-    uint64_t n64 = pe_fft_size(2 * (uint64_t)T - 1);
-    if (n64 > (uint64_t)INT_MAX) return pe_fail(e, "sequence of %zu tokens too long for the FFT", T);
-    const size_t N = (size_t)n64;
-    const double f = h->in->scale / (double)N; /* FFTW's inverse is unnormalised */
-
-    int rc = -1, owned = 0, have_plans = 0;
-    pe_fft_plans pl;
-    /* Separate fftw_malloc blocks: a sub-array of one block would lose the
-     * alignment the plans were made for when N is odd. */
-    fftw_complex *A = scratch(p, SC_FFT_A, N, sizeof *A, 0, e);
-    fftw_complex *B = A ? scratch(p, SC_FFT_B, N, sizeof *B, 0, e) : NULL;
-    fftw_complex *S = B && h->n_pseudo ? scratch(p, SC_FFT_S, N, sizeof *S, 0, e) : NULL;
-    double *tot = B && (S || !h->n_pseudo) ? scratch(p, SC_TOT, T, sizeof *tot, 1, e) : NULL;
-    if (!tot) goto out;
-    if (pe_fft_plans_get((int)N, A, &pl, &owned, e) != 0) goto out;
-    have_plans = 1;
-    /* Nothing below fails: p is changed only once the head is certain to be
-     * added whole. */
-
-    if (S) memset(S, 0, N * sizeof *S);
-    h->reverse_k = 0;
-    for (int c0 = 0; c0 < h->nc; c0 += PE_BLOCK) {
-        const int nb = h->nc - c0 < PE_BLOCK ? h->nc - c0 : PE_BLOCK;
-        pe_gather(h, c0, nb);
+    const size_t T = h->T, N = h->N;
+    fftw_complex *A = w->A, *B = w->B, *S = w->S;
+    double *tot = h->unit_tot + (size_t)u * h->nd;
+    int c_begin, c_end;
+    unit_range(h, u, &c_begin, &c_end);
+    const int pass = c_begin >= h->P;
+    if (pass) memset(S, 0, N * sizeof *S);
+    for (int c0 = c_begin; c0 < c_end; c0 += PE_BLOCK) {
+        const int nb = c_end - c0 < PE_BLOCK ? c_end - c0 : PE_BLOCK;
+        pe_gather(h, w->col, c0, nb, 0);
         for (int g = 0; g < nb; g++) {
             const int c = c0 + g;
-            const double *qre = pe_col(h, g, 0), *qim = pe_col(h, g, 1);
-            const double *kre = pe_col(h, g, 2), *kim = pe_col(h, g, 3);
+            const double *qre = pe_col(h, w->col, g, 0), *qim = pe_col(h, w->col, g, 1);
+            const double *kre = pe_col(h, w->col, g, 2), *kim = pe_col(h, w->col, g, 3);
             for (size_t m = 0; m < T; m++) {
                 A[m][0] = qre[m];
                 A[m][1] = qim[m];
@@ -288,19 +326,19 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
             }
             memset(A + T, 0, (N - T) * sizeof *A);
             memset(B + T, 0, (N - T) * sizeof *B);
-            fftw_execute_dft(pl.fwd, A, A);
-            fftw_execute_dft(pl.fwd, B, B);
+            fftw_execute_dft(h->pl.fwd, A, A);
+            fftw_execute_dft(h->pl.fwd, B, B);
             /* X conj(Y): the spectrum of the cross-correlation.  The pass
              * pseudo-pairs sum theirs so that one inverse transform serves
              * them all. */
-            if (c < h->P) {
+            if (!pass) {
                 for (size_t j = 0; j < N; j++) {
                     double ar = A[j][0], ai = A[j][1], br = B[j][0], bi = B[j][1];
                     A[j][0] = ar * br + ai * bi;
                     A[j][1] = ai * br - ar * bi;
                 }
-                fftw_execute_dft(pl.bwd, A, A);
-                pe_apply_phase(p, c, &A[0][0], &A[0][1], 2, T, NULL, h->g->theta[c], f, tot);
+                fftw_execute_dft(h->pl.bwd, A, A);
+                pe_apply_phase(h, c, &A[0][0], &A[0][1], 2, h->g->theta[c], tot);
             } else {
                 for (size_t j = 0; j < N; j++) {
                     double ar = A[j][0], ai = A[j][1], br = B[j][0], bi = B[j][1];
@@ -310,106 +348,110 @@ static int pe_add_fft(pe_profile *p, pe_head *h, pe_err *e)
             }
         }
     }
-    if (S) {
-        fftw_execute_dft(pl.bwd, S, S);
-        pe_apply_phase(p, PE_ROW_PASS(p), &S[0][0], &S[0][1], 2, T, NULL, 0.0, f, tot);
+    if (pass) {
+        fftw_execute_dft(h->pl.bwd, S, S);
+        pe_apply_phase(h, PE_ROW_PASS(h->p), &S[0][0], &S[0][1], 2, 0.0, tot);
     }
-    pe_finish(p, h, tot, T, NULL);
-    rc = 0;
-out:
-    if (have_plans) pe_fft_plans_release(&pl, owned);
-    return rc;
 }
 
-/* ---- direct method ---- */
-
-/* Contiguous positions: for each m, acc[d] += zq_m conj(zk_{m-d}) over
- * d = 0..m.  Keys are gathered reversed so that the inner loop reads memory
- * forward; it is an axpy over d with no reduction (vectorised by GCC at -O3;
- * -O2's very-cheap cost model leaves it scalar), and each acc[d] sums over m
- * in increasing order, a fixed order. */
-static int pe_add_direct_contig(pe_profile *p, pe_head *h, pe_err *e)
+/* Direct, contiguous positions: for each m, acc[d] += zq_m conj(zk_{m-d})
+ * over d = 0..m.  Keys are gathered reversed so that the inner loop reads
+ * memory forward; it is an axpy over d with no reduction (vectorised by GCC
+ * at -O3; -O2's very-cheap cost model leaves it scalar), and each acc[d] sums
+ * over m in increasing order, a fixed order.
+ * Direct, any increasing positions: the distance pos[m] - pos[n] indexes the
+ * sums; the phase is applied per distance afterwards, only where pairs are. */
+static void unit_direct(pe_head *h, int u, pe_wbuf *w)
 {
-    const size_t T = h->T;
-    double *buf = scratch(p, SC_DIRECT, T, 3 * sizeof *buf, 0, e);
-    if (!buf) return -1;
-    double *acr = buf, *aci = buf + T, *tot = buf + 2 * T;
-    memset(tot, 0, T * sizeof *tot);
-
-    h->reverse_k = 1;
-    for (int c0 = 0; c0 < h->nc; c0 += PE_BLOCK) {
-        const int nb = h->nc - c0 < PE_BLOCK ? h->nc - c0 : PE_BLOCK;
-        pe_gather(h, c0, nb);
+    const size_t T = h->T, nd = h->nd;
+    const int scatter = h->run == PE_RUN_SCATTER;
+    double *acr = w->acr, *aci = w->aci;
+    double *tot = h->unit_tot + (size_t)u * nd;
+    int c_begin, c_end;
+    unit_range(h, u, &c_begin, &c_end);
+    const int pass = c_begin >= h->P;
+    for (int c0 = c_begin; c0 < c_end; c0 += PE_BLOCK) {
+        const int nb = c_end - c0 < PE_BLOCK ? c_end - c0 : PE_BLOCK;
+        pe_gather(h, w->col, c0, nb, !scatter);
         for (int g = 0; g < nb; g++) {
             const int c = c0 + g;
             /* All pass pseudo-pairs share one accumulator (theta 0). */
-            if (c <= h->P) {
-                memset(acr, 0, T * sizeof *acr);
-                memset(aci, 0, T * sizeof *aci);
-            }
-            const double *qre = pe_col(h, g, 0), *qim = pe_col(h, g, 1);
-            const double *kre = pe_col(h, g, 2), *kim = pe_col(h, g, 3);
-            for (size_t m = 0; m < T; m++) {
-                const double qr = qre[m], qi = qim[m];
-                const double *restrict kr = kre + (T - 1 - m), *restrict ki = kim + (T - 1 - m);
-                double *restrict ar = acr, *restrict ai = aci;
-                for (size_t d = 0; d <= m; d++) {
-                    ar[d] += qr * kr[d] + qi * ki[d];
-                    ai[d] += qi * kr[d] - qr * ki[d];
-                }
-            }
-            if (c < h->P)
-                pe_apply_phase(p, c, acr, aci, 1, T, NULL, h->g->theta[c], h->in->scale, tot);
-            else if (c == h->nc - 1)
-                pe_apply_phase(p, PE_ROW_PASS(p), acr, aci, 1, T, NULL, 0.0, h->in->scale, tot);
-        }
-    }
-    pe_finish(p, h, tot, T, NULL);
-    return 0;
-}
-
-/* Any increasing positions: the distance pos[m] - pos[n] indexes the sums;
- * the phase is applied per distance afterwards, only where pairs exist.
- * Memory O(T + nd), nd = the largest distance + 1 (checked < n_dist). */
-static int pe_add_direct_scatter(pe_profile *p, pe_head *h, size_t nd, pe_err *e)
-{
-    const size_t T = h->T;
-    const int64_t *pos = h->in->pos;
-    size_t *off = scratch(p, SC_OFF, T, sizeof *off, 0, e);
-    double *dbuf = off ? scratch(p, SC_DBUF, nd, 4 * sizeof *dbuf, 1, e) : NULL;
-    if (!dbuf) return -1;
-    double *cnt = dbuf, *acr = dbuf + nd, *aci = dbuf + 2 * nd, *tot = dbuf + 3 * nd;
-    for (size_t m = 0; m < T; m++) off[m] = (size_t)((uint64_t)pos[m] - (uint64_t)pos[0]);
-    for (size_t m = 0; m < T; m++)
-        for (size_t n = 0; n <= m; n++) cnt[off[m] - off[n]] += 1;
-
-    h->reverse_k = 0;
-    for (int c0 = 0; c0 < h->nc; c0 += PE_BLOCK) {
-        const int nb = h->nc - c0 < PE_BLOCK ? h->nc - c0 : PE_BLOCK;
-        pe_gather(h, c0, nb);
-        for (int g = 0; g < nb; g++) {
-            const int c = c0 + g;
-            if (c <= h->P) {
+            if (!pass || c == h->P) {
                 memset(acr, 0, nd * sizeof *acr);
                 memset(aci, 0, nd * sizeof *aci);
             }
-            const double *qre = pe_col(h, g, 0), *qim = pe_col(h, g, 1);
-            const double *kre = pe_col(h, g, 2), *kim = pe_col(h, g, 3);
+            const double *qre = pe_col(h, w->col, g, 0), *qim = pe_col(h, w->col, g, 1);
+            const double *kre = pe_col(h, w->col, g, 2), *kim = pe_col(h, w->col, g, 3);
             for (size_t m = 0; m < T; m++) {
                 const double qr = qre[m], qi = qim[m];
-                for (size_t n = 0; n <= m; n++) {
-                    size_t d = off[m] - off[n];
-                    acr[d] += qr * kre[n] + qi * kim[n];
-                    aci[d] += qi * kre[n] - qr * kim[n];
+                if (scatter) {
+                    for (size_t n = 0; n <= m; n++) {
+                        size_t d = h->off[m] - h->off[n];
+                        acr[d] += qr * kre[n] + qi * kim[n];
+                        aci[d] += qi * kre[n] - qr * kim[n];
+                    }
+                } else {
+                    const double *restrict kr = kre + (T - 1 - m), *restrict ki = kim + (T - 1 - m);
+                    double *restrict ar = acr, *restrict ai = aci;
+                    for (size_t d = 0; d <= m; d++) {
+                        ar[d] += qr * kr[d] + qi * ki[d];
+                        ai[d] += qi * kr[d] - qr * ki[d];
+                    }
                 }
             }
-            if (c < h->P)
-                pe_apply_phase(p, c, acr, aci, 1, nd, cnt, h->g->theta[c], h->in->scale, tot);
-            else if (c == h->nc - 1)
-                pe_apply_phase(p, PE_ROW_PASS(p), acr, aci, 1, nd, cnt, 0.0, h->in->scale, tot);
+            if (!pass) pe_apply_phase(h, c, acr, aci, 1, h->g->theta[c], tot);
         }
     }
-    pe_finish(p, h, tot, nd, cnt);
+    if (pass) pe_apply_phase(h, PE_ROW_PASS(h->p), acr, aci, 1, 0.0, tot);
+}
+
+static int unit_task(size_t u, void *ctx, pe_err *e)
+{
+    (void)e;
+    pe_head *h = ctx;
+    pe_scratch *sc = h->p->scratch;
+    pe_slots *s = &sc->thread[pe_par_worker()];
+    pe_wbuf w = {s->p[SC_COL], s->p[SC_FFT_A], s->p[SC_FFT_B], s->p[SC_FFT_S], NULL, NULL};
+    if (h->run != PE_RUN_FFT) {
+        w.acr = s->p[SC_ACC];
+        w.aci = w.acr + h->nd;
+    }
+    if (h->run == PE_RUN_FFT)
+        unit_fft(h, (int)u, &w);
+    else
+        unit_direct(h, (int)u, &w);
+    return 0;
+}
+
+/* Every buffer the units need, allocated before any unit runs, so that a
+ * failure leaves the profile as it was. */
+static int prepare(pe_head *h, int threads, pe_err *e)
+{
+    pe_profile *p = h->p;
+    if (!(h->mag = scratch(p, -1, SH_MAG, (size_t)h->P, sizeof *h->mag, 1, e))) return -1;
+    if (!(h->unit_tot = scratch(p, -1, SH_UNIT, (size_t)h->n_units, h->nd * sizeof(double), 1, e))) return -1;
+    for (int t = 0; t < threads; t++) {
+        if (!scratch(p, t, SC_COL, h->ld, 4 * PE_BLOCK * sizeof(double), 0, e)) return -1;
+        if (h->run == PE_RUN_FFT) {
+            if (!scratch(p, t, SC_FFT_A, h->N, sizeof(fftw_complex), 0, e) ||
+                !scratch(p, t, SC_FFT_B, h->N, sizeof(fftw_complex), 0, e) ||
+                (h->n_pseudo && !scratch(p, t, SC_FFT_S, h->N, sizeof(fftw_complex), 0, e)))
+                return -1;
+        } else if (!scratch(p, t, SC_ACC, h->nd, 2 * sizeof(double), 0, e)) {
+            return -1;
+        }
+    }
+    if (h->run == PE_RUN_SCATTER) {
+        size_t *off = scratch(p, -1, SH_OFF, h->T, sizeof *off, 0, e);
+        double *cnt = off ? scratch(p, -1, SH_CNT, h->nd, sizeof *cnt, 1, e) : NULL;
+        if (!cnt) return -1;
+        const int64_t *pos = h->in->pos;
+        for (size_t m = 0; m < h->T; m++) off[m] = (size_t)((uint64_t)pos[m] - (uint64_t)pos[0]);
+        for (size_t m = 0; m < h->T; m++)
+            for (size_t n = 0; n <= m; n++) cnt[off[m] - off[n]] += 1;
+        h->off = off;
+        h->cnt = cnt;
+    }
     return 0;
 }
 
@@ -463,26 +505,59 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
         if (!isfinite(in->k[j]))
             return pe_fail(e, "key of token %zu, dim %zu is not finite", j / (size_t)D, j % (size_t)D);
     }
+    if (T > SIZE_MAX / 2) return pe_fail(e, "decomposition: %zu tokens overflow", T);
 
-    pe_head h = {in, g, T, D, R, g->n_pairs, (D - R + 1) / 2, 0, 0, 0, NULL, NULL};
+    pe_head h;
+    memset(&h, 0, sizeof h);
+    h.p = p;
+    h.in = in;
+    h.g = g;
+    h.T = T;
+    h.D = D;
+    h.R = R;
+    h.P = g->n_pairs;
+    h.n_pseudo = (D - R + 1) / 2;
     h.nc = h.P + h.n_pseudo;
+    h.n_pair_units = (h.P + PE_BLOCK - 1) / PE_BLOCK;
+    h.n_units = h.n_pair_units + (h.n_pseudo > 0);
+    h.run = !contiguous ? PE_RUN_SCATTER : method == PE_METHOD_FFT ? PE_RUN_FFT : PE_RUN_CONTIG;
+    h.nd = contiguous ? T : maxd + 1;
+    h.f = in->scale;
     /* Columns a power-of-two apart would all map to the same cache sets and
      * evict each other while pe_gather writes them side by side; a stride
      * of a whole number of cache lines plus one line spreads them. */
-    if (T > SIZE_MAX / 2) return pe_fail(e, "decomposition: %zu tokens overflow", T);
     h.ld = (T + 7) / 8 * 8 + 8;
-    h.col = scratch(p, SC_COL, h.ld, 4 * PE_BLOCK * sizeof *h.col, 0, e);
-    h.mag = h.col ? scratch(p, SC_MAG, (size_t)h.P, sizeof *h.mag, 1, e) : NULL;
-    int rc = -1;
-    if (h.mag) {
-        if (!contiguous)
-            rc = pe_add_direct_scatter(p, &h, maxd + 1, e);
-        else if (method == PE_METHOD_FFT)
-            rc = pe_add_fft(p, &h, e);
-        else
-            rc = pe_add_direct_contig(p, &h, e);
+    if (h.run == PE_RUN_FFT) {
+        if (T > (size_t)INT_MAX / 2 + 1) return pe_fail(e, "sequence of %zu tokens too long for the FFT", T);
+        uint64_t n64 = pe_fft_size(2 * (uint64_t)T - 1);
+        if (n64 > (uint64_t)INT_MAX) return pe_fail(e, "sequence of %zu tokens too long for the FFT", T);
+        h.N = (size_t)n64;
+        h.f = in->scale / (double)h.N; /* FFTW's inverse is unnormalised */
     }
-    return rc;
+    int threads = p->jobs > 1 ? p->jobs : 1;
+    if (threads > h.n_units) threads = h.n_units > 0 ? h.n_units : 1;
+    if (prepare(&h, threads, e) < 0) return -1;
+    int owned = 0;
+    if (h.run == PE_RUN_FFT) {
+        fftw_complex *buf = ((pe_scratch *)p->scratch)->thread[0].p[SC_FFT_A];
+        if (pe_fft_plans_get((int)h.N, buf, &h.pl, &owned, e) != 0) return -1;
+    }
+    /* Nothing below fails: the profile changes only once the head is
+     * certain to be added whole. */
+    pe_err ignored;
+    pe_par_run((size_t)h.n_units, threads, unit_task, NULL, &h, &ignored);
+    if (h.run == PE_RUN_FFT) pe_fft_plans_release(&h.pl, owned);
+
+    /* The head's total: the units' shares in unit order (pairs, then pass). */
+    double *dst = p->sum + (size_t)PE_ROW_TOTAL(p) * p->n_dist;
+    for (size_t d = 0; d < h.nd; d++) {
+        double t = 0;
+        for (int u = 0; u < h.n_units; u++) t += h.unit_tot[(size_t)u * h.nd + d];
+        dst[d] += t;
+        p->count[d] += h.cnt ? h.cnt[d] : (double)(T - d);
+    }
+    for (int i = 0; i < h.P; i++) p->mag[i] += h.mag[i];
+    return 0;
 }
 
 /* ---- section 3 summary ---- */

@@ -146,9 +146,9 @@ typedef struct head_result {
     pe_usage use;         /* usage, dims */
 } head_result;
 
-/* What one worker keeps from task to task: the head buffers and the
- * profile with its working memory, so that each head reuses pages already
- * touched instead of faulting in new ones. */
+/* What is kept from head to head: the head buffers and the profile with its
+ * working memory, so that each head reuses pages already touched instead of
+ * faulting in new ones. */
 typedef struct worker_mem {
     double *q, *k;
     size_t cap;      /* doubles in q and in k */
@@ -163,7 +163,7 @@ typedef struct run {
     size_t n_tasks;
     task *tasks;
     head_result *res;
-    worker_mem *wm;       /* one per worker */
+    worker_mem wm;        /* heads run one at a time, each on every thread */
     int jobs;
     pe_table *table;
     int progress;         /* a progress line on a terminal */
@@ -201,11 +201,12 @@ static int worker_buffers(worker_mem *w, size_t n, pe_err *e)
 }
 
 /* The worker's profile, zeroed, for P pairs and n_dist distances. */
-static pe_profile *worker_profile(worker_mem *w, int P, size_t n_dist, pe_err *e)
+static pe_profile *worker_profile(worker_mem *w, int P, size_t n_dist, int jobs, pe_err *e)
 {
     if (w->prof.sum && (w->prof.n_pairs != P || w->prof.n_dist != n_dist)) pe_profile_free(&w->prof);
-    if (!w->prof.sum) return pe_profile_init(&w->prof, P, n_dist, e) < 0 ? NULL : &w->prof;
+    if (!w->prof.sum && pe_profile_init(&w->prof, P, n_dist, e) < 0) return NULL;
     pe_profile_clear(&w->prof);
+    w->prof.jobs = jobs;
     return &w->prof;
 }
 
@@ -225,7 +226,7 @@ static pe_geom layer_geom(const pe_meta *m, int slot)
 static int work_usage(run *R, const task *tk, head_result *out, pe_err *e)
 {
     const pe_meta *m = R->in.meta;
-    worker_mem *w = &R->wm[pe_par_worker()];
+    worker_mem *w = &R->wm;
     if (pe_usage_init(&out->use, m->n_pairs, m->head_dim, e) < 0) return -1;
     for (size_t f = 0; f < R->in.n; f++) {
         pe_dump *d = R->in.dumps[f];
@@ -275,7 +276,7 @@ static int work_head(size_t i, void *ctx, pe_err *e)
     const task *tk = &R->tasks[i];
     const pe_meta *m = R->in.meta;
     const int P = m->n_pairs;
-    worker_mem *w = &R->wm[pe_par_worker()];
+    worker_mem *w = &R->wm;
     pe_profile *prof;
     head_result *out = &R->res[i];
     int rc = -1;
@@ -285,7 +286,7 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         if (rc < 0) result_free(out);
         return rc;
     }
-    if (!(prof = worker_profile(w, P, R->in.n_dist, e))) return -1;
+    if (!(prof = worker_profile(w, P, R->in.n_dist, R->jobs, e))) return -1;
     for (size_t f = 0; f < R->in.n; f++) {
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
@@ -851,8 +852,9 @@ int main(int argc, char **argv)
     R.t0 = t0;
     R.jobs = c.jobs ? c.jobs : pe_cpu_count();
     if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) goto failed;
-    if (!(R.wm = pe_alloc((size_t)R.jobs, sizeof *R.wm, 1, &e))) goto failed;
-    if (pe_par_run(R.n_tasks, R.jobs, work_head, emit_head, &R, &e) < 0) {
+    /* Heads one after another, each on every thread (over its groups of
+     * pairs): one head's q and k in memory, whatever -j. */
+    if (pe_par_run(R.n_tasks, 1, work_head, emit_head, &R, &e) < 0) {
         if (R.progress) fputs("\r\033[K", stderr);
         goto failed;
     }
@@ -873,12 +875,9 @@ end:
     for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
     free(R.res);
     free(R.tasks);
-    for (int j = 0; R.wm && j < R.jobs; j++) {
-        free(R.wm[j].q);
-        free(R.wm[j].k);
-        pe_profile_free(&R.wm[j].prof);
-    }
-    free(R.wm);
+    free(R.wm.q);
+    free(R.wm.k);
+    pe_profile_free(&R.wm.prof);
     if (R.in.n) pe_inputs_close(&R.in);
     for (size_t f = 0; checked && f < n_files; f++) pe_dump_close(checked[f]);
     free(checked);

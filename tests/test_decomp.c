@@ -613,8 +613,55 @@ static void test_threads(void)
     free(k);
 }
 
+/* Threads over groups of pairs change no bit of the sums: several units of
+ * pairs and a pass unit, every method, jobs 1 .. 5. */
+static void test_jobs(void)
+{
+    enum { T = 150, D = 44, R = 34 }; /* 17 pairs: 3 pair units, and 5 pass pseudo-pairs */
+    pe_rng rng = {2024};
+    double *q = malloc(sizeof(double) * T * D), *k = malloc(sizeof(double) * T * D), theta[R / 2];
+    int64_t pos[T], gappy[T];
+    for (size_t m = 0; m < T; m++) {
+        pos[m] = (int64_t)m + 7;
+        gappy[m] = (int64_t)(m + m / 4);
+    }
+    for (int i = 0; i < R / 2; i++) theta[i] = pow(10000.0, -2.0 * i / R);
+    random_head(&rng, T, D, q, k);
+    pe_geom g = {D, R, R / 2, PE_PAIRING_INTERLEAVED, theta};
+    for (int run = 0; run < 3; run++) {
+        const int64_t *ps = run == 2 ? gappy : pos;
+        pe_head_input in = {T, q, k, ps, 0.3, run != 2};
+        pe_method method = run == 0 ? PE_METHOD_FFT : PE_METHOD_DIRECT;
+        size_t nd = (size_t)(ps[T - 1] - ps[0]) + 1;
+        pe_profile ref, p;
+        pe_err e;
+        pe_profile_init(&ref, R / 2, nd, &e);
+        pe_profile_add(&ref, &in, &g, method, &e);
+        int same = 1;
+        for (int jobs = 2; jobs <= 5; jobs++) {
+            pe_profile_init(&p, R / 2, nd, &e);
+            p.jobs = jobs;
+            pe_profile_add(&p, &in, &g, method, &e);
+            pe_profile_add(&p, &in, &g, method, &e); /* again, on the kept buffers */
+            pe_profile_clear(&p);
+            pe_profile_add(&p, &in, &g, method, &e);
+            same &= memcmp(p.sum, ref.sum, sizeof(double) * (R / 2 + 2) * nd) == 0 &&
+                    memcmp(p.count, ref.count, sizeof(double) * nd) == 0 &&
+                    memcmp(p.mag, ref.mag, sizeof(double) * (R / 2)) == 0;
+            pe_profile_free(&p);
+        }
+        const char *what[] = {"FFT: jobs 2..5 give the bits of jobs 1", "direct: jobs 2..5 give the bits of jobs 1",
+                              "non-contiguous: jobs 2..5 give the bits of jobs 1"};
+        PE_CHECK(same, what[run]);
+        pe_profile_free(&ref);
+    }
+    free(q);
+    free(k);
+}
+
 int main(void)
 {
+    test_jobs();
     test_closed_form(PE_METHOD_FFT);
     test_closed_form(PE_METHOD_DIRECT);
     test_random();
