@@ -185,6 +185,16 @@ double pe_available_memory(void)
     return pages > 0 && size > 0 ? (double)pages * (double)size : 0.0;
 }
 
+int pe_memory_check(double need, double max_memory, const char *what, pe_err *e)
+{
+    char a[32], b[32];
+    double limit = max_memory > 0 ? max_memory : pe_available_memory();
+    if (limit <= 0 || need <= limit) return 0;
+    return pe_fail(e, "%s needs %s, more than the %s %s", what, pe_format_bytes(need, a, sizeof a),
+                   pe_format_bytes(limit, b, sizeof b),
+                   max_memory > 0 ? "allowed by --max-memory" : "available");
+}
+
 /* ---- small HDF5 helpers (called with the lock held) ---- */
 
 static void h5_close_id(hid_t id)

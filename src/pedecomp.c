@@ -153,6 +153,8 @@ typedef struct worker_mem {
     double *q, *k;
     size_t cap;      /* doubles in q and in k */
     pe_profile prof; /* initialised when prof.sum != NULL */
+    long k_layer;    /* single file: the layer and key head k holds, */
+    int k_head;      /* so that a key head's query heads read it once */
 } worker_mem;
 
 typedef struct run {
@@ -186,6 +188,7 @@ static void result_free(head_result *r)
 static int worker_buffers(worker_mem *w, size_t n, pe_err *e)
 {
     if (w->cap >= n) return 0;
+    w->k_head = -1;
     free(w->q);
     free(w->k);
     w->q = pe_alloc(n, sizeof *w->q, 0, e);
@@ -291,10 +294,16 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
+        int kvh = tk->head / R->kv_group;
         if (worker_buffers(w, mf->T * (size_t)mf->head_dim, e) < 0) goto done;
-        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, w->q, e) < 0 ||
-            pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, tk->head / R->kv_group, w->k, e) < 0)
-            goto done;
+        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, w->q, e) < 0) goto done;
+        /* Heads come in order, so the query heads of one key head are
+         * neighbours: with one file, its key head is read once for them. */
+        int have_k = R->in.n == 1 && w->k_layer == R->in.layers[tk->lj] && w->k_head == kvh;
+        w->k_head = -1;
+        if (!have_k && pe_dump_read_head(d, (size_t)slot, PE_TENSOR_K, kvh, w->k, e) < 0) goto done;
+        w->k_layer = R->in.layers[tk->lj];
+        w->k_head = kvh;
         pe_geom g = layer_geom(mf, slot);
         pe_head_input hin = {mf->T, w->q, w->k, mf->positions, mf->attn_scale, mf->contiguous};
         if (pe_profile_add(prof, &hin, &g, (pe_method)R->o->method, e) < 0) goto done;
@@ -520,6 +529,30 @@ static int emit_head(size_t i, void *ctx, pe_err *e)
     if (R->verbose && (i + 1 == R->n_tasks || R->tasks[i + 1].lj != R->tasks[i].lj))
         fprintf(stderr, "%s: layer %ld done at %.3f s\n", PROG, R->in.layers[R->tasks[i].lj], now() - R->t0);
     return 0;
+}
+
+/* What a run holds at its peak, refused before anything is allocated when
+ * it is more than --max-memory or the available memory: one head's q and k
+ * in double, the profile, each thread's gather columns and FFT buffers, the
+ * units' shares of the total, and the tables' rows waiting to be written. */
+static int check_memory_need(run *R, pe_err *e)
+{
+    const pe_meta *m = R->in.meta;
+    double T = 0, P = m->n_pairs, D = m->head_dim, nd = (double)R->in.n_dist;
+    for (size_t f = 0; f < R->in.n; f++) T = fmax(T, (double)pe_dump_meta(R->in.dumps[f])->T);
+    double need = 2 * T * D * 8; /* q and k */
+    if (R->o->table != TABLE_USAGE && R->o->table != TABLE_DIMS) {
+        double units = ceil(P / 8) + (m->rotary_dim < m->head_dim);
+        double threads = fmin((double)R->jobs, fmax(units, 1));
+        double N = 2 * T * 1.25; /* the FFT size, at most 2^a 3^b 5^c above 2T */
+        need += (P + 3) * nd * 8;                           /* profile sums, counts */
+        need += units * nd * 8;                             /* units' totals */
+        need += threads * ((T + 16) * 4 * 8 * 8 + 3 * N * 16); /* gather, FFT */
+        need += (P + 2) * (R->o->bins ? fmin((double)R->o->bins, nd) : nd) * 8 * 2; /* a head's rows */
+    }
+    char what[64];
+    snprintf(what, sizeof what, "this run (T %.0f, head_dim %.0f, -j %d)", T, D, R->jobs);
+    return pe_memory_check(need, R->c->max_memory, what, e);
 }
 
 /* The task list: per layer, the selected query heads, then (usage, dims) the
@@ -851,6 +884,8 @@ int main(int argc, char **argv)
     R.verbose = c.verbose;
     R.t0 = t0;
     R.jobs = c.jobs ? c.jobs : pe_cpu_count();
+    R.wm.k_head = -1;
+    if (check_memory_need(&R, &e) < 0) goto failed;
     if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) goto failed;
     /* Heads one after another, each on every thread (over its groups of
      * pairs): one head's q and k in memory, whatever -j. */
