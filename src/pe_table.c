@@ -6,6 +6,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,52 @@ int pe_table_finish(pe_table *t, pe_err *e)
 
 /* ---- output files ---- */
 
+/* Temporary files still being written: removed when a signal (Ctrl-C, kill,
+ * a closed terminal) ends the tool, so that nothing half-written stays. */
+#define PE_MAX_TMP 4
+static char pe_tmp[PE_MAX_TMP][4096];
+static volatile sig_atomic_t pe_tmp_used[PE_MAX_TMP];
+
+static void remove_tmp_and_die(int sig)
+{
+    for (int i = 0; i < PE_MAX_TMP; i++)
+        if (pe_tmp_used[i]) unlink(pe_tmp[i]);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static int tmp_register(const char *path)
+{
+    static int handlers;
+    if (!handlers) {
+        static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = remove_tmp_and_die;
+        sigemptyset(&sa.sa_mask);
+        for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+            struct sigaction old;
+            /* A signal the caller ignores (nohup) stays ignored. */
+            if (sigaction(sigs[i], NULL, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+            sigaction(sigs[i], &sa, NULL);
+        }
+        handlers = 1;
+    }
+    for (int i = 0; i < PE_MAX_TMP; i++)
+        if (!pe_tmp_used[i] && strlen(path) < sizeof pe_tmp[i]) {
+            memcpy(pe_tmp[i], path, strlen(path) + 1);
+            pe_tmp_used[i] = 1;
+            return i;
+        }
+    return -1;
+}
+
+static void tmp_unregister(const char *path)
+{
+    for (int i = 0; i < PE_MAX_TMP; i++)
+        if (pe_tmp_used[i] && strcmp(pe_tmp[i], path) == 0) pe_tmp_used[i] = 0;
+}
+
 static int same_file(const char *a, const char *b)
 {
     struct stat sa, sb;
@@ -322,6 +369,7 @@ int pe_output_open(pe_output *o, const char *path, const char *opt, char *const 
         free(dir);
         goto fail;
     }
+    tmp_register(o->tmp_path);
     /* mkstemp makes 0600; a table is an ordinary file. */
     mode_t mask = umask(0);
     umask(mask);
@@ -330,6 +378,7 @@ int pe_output_open(pe_output *o, const char *path, const char *opt, char *const 
         pe_fail(e, "%s: %s: %s", opt, path, strerror(errno));
         close(fd);
         unlink(o->tmp_path);
+        tmp_unregister(o->tmp_path);
         goto fail;
     }
     return 0;
@@ -362,6 +411,7 @@ int pe_output_close(pe_output *o, int ok, pe_err *e)
     if (ok && !bad && rename(o->tmp_path, o->path) != 0)
         rc = pe_fail(e, "%s: cannot rename the finished table into place: %s", o->path, strerror(errno));
     if (!ok || rc != 0) unlink(o->tmp_path);
+    tmp_unregister(o->tmp_path);
     free(o->path);
     free(o->tmp_path);
     o->path = o->tmp_path = NULL;
