@@ -83,7 +83,18 @@ typedef struct pe_output {
 int pe_output_open(pe_output *o, const char *path, const char *opt, char *const *inputs, size_t n_inputs,
                    pe_err *e);
 /* ok != 0: flush, check, rename into place; ok == 0: remove the temporary.
- * For stdout, flushes and checks write errors.  Returns 0 or -1. */
+ * For stdout, flushes and checks write errors (a reader that went away, EPIPE,
+ * ends the tool by SIGPIPE, quietly).  Returns 0 or -1. */
 int pe_output_close(pe_output *o, int ok, pe_err *e);
+
+/* Removes every temporary output file still open.  Async-signal-safe: the
+ * crash guard of pe_dump calls it before it ends a tool. */
+void pe_output_abandon_all(void);
+
+/* The last thing a tool's main does: closes standard output and returns the
+ * exit status, turned into 1 with a "prog: standard output: write error"
+ * line when buffered output could not be written (a full disk); a reader that
+ * went away ends the tool quietly by SIGPIPE instead. */
+int pe_close_stdout(const char *prog, int status);
 
 #endif

@@ -301,9 +301,23 @@ int pe_scaling_apply(const pe_scaling *s, int rotary_dim, double base, long trai
 
     if (!s || !theta_out) return pe_fail(e, "rope scaling: no scaling or no output array");
     who = kind_name(s->kind);
-    if (R < 2 || R % 2 != 0)
-        return pe_fail(e, "%s scaling: rotary dim %d must be a positive even number", who, R);
+    if (R < 0 || R % 2 != 0)
+        return pe_fail(e, "%s scaling: rotary dim %d must be an even number >= 0", who, R);
     if (check_params(s, who, e) != 0) return -1;
+    if (R == 0) {
+        /* No pair to scale: only the length the scaled model is meant for. */
+        memset(&inf, 0, sizeof inf);
+        inf.base_scaled = base;
+        inf.attn_factor = s->kind == PE_SCALE_YARN && s->factor > 1 ? 0.1 * log(s->factor) + 1 : 1;
+        if (s->kind == PE_SCALE_DYNAMIC)
+            inf.target_len = s->target_len;
+        else if (s->kind == PE_SCALE_LLAMA3)
+            scaled_len(s->factor, s->original_len, who, &inf.target_len, NULL);
+        else if (train_len > 0)
+            scaled_len(s->factor, train_len, who, &inf.target_len, NULL);
+        if (info) *info = inf;
+        return 0;
+    }
     const int P = R / 2;
     const double S = s->factor;
 

@@ -3,7 +3,6 @@
 #include "pe_table.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <signal.h>
@@ -273,10 +272,15 @@ int pe_table_finish(pe_table *t, pe_err *e)
 static char pe_tmp[PE_MAX_TMP][4096];
 static volatile sig_atomic_t pe_tmp_used[PE_MAX_TMP];
 
-static void remove_tmp_and_die(int sig)
+void pe_output_abandon_all(void)
 {
     for (int i = 0; i < PE_MAX_TMP; i++)
         if (pe_tmp_used[i]) unlink(pe_tmp[i]);
+}
+
+static void remove_tmp_and_die(int sig)
+{
+    pe_output_abandon_all();
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -363,10 +367,7 @@ int pe_output_open(pe_output *o, const char *path, const char *opt, char *const 
     snprintf(o->tmp_path, n + 16, "%s.tmpXXXXXX", path);
     int fd = mkstemp(o->tmp_path);
     if (fd < 0) {
-        char *dir = pe_strdup(path, NULL);
-        pe_fail_usage(e, "%s: cannot create a file in '%s': %s", opt, dir ? dirname(dir) : path,
-                      strerror(errno));
-        free(dir);
+        pe_fail_usage(e, "%s: cannot create '%s': %s", opt, path, strerror(errno));
         goto fail;
     }
     tmp_register(o->tmp_path);
@@ -389,14 +390,37 @@ fail:
     return -1;
 }
 
+/* The reader of our standard output went away (| head -1): end quietly, as
+ * SIGPIPE would have ended us had the caller not ignored it. */
+static void reader_gone(void)
+{
+    signal(SIGPIPE, SIG_DFL);
+    raise(SIGPIPE);
+    _exit(141); /* only if SIGPIPE is blocked */
+}
+
+int pe_close_stdout(const char *prog, int status)
+{
+    errno = 0;
+    if (fclose(stdout) == 0) return status;
+    int err = errno ? errno : EIO;
+    if (err == EPIPE) reader_gone();
+    if (status != PE_EXIT_OK && status != PE_EXIT_FOUND) return status; /* already reported */
+    fprintf(stderr, "%s: standard output: write error: %s\n", prog, strerror(err));
+    return PE_EXIT_DATA;
+}
+
 int pe_output_close(pe_output *o, int ok, pe_err *e)
 {
     int rc = 0;
     if (!o->fp) return 0;
     if (!o->tmp_path) {
         /* stdout: a full disk shows up here or at fclose. */
-        if (ok && (fflush(stdout) != 0 || ferror(stdout)))
+        errno = 0;
+        if (ok && (fflush(stdout) != 0 || ferror(stdout))) {
+            if (errno == EPIPE) reader_gone();
             rc = pe_fail(e, "standard output: write error: %s", strerror(errno ? errno : EIO));
+        }
         o->fp = NULL;
         return rc;
     }

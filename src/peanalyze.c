@@ -435,7 +435,7 @@ static void write_common_meta(pe_table *t, const run *R)
     const pe_meta *m = R->in.meta;
     const analyze_opts *o = R->o;
     pe_table_meta(t, "train_len", "%ld", R->in.train_len);
-    pe_table_meta(t, "pairing", "%s", pe_pairing_name(m->pairing));
+    pe_table_meta(t, "pairing", "%s", m->rotary_dim > 0 ? pe_pairing_name(m->pairing) : "none");
     pe_table_meta(t, "attn_scale", "%.17g", m->attn_scale);
     if (m->attn_softcap > 0)
         pe_table_meta(t, "attn_softcap", "%.17g (logits are capped before the softmax; mean_logit is after the cap)",
@@ -645,9 +645,7 @@ int main(int argc, char **argv)
     pe_dump_guard(PROG);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
     case PE_CLI_EXIT_OK:
-        if (fclose(stdout) == 0) return PE_EXIT_OK;
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        return PE_EXIT_DATA;
+        return pe_close_stdout(PROG, PE_EXIT_OK);
     case PE_CLI_EXIT_USAGE: return PE_EXIT_USAGE;
     default: break;
     }
@@ -793,9 +791,5 @@ end:
     free(R.work);
     if (R.in.n) pe_inputs_close(&R.in);
     pe_common_opts_free(&c);
-    if (fclose(stdout) != 0 && (status == PE_EXIT_OK || status == PE_EXIT_FOUND)) {
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        status = PE_EXIT_DATA;
-    }
-    return status;
+    return pe_close_stdout(PROG, status);
 }

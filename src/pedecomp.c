@@ -598,7 +598,7 @@ typedef struct freqs_plan {
 } freqs_plan;
 
 static int freqs_prepare(freqs_plan *fp, const double *theta, int R_dim, double base, long L,
-                         const decomp_opts *o, pe_err *e)
+                         const decomp_opts *o, const char *file, pe_err *e)
 {
     memset(fp, 0, sizeof *fp);
     fp->theta = theta;
@@ -607,6 +607,11 @@ static int freqs_prepare(freqs_plan *fp, const double *theta, int R_dim, double 
     if (!o->scale_spec) return 0;
     if (!(fp->scaled = pe_alloc(R_dim > 1 ? (size_t)R_dim / 2 : 1, sizeof *fp->scaled, 0, e))) return -1;
     if (pe_scaling_apply(&o->scale, R_dim, base, L, theta, fp->scaled, &fp->info, e) < 0) {
+        /* Name the option and where the rotary layout came from. */
+        char msg[sizeof e->msg];
+        snprintf(msg, sizeof msg, "--scale '%.100s': %.700s%s%.200s", o->scale_spec, e->msg, file ? " in " : "",
+                 file ? file : "");
+        snprintf(e->msg, sizeof e->msg, "%s", msg);
         free(fp->scaled);
         fp->scaled = NULL;
         return -1;
@@ -769,9 +774,7 @@ int main(int argc, char **argv)
     pe_dump_guard(PROG);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
     case PE_CLI_EXIT_OK:
-        if (fclose(stdout) == 0) return PE_EXIT_OK;
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        return PE_EXIT_DATA;
+        return pe_close_stdout(PROG, PE_EXIT_OK);
     case PE_CLI_EXIT_USAGE: return PE_EXIT_USAGE;
     default: break;
     }
@@ -803,7 +806,8 @@ int main(int argc, char **argv)
         if (!(theta_cli = pe_alloc(o.rotary_dim > 1 ? (size_t)o.rotary_dim / 2 : 1, sizeof *theta_cli, 0, &e)))
             goto failed;
         pe_rope_default_theta(o.rope_theta, (int)o.rotary_dim, theta_cli);
-        if (freqs_prepare(&fp, theta_cli, (int)o.rotary_dim, o.rope_theta, c.train_len, &o, &e) < 0) goto failed;
+        if (freqs_prepare(&fp, theta_cli, (int)o.rotary_dim, o.rope_theta, c.train_len, &o, NULL, &e) < 0)
+            goto failed;
     } else {
         if (pe_inputs_open(&R.in, files, n_files, &oo, c.layers, c.n_layers, c.heads, c.n_heads, c.train_len,
                            &e) < 0)
@@ -822,7 +826,8 @@ int main(int argc, char **argv)
         if (o.table == TABLE_FREQS) {
             /* One selected layer: its own frequencies; else the file's. */
             const double *theta = c.layers && R.in.n_layers == 1 ? layer_theta(&R, 0) : m->theta;
-            if (freqs_prepare(&fp, theta, m->rotary_dim, m->rope_theta, R.in.train_len, &o, &e) < 0) goto failed;
+            if (freqs_prepare(&fp, theta, m->rotary_dim, m->rope_theta, R.in.train_len, &o, files[0], &e) < 0)
+                goto failed;
         }
     }
     if (pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) goto failed;
@@ -856,7 +861,7 @@ int main(int argc, char **argv)
     int gappy = 0;
     for (size_t f = 0; f < R.in.n; f++) gappy |= !pe_dump_meta(R.in.dumps[f])->contiguous;
     pe_table_meta(R.table, "train_len", "%ld", R.in.train_len);
-    pe_table_meta(R.table, "pairing", "%s", pe_pairing_name(m->pairing));
+    pe_table_meta(R.table, "pairing", "%s", m->rotary_dim > 0 ? pe_pairing_name(m->pairing) : "none");
     pe_table_meta(R.table, "attn_scale", "%.17g", m->attn_scale);
     if (o.table == TABLE_SPECTRUM)
         pe_table_meta(R.table, "window", "distances 0..%zu (min(Dmax + 1, L) - 1), Hann, %zu-point FFT",
@@ -921,9 +926,5 @@ end:
     pe_common_opts_free(&c);
     /* A full disk on stdout is a failure even when every line was accepted
      * by the buffer. */
-    if (fclose(stdout) != 0 && status == PE_EXIT_OK) {
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        status = PE_EXIT_DATA;
-    }
-    return status;
+    return pe_close_stdout(PROG, status);
 }

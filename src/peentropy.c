@@ -747,9 +747,7 @@ int main(int argc, char **argv)
     pe_dump_guard(PROG);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
     case PE_CLI_EXIT_OK:
-        if (fclose(stdout) == 0) return PE_EXIT_OK;
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        return PE_EXIT_DATA;
+        return pe_close_stdout(PROG, PE_EXIT_OK);
     case PE_CLI_EXIT_USAGE: return PE_EXIT_USAGE;
     default: break;
     }
@@ -965,8 +963,9 @@ int main(int argc, char **argv)
         status = fail(&e);
         goto end;
     }
-    /* Both outputs complete before either is renamed into place. */
-    if (mout.fp && (fflush(mout.fp) != 0 || ferror(mout.fp))) {
+    /* Both outputs complete before either is renamed into place (a mask on
+     * standard output has nothing to rename: pe_output_close checks it). */
+    if (mout.fp && mout.tmp_path && (fflush(mout.fp) != 0 || ferror(mout.fp))) {
         pe_output_close(&mout, 1, &e); /* names the file and the error */
         status = fail(&e);
         goto end;
@@ -999,9 +998,5 @@ end:
     if (R.in.n) pe_inputs_close(&R.in);
     pthread_mutex_destroy(&R.pool_mu);
     pe_common_opts_free(&c);
-    if (fclose(stdout) != 0 && status == PE_EXIT_OK) {
-        fprintf(stderr, "%s: standard output: write error: %s\n", PROG, strerror(errno));
-        status = PE_EXIT_DATA;
-    }
-    return status;
+    return pe_close_stdout(PROG, status);
 }

@@ -85,7 +85,7 @@ expect 2 "peanalyze: -t layers needs the training length" "layers without L" "$P
 expect 2 "peanalyze: --fail-on needs the training length" "--fail-on without L" "$PA" --fail-on ood attn-nolen.h5
 expect 0 "" "the profile needs no training length" "$PA" attn-nolen.h5
 expect 0 "" "-t heads with --train-len on a file without one" "$PA" -t heads -L 20 attn-nolen.h5
-expect 2 "peanalyze: --output: cannot create a file in 'no/such'" "output in a missing folder" "$PA" -o no/such/x.tsv f32.h5
+expect 2 "peanalyze: --output: cannot create 'no/such/x.tsv': No such file or directory" "output in a missing folder" "$PA" -o no/such/x.tsv f32.h5
 cp f32.h5 "$TMP/in.h5"
 expect 2 "peanalyze: --output: '$TMP/in.h5' is an input file" "-o onto an input is refused" "$PA" -o "$TMP/in.h5" "$TMP/in.h5"
 

@@ -52,12 +52,12 @@ expect 2 "pedecomp: --scale 'yarn:x': factor is not a number" "bad scale" "$PEDE
 expect 2 "pedecomp: --scale: only for -t freqs" "scale with profile" "$PEDECOMP" --scale pi:2 f32.h5
 expect 2 "pedecomp: -t summary needs the training length" "summary without L" "$PEDECOMP" -t summary minimal.h5
 if [ ! -s "$TMP/out" ]; then ok "a usage error found after opening the files writes nothing"; else notok "a usage error writes nothing" "$(head -n 1 "$TMP/out")"; fi
-expect 2 "pedecomp: ntk scaling needs rotary dim R >= 4" "a scaling the rotary dims do not allow" "$PEDECOMP" -t freqs --rotary-dim 2 -L 8 --scale ntk:2
+expect 2 "pedecomp: --scale 'ntk:2': ntk scaling needs rotary dim R >= 4" "a scaling the rotary dims do not allow" "$PEDECOMP" -t freqs --rotary-dim 2 -L 8 --scale ntk:2
 if [ ! -s "$TMP/out" ]; then ok "... and writes nothing"; else notok "... and writes nothing"; fi
 expect 2 "pedecomp: --rope-theta: only for -t freqs without an input file" "--rope-theta with a file" "$PEDECOMP" -t freqs --rope-theta 500000 f32.h5
 expect 2 "pedecomp: --rotary-dim: must be even (got 7)" "odd --rotary-dim" "$PEDECOMP" -t freqs --rotary-dim 7 -L 8
 expect 2 "pedecomp: --check: writes its own table" "--check with -t" "$PEDECOMP" --check -t summary f32.h5
-expect 2 "pedecomp: --output: cannot create a file in 'no/such'" "output in a missing folder" "$PEDECOMP" -o no/such/x.tsv f32.h5
+expect 2 "pedecomp: --output: cannot create 'no/such/x.tsv': No such file or directory" "output in a missing folder" "$PEDECOMP" -o no/such/x.tsv f32.h5
 cp f32.h5 "$TMP/in.h5"
 sum_before=$(cksum <"$TMP/in.h5")
 expect 2 "pedecomp: --output: '$TMP/in.h5' is an input file" "-o onto an input is refused" "$PEDECOMP" -o "$TMP/in.h5" "$TMP/in.h5"

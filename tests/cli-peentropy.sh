@@ -95,7 +95,7 @@ sum_before=$(cksum <"$TMP/in.h5")
 expect 2 "peentropy: --mask: '$TMP/in.h5' is an input file; refusing to overwrite it" "--mask onto an input is refused" \
     "$PE" -t select --mask "$TMP/in.h5" "$TMP/in.h5"
 expect 2 "peentropy: --output: '$TMP/in.h5' is an input file" "-o onto an input is refused" "$PE" -o "$TMP/in.h5" "$TMP/in.h5"
-expect 2 "peentropy: --mask: cannot create a file in 'no/such'" "--mask in a missing folder" "$PE" -t select --mask no/such/m.json ent-gqa.h5
+expect 2 "peentropy: --mask: cannot create 'no/such/m.json': No such file or directory" "--mask in a missing folder" "$PE" -t select --mask no/such/m.json ent-gqa.h5
 if [ "$(cksum <"$TMP/in.h5")" = "$sum_before" ]; then ok "the input is left untouched"; else notok "the input is left untouched"; fi
 
 # Bad files: status 1, one line naming the file and what is wrong.
