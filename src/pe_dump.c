@@ -4,6 +4,7 @@
  * trust every field; reading a head is a hyperslab of one head, converted to
  * double outside the HDF5 lock. */
 #include "pe_dump.h"
+#include "pe_table.h"
 
 #include <errno.h>
 #include <hdf5.h>
@@ -106,6 +107,7 @@ static void crash_handler(int sig)
                              "(the file is damaged, or set PE_HDF5_TIMEOUT)\n"
                            : ": the HDF5 library crashed reading this file (it is damaged, or beyond what "
                              "HDF5 can read)\n");
+    pe_output_abandon_all(); /* no half-written -o file stays behind */
     _exit(1);
 }
 
@@ -119,6 +121,46 @@ static unsigned metadata_timeout(void)
     return *end || n > 86400 ? PE_METADATA_TIMEOUT : (unsigned)n;
 }
 
+/* Each thread that calls HDF5 needs a signal stack of its own, once, unless
+ * it has one already (sanitizers install theirs).  The main thread's is
+ * static; a worker's is freed by a key destructor when the thread ends, after
+ * the stack is switched off. */
+static char pe_main_altstack[1 << 16];
+static pthread_t pe_main_thread;
+static pthread_key_t pe_altstack_key;
+static pthread_once_t pe_altstack_once = PTHREAD_ONCE_INIT;
+
+static void free_altstack(void *p)
+{
+    stack_t off;
+    memset(&off, 0, sizeof off);
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, NULL);
+    free(p);
+}
+
+static void make_altstack_key(void)
+{
+    pthread_key_create(&pe_altstack_key, free_altstack);
+}
+
+static void install_altstack(void)
+{
+    stack_t cur, ss;
+    pe_has_altstack = 1; /* one try per thread, whatever happens */
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE)) return;
+    memset(&ss, 0, sizeof ss);
+    ss.ss_size = sizeof pe_main_altstack;
+    if (pthread_equal(pthread_self(), pe_main_thread)) {
+        ss.ss_sp = pe_main_altstack;
+        sigaltstack(&ss, NULL);
+        return;
+    }
+    pthread_once(&pe_altstack_once, make_altstack_key);
+    if (!(ss.ss_sp = malloc(ss.ss_size))) return;
+    if (sigaltstack(&ss, NULL) != 0 || pthread_setspecific(pe_altstack_key, ss.ss_sp) != 0) free_altstack(ss.ss_sp);
+}
+
 void pe_dump_guard(const char *prog)
 {
     static const int sigs[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGALRM};
@@ -128,6 +170,7 @@ void pe_dump_guard(const char *prog)
     sa.sa_flags = SA_ONSTACK; /* a stack overflow needs another stack */
     sigemptyset(&sa.sa_mask);
     pe_guard_prog = prog;
+    pe_main_thread = pthread_self();
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
@@ -135,14 +178,7 @@ static void h5_lock_for(const char *file, const char *what)
 {
     pthread_once(&pe_h5_once, pe_h5_init);
     pthread_mutex_lock(&pe_h5_lock);
-    if (pe_guard_prog && !pe_has_altstack) {
-        /* Each thread that calls HDF5 gets its own signal stack, once. */
-        stack_t ss;
-        ss.ss_size = 1 << 16;
-        ss.ss_sp = malloc(ss.ss_size);
-        ss.ss_flags = 0;
-        if (ss.ss_sp && sigaltstack(&ss, NULL) == 0) pe_has_altstack = 1;
-    }
+    if (pe_guard_prog && !pe_has_altstack) install_altstack();
     snprintf(pe_h5_doing, sizeof pe_h5_doing, "%s%s%s", file ? file : "HDF5", what ? ": " : "", what ? what : "");
     pe_in_hdf5 = 1;
 }
