@@ -114,13 +114,7 @@ bad-dup-index.h5|/layers/002: index 0 repeats /layers/000
 EOF
 expect 1 "pedecomp: no-such.h5: cannot open: No such file or directory" "missing file" "$PEDECOMP" no-such.h5
 expect 1 "pedecomp: .: is a directory" "a directory" "$PEDECOMP" .
-cp f32.h5 "$TMP/unreadable.h5"
-chmod 000 "$TMP/unreadable.h5"
-if [ -r "$TMP/unreadable.h5" ]; then
-    echo "skip - unreadable file: running as root, permissions do not stop reads"
-else
-    expect 1 "pedecomp: $TMP/unreadable.h5: cannot open: Permission denied" "unreadable file" "$PEDECOMP" "$TMP/unreadable.h5"
-fi
+# An unreadable file: tests/cli-corpus.sh, for all three tools.
 expect 1 "pedecomp: bad-huge.h5: shape: one head of T 34359738368 x head_dim 8 needs 4.0 TiB, more than the 1.0 GiB allowed by --max-memory" \
     "--max-memory limit is named" "$PEDECOMP" --max-memory 1G bad-huge.h5
 expect 1 "pedecomp: f32.h5: layer 1 of threelayers.h5 is missing; files pooled together need the same layers" \
