@@ -110,7 +110,8 @@ int pe_attn_init(pe_attn_acc *a, size_t n_dist, pe_err *e);
 void pe_attn_free(pe_attn_acc *a);
 
 /* The default block: as many rows as fit PE_ATTN_BLOCK_BYTES with T keys,
- * rounded down to a multiple of PE_ATTN_TILE_M (at least one tile). */
+ * rounded down to a multiple of PE_ATTN_TILE_M (at least one tile), and no
+ * more rows than T has (rounded up to a tile). */
 size_t pe_attn_default_block(size_t T);
 /* Bytes of the block buffer for T keys and `block` rows. */
 double pe_attn_block_bytes(size_t T, size_t block);

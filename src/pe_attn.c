@@ -53,6 +53,7 @@ size_t pe_attn_default_block(size_t T)
     size_t row_bytes = round_up(T ? T : 1, TN) * sizeof(double);
     size_t b = PE_ATTN_BLOCK_BYTES / row_bytes;
     b = b / TM * TM;
+    if (b > round_up(T ? T : 1, TM)) b = round_up(T ? T : 1, TM); /* a short sequence needs no more */
     return b < TM ? TM : b;
 }
 

@@ -602,6 +602,28 @@ done:
 
 /* ---- main ---- */
 
+/* What a run holds at its peak, refused before anything is allocated when
+ * it is more than --max-memory or the available memory.  Per thread: one
+ * head's rotated q and k in double, the block of logits, the accumulators
+ * per distance; for the heat map its window of pixels. */
+static int check_memory_need(const run *R, int jobs, pe_err *e)
+{
+    double T = 0, D = R->in.meta->head_dim, nd = (double)R->in.n_dist;
+    for (size_t f = 0; f < R->in.n; f++) T = fmax(T, (double)pe_dump_meta(R->in.dumps[f])->T);
+    size_t block = R->o->block ? (size_t)R->o->block : pe_attn_default_block((size_t)T);
+    double threads = R->o->table == TABLE_HEATMAP ? 1 : fmin((double)jobs, fmax((double)R->n_tasks, 1));
+    double need = threads * (2 * T * D * 8 + pe_attn_block_bytes((size_t)T, block) + 10 * nd * 8);
+    if (R->o->table == TABLE_HEATMAP) {
+        double m1 = R->o->m1 > 0 ? (double)R->o->m1 : T, m0 = R->o->m1 > 0 ? (double)R->o->m0 : fmax(T - 256, 0);
+        need += (m1 - m0) * fmin(m1, (double)R->o->pixels) * 8;
+    } else if (R->o->table == TABLE_PROFILE) {
+        need += (double)R->n_tasks * PROF_COLS * (R->o->bins ? fmin((double)R->o->bins, nd) : nd) * 8;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "this run (T %.0f, head_dim %.0f, -j %d)", T, D, (int)threads);
+    return pe_memory_check(need, R->c->max_memory, what, e);
+}
+
 static int fail(const pe_err *e)
 {
     fprintf(stderr, "%s: %s\n", PROG, e->msg);
@@ -701,14 +723,16 @@ int main(int argc, char **argv)
         status = fail(&e);
         goto end;
     }
-    if (pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) {
-        status = fail(&e);
-        goto end;
-    }
     const pe_meta *m = R.in.meta;
     R.c = &c;
     R.o = &o;
     R.kv_group = m->n_heads / m->n_kv_heads;
+    R.n_tasks = R.in.n_layers * R.in.n_heads;
+    int jobs = c.jobs ? c.jobs : pe_cpu_count();
+    if (check_memory_need(&R, jobs, &e) < 0 || pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) {
+        status = fail(&e);
+        goto end;
+    }
 
     if (o.table == TABLE_HEATMAP) {
         if (run_heatmap(out.fp, &R, &c, &o, &e) < 0) {
@@ -728,13 +752,11 @@ int main(int argc, char **argv)
     write_inputs_meta(R.table, &R.in);
     write_common_meta(R.table, &R);
 
-    R.n_tasks = R.in.n_layers * R.in.n_heads;
     R.progress = !c.quiet && isatty(STDERR_FILENO);
     if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) {
         status = fail(&e);
         goto end;
     }
-    int jobs = c.jobs ? c.jobs : pe_cpu_count();
     if (!(R.work = pe_alloc((size_t)jobs, sizeof *R.work, 1, &e))) {
         status = fail(&e);
         goto end;

@@ -222,6 +222,21 @@ static void scratch_free(scratch *s)
     memset(s, 0, sizeof *s);
 }
 
+/* What a run holds at its peak, refused before the heads are read when it is
+ * more than --max-memory or the available memory.  Per thread: one head's
+ * tensor in double (twice with more than one stage), the Gram matrix with
+ * the eigensolver's workspace; and every result row until the table is
+ * written. */
+static int check_memory_need(const run *R, size_t n_res, pe_err *e)
+{
+    double T = (double)R->T_max, D = R->D;
+    double need = R->n_pool * (T * D * 8 * (R->n_stages > 1 ? 2 : 1) + 6 * D * D * 8);
+    need += (double)n_res * sizeof *R->res;
+    char what[64];
+    snprintf(what, sizeof what, "this run (T %.0f, head_dim %.0f, -j %d)", T, D, R->n_pool);
+    return pe_memory_check(need, R->c->max_memory, what, e);
+}
+
 static scratch *scratch_take(run *R, pe_err *e)
 {
     scratch *s = NULL;
@@ -904,6 +919,10 @@ int main(int argc, char **argv)
     int jobs = c.jobs ? c.jobs : pe_cpu_count();
     R.n_pool = jobs < (int)R.n_tasks ? jobs : (int)R.n_tasks;
     if (R.n_pool < 1) R.n_pool = 1;
+    if (check_memory_need(&R, n_res, &e) < 0) {
+        status = fail(&e);
+        goto end;
+    }
     if (!(R.pool = pe_alloc((size_t)R.n_pool, sizeof *R.pool, 1, &e)) ||
         !(R.fl = pe_alloc(R.in.n, sizeof *R.fl, 1, &e))) {
         status = fail(&e);
