@@ -5,6 +5,10 @@
 #   make demo       install missing packages, build, make the figures in demo/
 #   make install    PREFIX=/usr/local DESTDIR= (binaries and man pages)
 #   make check-asan the test suite built with AddressSanitizer + UBSan
+#   make check-valgrind  a subset of the tools under valgrind's memcheck
+#   make bench      speed and memory against the targets (minutes; bench/run)
+#   make check-bench     one tiny benchmark configuration (keeps bench/ working)
+#   make fuzz       libFuzzer on the reader (FUZZ_SECONDS=60, clang)
 #   make regen      rewrite the golden outputs in tests/golden (review the diff!)
 #
 # CC, CFLAGS, CPPFLAGS, LDFLAGS, LIBS and PKG_CONFIG may be overridden.
@@ -45,7 +49,7 @@ MAN = $(wildcard man/*.1 man/*.5)
 
 ALL_CPPFLAGS = $(PE_CPPFLAGS) $(CPPFLAGS)
 
-.PHONY: all deps check test check-asan regen install uninstall clean demo fuzz FUZZ_FORCE FORCE
+.PHONY: all deps check test check-asan check-valgrind bench check-bench regen install uninstall clean demo fuzz FUZZ_FORCE FORCE
 .SUFFIXES:
 .SECONDARY:
 
@@ -91,6 +95,18 @@ check-asan: deps
 	  CFLAGS="-O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
+check-valgrind: deps
+	@sh scripts/install-deps valgrind
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@LC_ALL=C sh tests/valgrind.sh $(BUILD)
+
+# Benchmarks never run in `make check`: they take minutes and want an idle machine.
+bench: all
+	@CC="$(CC)" LC_ALL=C $(PYTHON) bench/run $(BUILD)
+
+check-bench: all
+	@CC="$(CC)" LC_ALL=C $(PYTHON) bench/run --tiny $(BUILD)
+
 # The tools on the shipped real dump, and the figures, in demo/.
 demo: deps
 	@$(MAKE) --no-print-directory all
@@ -124,13 +140,14 @@ install: all
 	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
 	sed 's/^INSTALLED_VERSION = None$$/INSTALLED_VERSION = "$(VERSION)"/' scripts/pe-dump >$(DESTDIR)$(BINDIR)/pe-dump
 	chmod 755 $(DESTDIR)$(BINDIR)/pe-dump
+	install -m 755 scripts/pemerge $(DESTDIR)$(BINDIR)
 	$(if $(wildcard man/*.1),install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1)
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5)
 	install -d $(DESTDIR)$(DATADIR)
 	install -m 644 $(wildcard scripts/pe-fig-*.gp) $(DESTDIR)$(DATADIR)
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump $(DESTDIR)$(BINDIR)/pemerge
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst scripts/%,$(DESTDIR)$(DATADIR)/%,$(wildcard scripts/pe-fig-*.gp))
