@@ -54,6 +54,12 @@ int pe_fail_usage(pe_err *e, const char *fmt, ...)
  * fills e with the amount asked for and returns NULL.  Free with free(). */
 void *pe_alloc(size_t n, size_t size, int zero, pe_err *e);
 
+/* Like pe_alloc (not zeroed), for a large array read in strides (a head's
+ * tokens x dims): aligned to 2 MiB and, where the kernel offers it,
+ * backed by huge pages, so that walking its rows does not miss the TLB at
+ * every page.  Free with free(). */
+void *pe_alloc_big(size_t n, size_t size, pe_err *e);
+
 /* Multiplies with overflow detection: returns 0 and sets *out, or -1. */
 int pe_mul_size(size_t a, size_t b, size_t *out);
 

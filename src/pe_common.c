@@ -1,10 +1,12 @@
 /* pe_common.c: the error buffer and checked allocation (see pe_common.h). */
+#define _DEFAULT_SOURCE /* madvise, MADV_HUGEPAGE (glibc) */
 #include "pe_common.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static int pe_vfail(pe_err *e, pe_errkind kind, const char *fmt, va_list ap)
 {
@@ -63,6 +65,27 @@ void *pe_alloc(size_t n, size_t size, int zero, pe_err *e)
     if (bytes == 0) bytes = 1;
     void *p = zero ? calloc(1, bytes) : malloc(bytes);
     if (!p) pe_fail(e, "out of memory (needs %s)", pe_format_bytes((double)bytes, buf, sizeof buf));
+    return p;
+}
+
+void *pe_alloc_big(size_t n, size_t size, pe_err *e)
+{
+    const size_t huge = (size_t)2 << 20;
+    size_t bytes;
+    char buf[32];
+    if (pe_mul_size(n, size, &bytes) != 0 || bytes > SIZE_MAX - huge) {
+        pe_fail(e, "out of memory: %zu x %zu bytes overflows", n, size);
+        return NULL;
+    }
+    if (bytes < 2 * huge) return pe_alloc(n, size, 0, e);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, (bytes + huge - 1) / huge * huge) != 0) {
+        pe_fail(e, "out of memory (needs %s)", pe_format_bytes((double)bytes, buf, sizeof buf));
+        return NULL;
+    }
+#ifdef MADV_HUGEPAGE
+    madvise(p, (bytes + huge - 1) / huge * huge, MADV_HUGEPAGE); /* advice only: failure is harmless */
+#endif
     return p;
 }
 

@@ -225,6 +225,10 @@ static void pe_component_dims(const pe_head *h, int c, int *a, int *b)
     }
 }
 
+/* The direct loop's group size (doubles); columns carry this many zeros
+ * past T (ld >= T + 8). */
+#define PE_DIRECT_GROUP 4
+
 static inline double *pe_col(const pe_head *h, double *col, int g, int j)
 {
     return col + ((size_t)g * 4 + (size_t)j) * h->ld;
@@ -238,6 +242,8 @@ static inline void pe_kahan_add(double *s, double *c, double x)
     *c += fabs(*s) >= fabs(x) ? (*s - t) + x : (x - t) + *s;
     *s = t;
 }
+
+#define PE_PREFETCH 8
 
 /* Gathers components c0 .. c0+nb-1 into col in one pass over the tokens
  * (keys in reverse token order when reverse_k), and takes the pairs'
@@ -255,9 +261,22 @@ static void pe_gather(pe_head *h, double *colbuf, int c0, int nb, int reverse_k)
         pe_component_dims(h, c0 + g, &da[g], &db[g]);
         for (int j = 0; j < 4; j++) col[g][j] = pe_col(h, colbuf, g, j);
     }
+    /* The rows are D doubles apart and only a few of each are read: no
+     * hardware prefetcher follows that, so the lines of the group's first
+     * and last dims are asked for PE_PREFETCH rows ahead. */
+    const int dlo = da[0], dhi = db[nb - 1] >= 0 ? db[nb - 1] : da[nb - 1];
     for (size_t m = 0; m < T; m++) {
         const double *qm = q + m * D, *km = k + m * D;
         const size_t mk = reverse_k ? T - 1 - m : m;
+#if defined(__GNUC__)
+        if (m + PE_PREFETCH < T) {
+            const double *qp = qm + PE_PREFETCH * D, *kp = km + PE_PREFETCH * D;
+            __builtin_prefetch(qp + dlo);
+            __builtin_prefetch(qp + dhi);
+            __builtin_prefetch(kp + dlo);
+            __builtin_prefetch(kp + dhi);
+        }
+#endif
         for (int g = 0; g < nb; g++) {
             double qx = qm[da[g]], kx = km[da[g]];
             double qy = db[g] < 0 ? 0.0 : qm[db[g]], ky = db[g] < 0 ? 0.0 : km[db[g]];
@@ -274,7 +293,12 @@ static void pe_gather(pe_head *h, double *colbuf, int c0, int nb, int reverse_k)
         }
     }
     for (int g = 0; g < nb && c0 + g < h->P; g++) h->mag[c0 + g] = ms[g] + mc[g];
+    /* Zeros past the last token: the direct loop reads up to T + 2. */
+    for (int g = 0; g < nb; g++)
+        for (int j = 0; j < 4; j++) memset(col[g][j] + T, 0, PE_DIRECT_GROUP * sizeof(double));
 }
+
+#define PE_PHASE_STEP 64
 
 /* Adds f * Re(r(d) exp(j d theta)) into row `row` of the profile and into
  * the unit's share of the total, for d < nd where cnt (when given) is
@@ -284,19 +308,37 @@ static void pe_apply_phase(const pe_head *h, int row, const double *re, const do
 {
     double *dst = h->p->sum + (size_t)row * h->p->n_dist;
     const double *cnt = h->cnt;
-    for (size_t d = 0; d < h->nd; d++) {
-        if (cnt && cnt[d] == 0) continue;
-        double x = re[d * stride], y = im[d * stride], v;
-        if (theta == 0) {
-            v = h->f * x;
-        } else {
-            /* The angle from the exact integer distance, each value on its
-             * own: no recurrence whose error grows with d. */
-            double a = (double)d * theta;
-            v = h->f * (x * cos(a) - y * sin(a));
+    if (theta == 0) {
+        for (size_t d = 0; d < h->nd; d++) {
+            if (cnt && cnt[d] == 0) continue;
+            double v = h->f * re[d * stride];
+            dst[d] += v;
+            tot[d] += v;
         }
-        dst[d] += v;
-        tot[d] += v;
+        return;
+    }
+    /* exp(j d theta) for d = d0 + i, by the angle-addition formula from
+     * cos/sin of d0 theta and of i theta (i < PE_PHASE_STEP), all computed
+     * from exact integer multiples: every value is within a few ulp, no
+     * recurrence error grows with d, and the trigonometric calls drop from
+     * two per distance to two per PE_PHASE_STEP distances. */
+    double ci[PE_PHASE_STEP], si[PE_PHASE_STEP];
+    const size_t nstep = h->nd < PE_PHASE_STEP ? h->nd : PE_PHASE_STEP;
+    for (size_t i = 0; i < nstep; i++) {
+        ci[i] = cos((double)i * theta);
+        si[i] = sin((double)i * theta);
+    }
+    for (size_t d0 = 0; d0 < h->nd; d0 += PE_PHASE_STEP) {
+        const double cb = cos((double)d0 * theta), sb = sin((double)d0 * theta);
+        const size_t n = h->nd - d0 < PE_PHASE_STEP ? h->nd - d0 : PE_PHASE_STEP;
+        for (size_t i = 0; i < n; i++) {
+            const size_t d = d0 + i;
+            if (cnt && cnt[d] == 0) continue;
+            const double c = cb * ci[i] - sb * si[i], sn = sb * ci[i] + cb * si[i];
+            const double v = h->f * (re[d * stride] * c - im[d * stride] * sn);
+            dst[d] += v;
+            tot[d] += v;
+        }
     }
 }
 
@@ -354,11 +396,22 @@ static void unit_fft(pe_head *h, int u, pe_wbuf *w)
     }
 }
 
+/* acc[d] += zq conj(zk[d]) for d < n, n a multiple of PE_DIRECT_GROUP. */
+static void pe_direct_row(double *restrict ar, double *restrict ai, const double *restrict kr,
+                          const double *restrict ki, double qr, double qi, size_t n)
+{
+    for (size_t d = 0; d < n; d++) {
+        ar[d] += qr * kr[d] + qi * ki[d];
+        ai[d] += qi * kr[d] - qr * ki[d];
+    }
+}
+
 /* Direct, contiguous positions: for each m, acc[d] += zq_m conj(zk_{m-d})
  * over d = 0..m.  Keys are gathered reversed so that the inner loop reads
- * memory forward; it is an axpy over d with no reduction (vectorised by GCC
- * at -O3; -O2's very-cheap cost model leaves it scalar), and each acc[d] sums
- * over m in increasing order, a fixed order.
+ * memory forward; it is an axpy over d with no reduction, in groups of
+ * PE_DIRECT_GROUP so that GCC vectorises it at -O2 too (whose very-cheap
+ * cost model refuses loops that need a remainder), and each acc[d] sums over
+ * m in increasing order, a fixed order.
  * Direct, any increasing positions: the distance pos[m] - pos[n] indexes the
  * sums; the phase is applied per distance afterwards, only where pairs are. */
 static void unit_direct(pe_head *h, int u, pe_wbuf *w)
@@ -377,8 +430,8 @@ static void unit_direct(pe_head *h, int u, pe_wbuf *w)
             const int c = c0 + g;
             /* All pass pseudo-pairs share one accumulator (theta 0). */
             if (!pass || c == h->P) {
-                memset(acr, 0, nd * sizeof *acr);
-                memset(aci, 0, nd * sizeof *aci);
+                memset(acr, 0, (nd + PE_DIRECT_GROUP) * sizeof *acr);
+                memset(aci, 0, (nd + PE_DIRECT_GROUP) * sizeof *aci);
             }
             const double *qre = pe_col(h, w->col, g, 0), *qim = pe_col(h, w->col, g, 1);
             const double *kre = pe_col(h, w->col, g, 2), *kim = pe_col(h, w->col, g, 3);
@@ -391,12 +444,11 @@ static void unit_direct(pe_head *h, int u, pe_wbuf *w)
                         aci[d] += qi * kre[n] - qr * kim[n];
                     }
                 } else {
-                    const double *restrict kr = kre + (T - 1 - m), *restrict ki = kim + (T - 1 - m);
-                    double *restrict ar = acr, *restrict ai = aci;
-                    for (size_t d = 0; d <= m; d++) {
-                        ar[d] += qr * kr[d] + qi * ki[d];
-                        ai[d] += qi * kr[d] - qr * ki[d];
-                    }
+                    /* d rounded up to whole groups: the keys past the
+                     * last are zeros (pe_gather), so d > m adds only zeros;
+                     * a count known to be even is what -O2 vectorises. */
+                    pe_direct_row(acr, aci, kre + (T - 1 - m), kim + (T - 1 - m), qr, qi,
+                                  (m + PE_DIRECT_GROUP) & ~(size_t)(PE_DIRECT_GROUP - 1));
                 }
             }
             if (!pass) pe_apply_phase(h, c, acr, aci, 1, h->g->theta[c], tot);
@@ -414,7 +466,7 @@ static int unit_task(size_t u, void *ctx, pe_err *e)
     pe_wbuf w = {s->p[SC_COL], s->p[SC_FFT_A], s->p[SC_FFT_B], s->p[SC_FFT_S], NULL, NULL};
     if (h->run != PE_RUN_FFT) {
         w.acr = s->p[SC_ACC];
-        w.aci = w.acr + h->nd;
+        w.aci = w.acr + h->nd + PE_DIRECT_GROUP;
     }
     if (h->run == PE_RUN_FFT)
         unit_fft(h, (int)u, &w);
@@ -437,7 +489,7 @@ static int prepare(pe_head *h, int threads, pe_err *e)
                 !scratch(p, t, SC_FFT_B, h->N, sizeof(fftw_complex), 0, e) ||
                 (h->n_pseudo && !scratch(p, t, SC_FFT_S, h->N, sizeof(fftw_complex), 0, e)))
                 return -1;
-        } else if (!scratch(p, t, SC_ACC, h->nd, 2 * sizeof(double), 0, e)) {
+        } else if (!scratch(p, t, SC_ACC, h->nd + PE_DIRECT_GROUP, 2 * sizeof(double), 0, e)) {
             return -1;
         }
     }
@@ -456,6 +508,19 @@ static int prepare(pe_head *h, int threads, pe_err *e)
 }
 
 /* ---- pe_profile_add ---- */
+
+/* Whether some value is NaN or infinite (all exponent bits set): one pass
+ * without a branch per value; the caller locates it only then. */
+static int any_nonfinite(const double *x, size_t n)
+{
+    unsigned bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t u;
+        memcpy(&u, &x[i], sizeof u);
+        bad |= (u & 0x7ff0000000000000u) == 0x7ff0000000000000u;
+    }
+    return bad != 0;
+}
 
 int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_method method,
                    pe_err *e)
@@ -499,7 +564,8 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
     /* A non-finite value would spread through a whole FFT row; name it. */
     size_t nval;
     if (pe_mul_size(T, (size_t)D, &nval) != 0) return pe_fail(e, "decomposition: T x D overflows");
-    for (size_t j = 0; j < nval; j++) {
+    const int nonfinite = any_nonfinite(in->q, nval) || any_nonfinite(in->k, nval);
+    for (size_t j = 0; nonfinite && j < nval; j++) {
         if (!isfinite(in->q[j]))
             return pe_fail(e, "query of token %zu, dim %zu is not finite", j / (size_t)D, j % (size_t)D);
         if (!isfinite(in->k[j]))

@@ -1070,26 +1070,41 @@ static void build_half_table(void)
  * holds whatever the compiler does with the loops. */
 #define PE_CONVERT_BLOCK 1024
 
-static void convert(pe_elem elem, const void *raw, double *out, size_t n)
+/* Returns nonzero when some value is NaN or infinite (all exponent bits
+ * set), found from the stored bits on the way: no second pass. */
+static int convert(pe_elem elem, const void *raw, double *out, size_t n)
 {
     const char *src = raw;
+    unsigned bad = 0;
     if (elem == PE_ELEM_F16) pthread_once(&pe_half_once, build_half_table);
     for (size_t i0 = 0; i0 < n; i0 += PE_CONVERT_BLOCK) {
         size_t nb = n - i0 < PE_CONVERT_BLOCK ? n - i0 : PE_CONVERT_BLOCK;
         double *o = out + i0;
         if (elem == PE_ELEM_F32) {
-            float tmp[PE_CONVERT_BLOCK];
+            uint32_t tmp[PE_CONVERT_BLOCK];
             memcpy(tmp, src + i0 * sizeof(float), nb * sizeof(float));
-            for (size_t i = 0; i < nb; i++) o[i] = (double)tmp[i];
+            for (size_t i = 0; i < nb; i++) {
+                float f;
+                memcpy(&f, &tmp[i], sizeof f);
+                o[i] = (double)f;
+                bad |= (tmp[i] & 0x7f800000u) == 0x7f800000u;
+            }
         } else {
             uint16_t tmp[PE_CONVERT_BLOCK];
             memcpy(tmp, src + i0 * sizeof(uint16_t), nb * sizeof(uint16_t));
             if (elem == PE_ELEM_F16)
-                for (size_t i = 0; i < nb; i++) o[i] = pe_half_table[tmp[i]];
+                for (size_t i = 0; i < nb; i++) {
+                    o[i] = pe_half_table[tmp[i]];
+                    bad |= (tmp[i] & 0x7c00u) == 0x7c00u;
+                }
             else
-                for (size_t i = 0; i < nb; i++) o[i] = bf16_to_double(tmp[i]);
+                for (size_t i = 0; i < nb; i++) {
+                    o[i] = bf16_to_double(tmp[i]);
+                    bad |= (tmp[i] & 0x7f80u) == 0x7f80u;
+                }
         }
     }
+    return bad != 0;
 }
 
 static const pe_dset *find_dset(const pe_dump *d, size_t slot, pe_tensor t, int rotated)
@@ -1158,13 +1173,16 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
                 L->name, name, head);
         goto done;
     }
-    if (!direct) convert(ds->elem, raw, out, n); /* F64 and HDF5-converted data are read straight into out */
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(out[i])) {
-            pe_fail(e, "%s: layer %ld: %s head %d token %zu dim %d: value is %s", d->path, L->index,
-                    name, head, i / (size_t)m->head_dim, (int)(i % (size_t)m->head_dim),
-                    isnan(out[i]) ? "NaN" : "infinite");
-            goto done;
+    /* F64 and HDF5-converted data are read straight into out, and checked
+     * here; the narrow types are checked by convert, and located here. */
+    if (direct || convert(ds->elem, raw, out, n)) {
+        for (size_t i = 0; i < n; i++) {
+            if (!isfinite(out[i])) {
+                pe_fail(e, "%s: layer %ld: %s head %d token %zu dim %d: value is %s", d->path, L->index,
+                        name, head, i / (size_t)m->head_dim, (int)(i % (size_t)m->head_dim),
+                        isnan(out[i]) ? "NaN" : "infinite");
+                goto done;
+            }
         }
     }
     rc = 0;

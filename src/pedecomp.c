@@ -191,8 +191,8 @@ static int worker_buffers(worker_mem *w, size_t n, pe_err *e)
     w->k_head = -1;
     free(w->q);
     free(w->k);
-    w->q = pe_alloc(n, sizeof *w->q, 0, e);
-    w->k = w->q ? pe_alloc(n, sizeof *w->k, 0, e) : NULL;
+    w->q = pe_alloc_big(n, sizeof *w->q, e);
+    w->k = w->q ? pe_alloc_big(n, sizeof *w->k, e) : NULL;
     if (!w->k) {
         free(w->q);
         w->q = NULL;
@@ -273,6 +273,28 @@ done:
 
 /* One (layer, head): read it from every file, add into one profile, then
  * keep only what the table prints (binned means, the summary or spectra). */
+/* Binning a head's profile rows, BIN_ROWS rows per task. */
+#define BIN_ROWS 8
+typedef struct bin_job {
+    const pe_profile *prof;
+    head_result *out;
+    size_t nb;
+} bin_job;
+
+static int bin_rows(size_t t, void *ctx, pe_err *e)
+{
+    (void)e;
+    const bin_job *bj = ctx;
+    const size_t nd = bj->prof->n_dist, nb = bj->nb, rows = (size_t)bj->prof->n_pairs + 2;
+    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++)
+        for (size_t b = 0; b < nb; b++) {
+            size_t lo, hi;
+            pe_bin_range(nd, nb, b, &lo, &hi);
+            bj->out->mean[r * nb + b] = pe_bin_mean(bj->prof->sum + r * nd, bj->prof->count, lo, hi);
+        }
+    return 0;
+}
+
 static int work_head(size_t i, void *ctx, pe_err *e)
 {
     run *R = ctx;
@@ -327,9 +349,12 @@ static int work_head(size_t i, void *ctx, pe_err *e)
             double n = 0;
             for (size_t d = lo; d <= hi; d++) n += prof->count[d];
             out->npairs[b] = n;
-            for (size_t r = 0; r < rows; r++)
-                out->mean[r * nb + b] = pe_bin_mean(prof->sum + r * nd, prof->count, lo, hi);
         }
+        /* Rows are binned on every thread: a full profile is P + 2 rows of
+         * T distances, as much work as a unit's FFTs. */
+        bin_job bj = {prof, out, nb};
+        pe_err ignored;
+        pe_par_run((rows + BIN_ROWS - 1) / BIN_ROWS, R->jobs, bin_rows, NULL, &bj, &ignored);
     }
     rc = 0;
 done:
