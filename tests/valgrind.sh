@@ -170,7 +170,11 @@ exec valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=d
 EOW
     chmod 755 "$VGB/$t"
 done
-sh "$TOP/tests/cli-corpus.sh" "$VGB" >"$TMP/corpus.out" 2>&1
+# The fuzzer finds (tests/corpus/) make libhdf5 itself read out of bounds,
+# which memcheck reports inside libhdf5: they are left to the crash guard
+# and the ASan run.
+PE_NO_FUZZ_FINDS="they fault inside libhdf5, where memcheck reports them (see tests/corpus/README.md)" \
+    sh "$TOP/tests/cli-corpus.sh" "$VGB" >"$TMP/corpus.out" 2>&1
 cp=$(grep -c '^ok' "$TMP/corpus.out")
 cf=$(grep -c '^not ok' "$TMP/corpus.out")
 grep '^not ok' "$TMP/corpus.out" | head -n 20
