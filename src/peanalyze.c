@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,7 +201,22 @@ typedef struct run {
     size_t first_ood, first_ushape; /* task of the first one */
     pe_attn_work **work; /* one per worker thread (pe_par_worker) */
     int n_work;
+    /* Rotated key heads shared by the query heads of their group (one
+     * input file): read once, freed when the group's last head is done. */
+    pthread_mutex_t kmu;
+    pthread_cond_t kcond;
+    struct kentry *keys; /* a short list: the groups in flight */
 } run;
+
+typedef struct kentry {
+    size_t lj;
+    int kvh;
+    double *k;
+    int loading, failed;
+    int users; /* query heads of the group still to use it */
+    pe_err err;
+    struct kentry *next;
+} kentry;
 
 static void result_free(head_result *r)
 {
@@ -215,24 +231,77 @@ static pe_attn_params params_of(const run *R, const pe_meta *m)
     return p;
 }
 
-/* Reads head `head` of layer slot `slot` of d, q and its key head k, and
- * rotates both at the file's positions with the layer's frequencies. */
-static int read_rotated(pe_dump *d, size_t slot, int head, int kvh, double **q, double **k, pe_err *e)
+/* Reads one head of tensor t of layer slot `slot` of d into a new *x and
+ * rotates it at the file's positions with the layer's frequencies. */
+static int read_rotated(pe_dump *d, size_t slot, pe_tensor t, int head, double **x, pe_err *e)
 {
     const pe_meta *m = pe_dump_meta(d);
-    size_t td = m->T * (size_t)m->head_dim;
-    free(*q);
-    free(*k);
-    *q = pe_alloc(td, sizeof **q, 0, e);
-    *k = pe_alloc(td, sizeof **k, 0, e);
-    if (!*q || !*k) return -1;
-    if (pe_dump_read_head(d, slot, PE_TENSOR_Q, head, *q, e) < 0 ||
-        pe_dump_read_head(d, slot, PE_TENSOR_K, kvh, *k, e) < 0)
-        return -1;
+    free(*x);
+    if (!(*x = pe_alloc_big(m->T * (size_t)m->head_dim, sizeof **x, e))) return -1;
+    if (pe_dump_read_head(d, slot, t, head, *x, e) < 0) return -1;
     pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, m->layers[slot].theta};
-    pe_rope_rotate(*q, m->T, &g, m->positions, +1);
-    pe_rope_rotate(*k, m->T, &g, m->positions, +1);
+    pe_rope_rotate(*x, m->T, &g, m->positions, +1);
     return 0;
+}
+
+/* The rotated key head kvh of layer lj (one input file), read by the first
+ * query head of its group that asks and shared with the others, which wait
+ * for it.  Every successful call is matched by key_release. */
+static kentry *key_acquire(run *R, size_t lj, int kvh, pe_err *e)
+{
+    pthread_mutex_lock(&R->kmu);
+    kentry *ke = R->keys;
+    while (ke && !(ke->lj == lj && ke->kvh == kvh)) ke = ke->next;
+    if (!ke) {
+        if (!(ke = pe_alloc(1, sizeof *ke, 1, e))) {
+            pthread_mutex_unlock(&R->kmu);
+            return NULL;
+        }
+        ke->lj = lj;
+        ke->kvh = kvh;
+        ke->loading = 1;
+        for (size_t j = 0; j < R->in.n_heads; j++) ke->users += R->in.heads[j] / R->kv_group == kvh;
+        ke->next = R->keys;
+        R->keys = ke;
+        pthread_mutex_unlock(&R->kmu);
+        pe_dump *d = R->in.dumps[0];
+        int slot = pe_dump_find_layer(d, R->in.layers[lj]);
+        int bad = read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &ke->k, &ke->err) < 0;
+        pthread_mutex_lock(&R->kmu);
+        ke->loading = 0;
+        ke->failed = bad;
+        pthread_cond_broadcast(&R->kcond);
+    }
+    while (ke->loading) pthread_cond_wait(&R->kcond, &R->kmu);
+    if (ke->failed) {
+        *e = ke->err;
+        ke = NULL;
+    }
+    pthread_mutex_unlock(&R->kmu);
+    return ke;
+}
+
+static void key_release(run *R, kentry *ke)
+{
+    pthread_mutex_lock(&R->kmu);
+    if (--ke->users == 0) {
+        kentry **pp = &R->keys;
+        while (*pp != ke) pp = &(*pp)->next;
+        *pp = ke->next;
+        free(ke->k);
+        free(ke);
+    }
+    pthread_mutex_unlock(&R->kmu);
+}
+
+static void keys_free(run *R)
+{
+    while (R->keys) {
+        kentry *ke = R->keys;
+        R->keys = ke->next;
+        free(ke->k);
+        free(ke);
+    }
 }
 
 /* One (layer, head): every pooled file, in-train rows of all files before
@@ -248,6 +317,7 @@ static int work_head(size_t i, void *ctx, pe_err *e)
     head_result *out = &R->res[i];
     pe_attn_acc acc;
     double *q = NULL, *k = NULL;
+    kentry *ke = NULL; /* one file: k is the shared key head */
     size_t *rows = NULL, loaded = (size_t)-1, n_rows = 0;
     int rc = -1;
 
@@ -264,7 +334,13 @@ static int work_head(size_t i, void *ctx, pe_err *e)
             if (ph == PE_ATTN_IN && mf->positions[first_row] >= L) continue;
             if (ph == PE_ATTN_BEYOND && mf->positions[mf->T - 1] < L) continue;
             if (loaded != f) {
-                if (read_rotated(d, (size_t)slot, head, kvh, &q, &k, e) < 0) goto done;
+                if (read_rotated(d, (size_t)slot, PE_TENSOR_Q, head, &q, e) < 0) goto done;
+                if (R->in.n == 1) {
+                    if (!ke && !(ke = key_acquire(R, lj, kvh, e))) goto done;
+                    k = ke->k;
+                } else if (read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &k, e) < 0) {
+                    goto done;
+                }
                 free(rows);
                 rows = NULL;
                 if (R->o->rows > 0 && (size_t)R->o->rows < mf->T) {
@@ -305,7 +381,10 @@ static int work_head(size_t i, void *ctx, pe_err *e)
     rc = 0;
 done:
     free(q);
-    free(k);
+    if (ke)
+        key_release(R, ke);
+    else
+        free(k);
     free(rows);
     pe_attn_free(&acc);
     if (rc < 0) result_free(out);
@@ -495,7 +574,9 @@ static int run_heatmap(FILE *out, run *R, const pe_common_opts *c, const analyze
         if (!e->msg[0]) pe_fail(e, "out of memory: the heat map overflows");
         return -1;
     }
-    if (read_rotated(d, (size_t)slot, head, kvh, &q, &k, e) < 0) goto done;
+    if (read_rotated(d, (size_t)slot, PE_TENSOR_Q, head, &q, e) < 0 ||
+        read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &k, e) < 0)
+        goto done;
     pe_attn_seq s = {T, m->head_dim, q, k, m->positions, NULL, 0};
     pe_attn_params p = params_of(R, m);
     if (pe_attn_heatmap(&s, &p, m0, m1, ncol, v, NULL, e) < 0) goto done;
@@ -661,6 +742,8 @@ int main(int argc, char **argv)
     double t0 = now();
 
     memset(&R, 0, sizeof R);
+    pthread_mutex_init(&R.kmu, NULL);
+    pthread_cond_init(&R.kcond, NULL);
     /* Threads are ours, over heads; OpenBLAS runs each GEMM on the calling
      * thread. */
     openblas_set_num_threads(1);
@@ -811,6 +894,9 @@ end:
     free(R.res);
     for (int j = 0; R.work && j < R.n_work; j++) pe_attn_work_free(R.work[j]);
     free(R.work);
+    keys_free(&R);
+    pthread_cond_destroy(&R.kcond);
+    pthread_mutex_destroy(&R.kmu);
     if (R.in.n) pe_inputs_close(&R.in);
     pe_common_opts_free(&c);
     return pe_close_stdout(PROG, status);
