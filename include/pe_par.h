@@ -21,6 +21,12 @@ typedef int (*pe_task_fn)(size_t i, void *ctx, pe_err *e);
  * thread. */
 int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e);
 
+/* Two stages: work(i + 1) runs on one other thread while emit(i) runs on
+ * this one, never further ahead, so that writing a result overlaps
+ * computing the next (each may use every thread inside).  work never runs
+ * twice at once: it may keep its buffers in ctx. */
+int pe_par_pipeline(size_t n, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e);
+
 /* Inside work(): the calling worker's number, 0 .. jobs - 1 (0 when jobs <= 1),
  * so that a tool can keep one set of buffers per worker and reuse them from
  * task to task instead of allocating (and page-faulting) them anew. */

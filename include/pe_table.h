@@ -56,6 +56,30 @@ void pe_table_end_row(pe_table *t);
  * never written before the first row or twice in a row. */
 void pe_table_break(pe_table *t, int level);
 
+/* Rows that start with the same cells (a series): after writing them once,
+ * pe_table_mark_prefix keeps the row's cells so far; pe_table_use_prefix
+ * starts a later row with them, as if written again. */
+void pe_table_mark_prefix(pe_table *t);
+void pe_table_use_prefix(pe_table *t);
+
+/* Forks: rows of one table formatted on several threads, then written in
+ * order.  A fork is a table that writes to memory and behaves as if it
+ * continued its parent at `at` (rows written so far, the break waiting):
+ * JSON separators and gnuplot blank lines come out exactly as if the parent
+ * had written the rows itself.  pe_table_state_of reads the parent's state
+ * (on the thread that writes to it); pe_table_fork reads only the parent's
+ * fixed settings, so it may run on any thread; pe_table_join (on the
+ * parent's thread, forks in order) writes the fork's text, takes over its
+ * state and frees it; pe_table_fork_free drops a fork unwritten. */
+typedef struct pe_table_state {
+    int rows;
+    int pending;
+} pe_table_state;
+pe_table_state pe_table_state_of(const pe_table *t);
+pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e);
+int pe_table_join(pe_table *t, pe_table *fork, pe_err *e);
+void pe_table_fork_free(pe_table *fork);
+
 /* Writes what is pending (the header of an empty table, the end of the JSON
  * document) and frees t.  Write errors are left in the stream's error flag,
  * where pe_output_close finds and names them.  Returns 0. */
@@ -74,6 +98,7 @@ typedef struct pe_output {
     FILE *fp;        /* where to write: stdout or the temporary file */
     char *path;      /* target path, NULL for stdout */
     char *tmp_path;  /* temporary name, NULL for stdout */
+    char *buf;       /* the file's stdio buffer (1 MiB), freed at close */
 } pe_output;
 
 /* path NULL or "-" is stdout.  A path naming one of the inputs (same file)

@@ -31,9 +31,9 @@ static void pow10_init(void)
     }
 }
 
+/* After pthread_once(&pe_pow10_once, pow10_init). */
 static long double pow10_exact(int k, int *ok)
 {
-    pthread_once(&pe_pow10_once, pow10_init);
     *ok = k >= 0 && k <= pe_pow10_limit;
     return *ok ? pe_pow10[k] : 0;
 }
@@ -71,9 +71,14 @@ size_t pe_fmt_g(char *buf, double v, int digits)
     }
     if (digits < 1) digits = 1;
     if (digits > 17) digits = 17;
+    pthread_once(&pe_pow10_once, pow10_init);
     int P = digits, ok;
     double a = fabs(v);
-    int e10 = (int)floor(log10(a)); /* an estimate: corrected below */
+    /* The decimal exponent estimated from the binary one (within one of
+     * the truth: corrected below), without log10. */
+    int e10, e2;
+    frexp(a, &e2); /* a = f 2^e2, 0.5 <= f < 1 */
+    e10 = (int)floor((e2 - 1) * 0.30102999566398120);
     long double s = 0, lo = 0, hi = 0;
     for (int tries = 0; tries < 3; tries++) {
         int k = P - 1 - e10;
@@ -93,10 +98,12 @@ size_t pe_fmt_g(char *buf, double v, int digits)
     if (s < lo || s >= hi) return fallback(buf, v, digits);
     /* One rounding in the scaling: |error| <= s * LDBL_EPSILON / 2.  Keep a
      * wide margin around the half-way point. */
-    long double fl = floorl(s), frac = s - fl;
+    /* s < 10^17 < 2^64: the conversion truncates, which is floor here. */
+    unsigned long long N = (unsigned long long)s;
+    long double frac = s - (long double)N;
     long double margin = 4 * s * LDBL_EPSILON;
     if (fabsl(frac - 0.5L) <= margin) return fallback(buf, v, digits);
-    unsigned long long N = (unsigned long long)fl + (frac > 0.5L ? 1 : 0);
+    N += frac > 0.5L ? 1 : 0;
     if ((long double)N >= hi) { /* 9.99..95 rounded up to 10.0..0 */
         N /= 10;
         e10++;

@@ -55,6 +55,9 @@ static void *worker(void *arg)
     return NULL;
 }
 
+static int run_threads(size_t n, int jobs, size_t window, pe_task_fn work, pe_task_fn emit, void *ctx,
+                       pe_err *e);
+
 int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e)
 {
     if (jobs <= 1 || n <= 1) {
@@ -66,11 +69,23 @@ int pe_par_run(size_t n, int jobs, pe_task_fn work, pe_task_fn emit, void *ctx, 
         return 0;
     }
     if ((size_t)jobs > n) jobs = (int)n;
+    return run_threads(n, jobs, 2 * (size_t)jobs, work, emit, ctx, e);
+}
 
+int pe_par_pipeline(size_t n, pe_task_fn work, pe_task_fn emit, void *ctx, pe_err *e)
+{
+    if (n <= 1) return pe_par_run(n, 1, work, emit, ctx, e);
+    return run_threads(n, 1, 2, work, emit, ctx, e); /* i + 1 at work while i is emitted */
+}
+
+/* jobs threads run work, at most `window` tasks ahead of emit. */
+static int run_threads(size_t n, int jobs, size_t window, pe_task_fn work, pe_task_fn emit, void *ctx,
+                       pe_err *e)
+{
     par_state s;
     memset(&s, 0, sizeof s);
     s.n = n;
-    s.window = 2 * (size_t)jobs;
+    s.window = window;
     s.work = work;
     s.ctx = ctx;
     s.done = pe_alloc(n, 1, 1, e);

@@ -30,11 +30,32 @@ struct pe_table {
     char *line;       /* the row being built, written with one fwrite */
     size_t len, cap;
     int oom;          /* the row buffer could not grow: report at finish */
+    /* pe_table_mark_prefix: the first cells of a row, kept for reuse */
+    char *prefix;
+    size_t prefix_len, prefix_cap, open_len;
+    int prefix_cols;
+    /* a fork (pe_table_fork): its rows go to text, counted from base_rows */
+    char *text;
+    size_t text_len, text_cap;
+    int base_rows;
 };
+
+/* The first write error's errno: stdio keeps only a flag, and errno at
+ * close time may tell nothing (the failed bytes were dropped earlier). */
+static int pe_write_errno;
+
+static void note_write(size_t wrote, size_t want)
+{
+    if (wrote < want && !pe_write_errno) pe_write_errno = errno ? errno : EIO;
+}
 
 /* Appends n bytes to the row buffer. */
 static void put(pe_table *t, const char *s, size_t n)
 {
+    if (n == 1 && t->len + 2 <= t->cap) { /* separators: no memcpy call */
+        t->line[t->len++] = *s;
+        return;
+    }
     if (t->len + n + 1 > t->cap) {
         size_t cap = t->cap ? t->cap : 256;
         while (t->len + n + 1 > cap) cap *= 2;
@@ -195,6 +216,7 @@ static void cell(pe_table *t)
             puts_(t, t->pending == 1 ? "\n" : "\n\n");
         }
         t->pending = 0;
+        t->open_len = t->len;
     } else {
         put(t, t->fmt == PE_FMT_JSON ? "," : "\t", 1);
     }
@@ -236,13 +258,108 @@ void pe_table_nan(pe_table *t)
     pe_table_dbl(t, NAN);
 }
 
+void pe_table_mark_prefix(pe_table *t)
+{
+    size_t n = t->len - t->open_len;
+    if (n + 1 > t->prefix_cap) {
+        char *p = realloc(t->prefix, n + 1);
+        if (!p) {
+            t->oom = 1;
+            return;
+        }
+        t->prefix = p;
+        t->prefix_cap = n + 1;
+    }
+    memcpy(t->prefix, t->line + t->open_len, n);
+    t->prefix_len = n;
+    t->prefix_cols = t->col;
+}
+
+void pe_table_use_prefix(pe_table *t)
+{
+    if (!t->prefix_cols) return;
+    /* The row's opening as cell() writes it, then the kept cells. */
+    cell(t);
+    t->len = t->open_len;
+    put(t, t->prefix, t->prefix_len);
+    t->col = t->prefix_cols;
+}
+
 void pe_table_end_row(pe_table *t)
 {
     put(t, t->fmt == PE_FMT_JSON ? "}" : "\n", 1);
-    if (!t->oom) fwrite(t->line, 1, t->len, t->out);
+    if (t->oom) {
+    } else if (t->out) {
+        note_write(fwrite(t->line, 1, t->len, t->out), t->len);
+    } else if (t->text_len + t->len > t->text_cap) { /* a fork: rows go to text */
+        size_t cap = t->text_cap ? t->text_cap : 1 << 16;
+        while (t->text_len + t->len > cap) cap *= 2;
+        char *p = realloc(t->text, cap);
+        if (p) {
+            t->text = p;
+            t->text_cap = cap;
+            memcpy(t->text + t->text_len, t->line, t->len);
+            t->text_len += t->len;
+        } else {
+            t->oom = 1;
+        }
+    } else {
+        memcpy(t->text + t->text_len, t->line, t->len);
+        t->text_len += t->len;
+    }
     t->len = 0;
     t->col = 0;
     t->rows++;
+}
+
+/* ---- forks: rows formatted on other threads ---- */
+
+pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e)
+{
+    pe_table *f = pe_alloc(1, sizeof *f, 1, e);
+    if (!f) return NULL;
+    f->fmt = t->fmt;
+    f->digits = t->digits;
+    f->cols = t->cols;
+    f->ncol = t->ncol;
+    f->tool = t->tool;
+    f->table_name = t->table_name;
+    f->header_done = 1;
+    f->rows = at.rows;
+    f->base_rows = at.rows;
+    f->pending = t->fmt == PE_FMT_GNUPLOT ? at.pending : 0; /* as pe_table_break */
+    return f; /* out stays NULL: rows are kept in text */
+}
+
+pe_table_state pe_table_state_of(const pe_table *t)
+{
+    pe_table_state s = {t->rows, t->pending};
+    return s;
+}
+
+int pe_table_join(pe_table *t, pe_table *f, pe_err *e)
+{
+    int bad = f->oom;
+    if (!bad) {
+        write_header(t);
+        note_write(fwrite(f->text, 1, f->text_len, t->out), f->text_len);
+        t->rows += f->rows - f->base_rows;
+        t->pending = f->pending;
+    }
+    free(f->text);
+    free(f->line);
+    free(f->prefix);
+    free(f);
+    return bad ? pe_fail(e, "out of memory while formatting the table") : 0;
+}
+
+void pe_table_fork_free(pe_table *f)
+{
+    if (!f) return;
+    free(f->text);
+    free(f->line);
+    free(f->prefix);
+    free(f);
 }
 
 void pe_table_break(pe_table *t, int level)
@@ -258,6 +375,7 @@ int pe_table_finish(pe_table *t, pe_err *e)
     if (t->fmt == PE_FMT_JSON) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
     int oom = t->oom;
     free(t->line);
+    free(t->prefix);
     free(t);
     /* Write errors stay in the stream's error flag for pe_output_close. */
     if (oom) return pe_fail(e, "out of memory while writing the table");
@@ -324,6 +442,12 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
+/* Output is written in large pieces: with stdio's 4 KiB a full-resolution
+ * table spent a third of its time in the kernel's per-write overhead. */
+#define PE_OUTPUT_BUFFER ((size_t)1 << 20)
+static char pe_stdout_buffer[PE_OUTPUT_BUFFER];
+
+
 int pe_output_open(pe_output *o, const char *path, const char *opt, char *const *inputs, size_t n_inputs,
                    pe_err *e)
 {
@@ -332,6 +456,9 @@ int pe_output_open(pe_output *o, const char *path, const char *opt, char *const 
     memset(o, 0, sizeof *o);
     if (!path || strcmp(path, "-") == 0) {
         o->fp = stdout;
+        /* A terminal keeps its line buffering; a pipe or file gets big
+         * writes (before anything is written, as setvbuf requires). */
+        if (!isatty(STDOUT_FILENO)) setvbuf(stdout, pe_stdout_buffer, _IOFBF, sizeof pe_stdout_buffer);
         return 0;
     }
     for (size_t i = 0; i < n_inputs; i++)
@@ -382,6 +509,8 @@ int pe_output_open(pe_output *o, const char *path, const char *opt, char *const 
         tmp_unregister(o->tmp_path);
         goto fail;
     }
+    /* glibc ignores the size unless it is given the buffer too. */
+    if ((o->buf = malloc(PE_OUTPUT_BUFFER))) setvbuf(o->fp, o->buf, _IOFBF, PE_OUTPUT_BUFFER);
     return 0;
 fail:
     free(o->path);
@@ -403,7 +532,7 @@ int pe_close_stdout(const char *prog, int status)
 {
     errno = 0;
     if (fclose(stdout) == 0) return status;
-    int err = errno ? errno : EIO;
+    int err = errno ? errno : pe_write_errno ? pe_write_errno : EIO;
     if (err == EPIPE) reader_gone();
     if (status != PE_EXIT_OK && status != PE_EXIT_FOUND) return status; /* already reported */
     fprintf(stderr, "%s: standard output: write error: %s\n", prog, strerror(err));
@@ -419,7 +548,9 @@ int pe_output_close(pe_output *o, int ok, pe_err *e)
         errno = 0;
         if (ok && (fflush(stdout) != 0 || ferror(stdout))) {
             if (errno == EPIPE) reader_gone();
-            rc = pe_fail(e, "standard output: write error: %s", strerror(errno ? errno : EIO));
+            if (!errno && pe_write_errno == EPIPE) reader_gone();
+            rc = pe_fail(e, "standard output: write error: %s",
+                         strerror(errno ? errno : pe_write_errno ? pe_write_errno : EIO));
         }
         o->fp = NULL;
         return rc;
@@ -431,7 +562,10 @@ int pe_output_close(pe_output *o, int ok, pe_err *e)
         err = errno;
     }
     o->fp = NULL;
-    if (ok && bad) rc = pe_fail(e, "%s: write error: %s", o->path, strerror(err ? err : EIO));
+    free(o->buf);
+    o->buf = NULL;
+    if (ok && bad)
+        rc = pe_fail(e, "%s: write error: %s", o->path, strerror(err ? err : pe_write_errno ? pe_write_errno : EIO));
     if (ok && !bad && rename(o->tmp_path, o->path) != 0)
         rc = pe_fail(e, "%s: cannot rename the finished table into place: %s", o->path, strerror(errno));
     if (!ok || rc != 0) unlink(o->tmp_path);

@@ -170,6 +170,8 @@ typedef struct run {
     pe_table *table;
     int progress;         /* a progress line on a terminal */
     int verbose;          /* -v: a line per finished layer */
+    int emit_failed;      /* writing a head's rows failed: emit_err says why */
+    pe_err emit_err;
     double t0;
 } run;
 
@@ -363,52 +365,129 @@ done:
 }
 
 /* The first columns of every per-head row. */
+static void row_start_to(pe_table *t, const run *R, const task *tk)
+{
+    pe_table_int(t, R->in.layers[tk->lj]);
+    pe_table_int(t, tk->head);
+    pe_table_int(t, tk->tensor == PE_TENSOR_Q ? tk->head / R->kv_group : tk->head);
+}
+
 static void row_start(run *R, const task *tk)
 {
-    pe_table_int(R->table, R->in.layers[tk->lj]);
-    pe_table_int(R->table, tk->head);
-    pe_table_int(R->table, tk->tensor == PE_TENSOR_Q ? tk->head / R->kv_group : tk->head);
+    row_start_to(R->table, R, tk);
+}
+
+static void pair_cells_to(pe_table *t, const run *R, const double *theta, int i)
+{
+    pe_table_int(t, i);
+    pe_table_dbl(t, theta[i]);
+    pe_table_str(t, pe_class_name(pe_rope_classify(theta[i], R->in.train_len, &R->o->rule)));
 }
 
 static void pair_cells(run *R, const double *theta, int i)
 {
-    pe_table_int(R->table, i);
-    pe_table_dbl(R->table, theta[i]);
-    pe_table_str(R->table, pe_class_name(pe_rope_classify(theta[i], R->in.train_len, &R->o->rule)));
+    pair_cells_to(R->table, R, theta, i);
 }
 
-static void emit_profile(run *R, size_t i)
-{
-    const pe_meta *m = R->in.meta;
-    const task *tk = &R->tasks[i];
-    head_result *r = &R->res[i];
-    const double *theta = layer_theta(R, tk->lj);
-    const int P = m->n_pairs;
-    int has_pass = m->rotary_dim < m->head_dim;
-    pe_table *t = R->table;
+/* The profile of a head is (P + 2) series of nb rows: up to 8.6 million
+ * rows at T 131072 with --bins 0, whose formatting takes longer than their
+ * computing.  They are formatted in pieces of PROFILE_PIECE rows on every
+ * thread into table forks, which this thread writes in order as they come:
+ * the same bytes as one thread writing them, and a few pieces in memory. */
+#define PROFILE_PIECE 2048
 
-    for (int row = 0; row < P + 2; row++) {
-        if (row == P && !has_pass) continue;
-        for (size_t b = 0; b < r->nb; b++) {
-            size_t lo, hi;
-            pe_bin_range(R->in.n_dist, r->nb, b, &lo, &hi);
-            row_start(R, tk);
+typedef struct profile_job {
+    run *R;
+    size_t i;            /* the task */
+    int *series;         /* the profile rows written, in order */
+    int ns;
+    pe_table_state at;   /* the table before the first piece */
+    pe_table **forks;    /* per piece, until written */
+    pe_err err;
+} profile_job;
+
+static int format_piece(size_t k, void *ctx, pe_err *e)
+{
+    profile_job *pj = ctx;
+    run *R = pj->R;
+    const task *tk = &R->tasks[pj->i];
+    const head_result *r = &R->res[pj->i];
+    const double *theta = layer_theta(R, tk->lj);
+    const int P = R->in.meta->n_pairs;
+    const size_t nb = r->nb, first = k * PROFILE_PIECE, n = (size_t)pj->ns * nb;
+    const size_t last = first + PROFILE_PIECE < n ? first + PROFILE_PIECE : n;
+    /* A piece after the first continues rows already written, with the
+     * series break waiting when it starts a series. */
+    pe_table_state at = k == 0 ? pj->at : (pe_table_state){1, first % nb == 0};
+    pe_table *t = pe_table_fork(R->table, at, e);
+    if (!t) return -1;
+    for (size_t x = first; x < last; x++) {
+        const int row = pj->series[x / nb];
+        const size_t b = x % nb;
+        size_t lo, hi;
+        if (b == 0 && x != first) pe_table_break(t, 1);
+        pe_bin_range(R->in.n_dist, nb, b, &lo, &hi);
+        if (b != 0 && x != first) {
+            pe_table_use_prefix(t); /* the series' first six cells */
+        } else {
+            row_start_to(t, R, tk);
             if (row < P) {
-                pair_cells(R, theta, row);
+                pair_cells_to(t, R, theta, row);
             } else {
                 const char *name = row == P ? "pass" : "total";
                 pe_table_str(t, name);
                 pe_table_nan(t);
                 pe_table_str(t, name);
             }
-            pe_table_int(t, (long long)lo);
-            pe_table_int(t, (long long)hi);
-            pe_table_int(t, (long long)r->npairs[b]);
-            pe_table_dbl(t, r->mean[(size_t)row * r->nb + b]);
-            pe_table_end_row(t);
+            pe_table_mark_prefix(t);
         }
-        pe_table_break(t, 1);
+        pe_table_int(t, (long long)lo);
+        pe_table_int(t, (long long)hi);
+        pe_table_int(t, (long long)r->npairs[b]);
+        pe_table_dbl(t, r->mean[(size_t)row * nb + b]);
+        pe_table_end_row(t);
     }
+    if (last % nb == 0) pe_table_break(t, 1);
+    pj->forks[k] = t;
+    return 0;
+}
+
+static int write_piece(size_t k, void *ctx, pe_err *e)
+{
+    profile_job *pj = ctx;
+    pe_table *t = pj->forks[k];
+    pj->forks[k] = NULL;
+    return pe_table_join(pj->R->table, t, e);
+}
+
+static void emit_profile(run *R, size_t i)
+{
+    const pe_meta *m = R->in.meta;
+    const int P = m->n_pairs;
+    profile_job *pj = calloc(1, sizeof *pj);
+    if (!pj) {
+        R->emit_failed = 1;
+        pe_fail(&R->emit_err, "out of memory while writing the table");
+        return;
+    }
+    pj->R = R;
+    pj->i = i;
+    if (!(pj->series = pe_alloc((size_t)P + 2, sizeof *pj->series, 0, &R->emit_err))) {
+        R->emit_failed = 1;
+        free(pj);
+        return;
+    }
+    for (int row = 0; row < P + 2; row++)
+        if (row != P || m->rotary_dim < m->head_dim) pj->series[pj->ns++] = row;
+    size_t n = (size_t)pj->ns * R->res[i].nb, pieces = (n + PROFILE_PIECE - 1) / PROFILE_PIECE;
+    pj->at = pe_table_state_of(R->table);
+    if (!(pj->forks = pe_alloc(pieces ? pieces : 1, sizeof *pj->forks, 1, &R->emit_err)) ||
+        pe_par_run(pieces, R->jobs, format_piece, write_piece, pj, &R->emit_err) < 0)
+        R->emit_failed = 1;
+    for (size_t k = 0; pj->forks && k < pieces; k++) pe_table_fork_free(pj->forks[k]);
+    free(pj->forks);
+    free(pj->series);
+    free(pj);
 }
 
 static void emit_summary(run *R, size_t i)
@@ -542,9 +621,12 @@ static const table_def table_defs[] = {
 
 static int emit_head(size_t i, void *ctx, pe_err *e)
 {
-    (void)e;
     run *R = ctx;
     table_defs[R->o->table].emit(R, i);
+    if (R->emit_failed) {
+        *e = R->emit_err;
+        return -1;
+    }
     pe_table_break(R->table, 2);
     result_free(&R->res[i]);
     if (R->progress) {
@@ -918,8 +1000,10 @@ int main(int argc, char **argv)
     if (check_memory_need(&R, &e) < 0) goto failed;
     if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) goto failed;
     /* Heads one after another, each on every thread (over its groups of
-     * pairs): one head's q and k in memory, whatever -j. */
-    if (pe_par_run(R.n_tasks, 1, work_head, emit_head, &R, &e) < 0) {
+     * pairs): one head's q and k in memory, whatever -j.  With threads, a
+     * head's rows are written while the next head is computed. */
+    if ((R.jobs > 1 ? pe_par_pipeline(R.n_tasks, work_head, emit_head, &R, &e)
+                    : pe_par_run(R.n_tasks, 1, work_head, emit_head, &R, &e)) < 0) {
         if (R.progress) fputs("\r\033[K", stderr);
         goto failed;
     }

@@ -344,3 +344,50 @@ else
 fi
 run sh -c "'$PEDECOMP' --bins 0 big.h5 2>'$TMP/pipe.err' | head -n 1 >/dev/null"
 if [ ! -s "$TMP/pipe.err" ]; then ok "| head -n 1 ends quietly"; else notok "| head -n 1 ends quietly" "$(head -n 1 "$TMP/pipe.err")"; fi
+
+# Long profiles are formatted in pieces of 2048 rows on several threads
+# (table forks) and written in order.  big.h5 (T 2048) with --bins 1500 is
+# 65 series of 1500 rows per head: pieces start and end inside series and
+# across heads.  The layout must be exactly the one-row-at-a-time layout:
+# every row in order, one blank line between series and two between heads
+# (gnuplot), none (tsv), one JSON document with every row; and the same
+# bytes at any -j.
+run "$PEDECOMP" -j 2 -H 0,1 --bins 1500 -f tsv big.h5
+got=$(awk -F'\t' '/^#/ { next } !h { h = 1; next }
+    { c = $4 == "total" ? 64 : $4; b = n % 1500
+      if (NF != 10 || $2 != int(n / (65 * 1500)) || c != int(n / 1500) % 65 || (b == 0 && $7 != 0) || (b > 0 && $7 != last + 1)) {
+          print "row " n + 1 ": " $0; exit }
+      last = $8; n++ }
+    END { if (n != 2 * 65 * 1500) print n " rows" }' "$TMP/out")
+if [ -z "$got" ]; then ok "profile in pieces: every tsv row in order, no blank line"; else notok "profile in pieces (tsv)" "$got"; fi
+run "$PEDECOMP" -j 2 -H 0,1 --bins 1500 big.h5
+got=$(awk '/^#/ { next } !h { h = 1; next } /^$/ { b++; next }
+    { if (b) { gaps[b]++; if (rows % 1500) bad = bad " gap after row " rows; b = 0 } rows++ }
+    END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out")
+if [ "$got" = "195000 rows, 128 single, 1 double" ]; then
+    ok "profile in pieces: gnuplot blank lines only between series (one) and heads (two)"
+else
+    notok "profile in pieces (gnuplot)" "$got"
+fi
+# --bins 0: series of 2048 rows, each piece exactly one series.
+run "$PEDECOMP" -j 2 -H 0,1 --bins 0 big.h5
+got=$(awk '/^#/ { next } !h { h = 1; next } /^$/ { b++; next }
+    { if (b) { gaps[b]++; if (rows % 2048) bad = bad " gap after row " rows; b = 0 } rows++ }
+    END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out")
+if [ "$got" = "266240 rows, 128 single, 1 double" ]; then
+    ok "profile in pieces of whole series: the same blank lines"
+else
+    notok "profile in pieces of whole series (gnuplot)" "$got"
+fi
+if command -v jq >/dev/null 2>&1; then
+    run "$PEDECOMP" -j 2 -H 0,1 --bins 0 -f json big.h5
+    got=$(jq -r '[(.rows | length), (.rows | map(.delta_lo)) == ([range(0; 130)] | map(range(0; 2048)))] | @tsv' "$TMP/out" 2>&1)
+    if [ "$got" = "$(printf '266240\ttrue')" ]; then ok "profile in pieces: one JSON document, every row in order"; else notok "profile in pieces (json)" "$got"; fi
+else
+    echo "skip - profile in pieces (json): jq is not installed"
+fi
+for f in tsv gnuplot json; do
+    "$PEDECOMP" -j 1 -H 0,1 --bins 1500 -f "$f" big.h5 >"$TMP/j1" 2>/dev/null
+    "$PEDECOMP" -j 3 -H 0,1 --bins 1500 -f "$f" big.h5 >"$TMP/j3" 2>/dev/null
+    if cmp -s "$TMP/j1" "$TMP/j3"; then ok "profile in pieces -f $f: -j 1 and -j 3 write the same bytes"; else notok "profile in pieces -f $f: -j 1 and -j 3 differ"; fi
+done
