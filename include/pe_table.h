@@ -68,7 +68,8 @@ void pe_table_use_prefix(pe_table *t);
  * JSON separators and gnuplot blank lines come out exactly as if the parent
  * had written the rows itself.  pe_table_state_of reads the parent's state
  * (on the thread that writes to it); pe_table_fork reads only the parent's
- * fixed settings, so it may run on any thread; pe_table_join (on the
+ * fixed settings and, under a lock, takes a row buffer a joined fork left,
+ * so it may run on any thread; pe_table_join (on the
  * parent's thread, forks in order) writes the fork's text, takes over its
  * state and frees it; pe_table_fork_free drops a fork unwritten. */
 typedef struct pe_table_state {

@@ -44,17 +44,33 @@ static size_t fallback(char *buf, double v, int digits)
     return n > 0 ? (size_t)n : 0;
 }
 
+static const char pe_digit_pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
 size_t pe_fmt_int(char *buf, long long v)
 {
+    /* Two digits per division, written from the end of tmp. */
+    const char *pairs = pe_digit_pairs;
     char tmp[24];
-    size_t n = 0, len = 0;
+    size_t n = sizeof tmp, len = 0;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned r = (unsigned)(u % 100);
+        u /= 100;
+        tmp[--n] = pairs[2 * r + 1];
+        tmp[--n] = pairs[2 * r];
+    }
+    if (u >= 10) {
+        tmp[--n] = pairs[2 * u + 1];
+        tmp[--n] = pairs[2 * u];
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     if (v < 0) buf[len++] = '-';
-    while (n) buf[len++] = tmp[--n];
+    memcpy(buf + len, tmp + n, sizeof tmp - n);
+    len += sizeof tmp - n;
     buf[len] = '\0';
     return len;
 }
@@ -109,10 +125,14 @@ size_t pe_fmt_g(char *buf, double v, int digits)
         e10++;
     }
     char d[20];
-    for (int i = P - 1; i >= 0; i--) {
-        d[i] = (char)('0' + N % 10);
-        N /= 10;
+    int i = P;
+    while (i >= 2) { /* two digits per division */
+        unsigned r = (unsigned)(N % 100);
+        N /= 100;
+        d[--i] = pe_digit_pairs[2 * r + 1];
+        d[--i] = pe_digit_pairs[2 * r];
     }
+    if (i) d[0] = (char)('0' + N % 10);
     int nd = P; /* significant digits left after dropping trailing zeros */
     size_t len = 0;
     if (v < 0) buf[len++] = '-';

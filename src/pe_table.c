@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "pe_numfmt.h"
+
+#define PE_TABLE_SPARES 8
 
 struct pe_table {
     FILE *out;
@@ -34,10 +37,15 @@ struct pe_table {
     char *prefix;
     size_t prefix_len, prefix_cap, open_len;
     int prefix_cols;
-    /* a fork (pe_table_fork): its rows go to text, counted from base_rows */
-    char *text;
-    size_t text_len, text_cap;
+    /* a fork (pe_table_fork, out NULL): its rows stay in line, one after
+     * another, counted from base_rows */
     int base_rows;
+    /* a parent: the row buffers of joined forks, for the next forks (their
+     * pages are already there), under spare_mu */
+    pthread_mutex_t spare_mu;
+    char *spare[PE_TABLE_SPARES];
+    size_t spare_cap[PE_TABLE_SPARES];
+    int n_spare;
 };
 
 /* The first write error's errno: stdio keeps only a flag, and errno at
@@ -143,6 +151,7 @@ pe_table *pe_table_open(FILE *out, pe_format fmt, int digits, const char *tool,
 {
     pe_table *t = pe_alloc(1, sizeof *t, 1, e);
     if (!t) return NULL;
+    pthread_mutex_init(&t->spare_mu, NULL);
     t->out = out;
     t->fmt = fmt;
     t->digits = digits < 1 ? 1 : digits > 17 ? 17 : digits;
@@ -209,7 +218,7 @@ static void cell(pe_table *t)
 {
     if (t->col == 0) {
         write_header(t);
-        t->len = 0;
+        if (t->out) t->len = 0; /* a fork keeps its rows in line */
         if (t->fmt == PE_FMT_JSON) {
             puts_(t, t->rows ? ",\n{" : "\n{");
         } else if (t->pending && t->rows) {
@@ -288,25 +297,12 @@ void pe_table_use_prefix(pe_table *t)
 void pe_table_end_row(pe_table *t)
 {
     put(t, t->fmt == PE_FMT_JSON ? "}" : "\n", 1);
-    if (t->oom) {
-    } else if (t->out) {
-        note_write(fwrite(t->line, 1, t->len, t->out), t->len);
-    } else if (t->text_len + t->len > t->text_cap) { /* a fork: rows go to text */
-        size_t cap = t->text_cap ? t->text_cap : 1 << 16;
-        while (t->text_len + t->len > cap) cap *= 2;
-        char *p = realloc(t->text, cap);
-        if (p) {
-            t->text = p;
-            t->text_cap = cap;
-            memcpy(t->text + t->text_len, t->line, t->len);
-            t->text_len += t->len;
-        } else {
-            t->oom = 1;
-        }
-    } else {
-        memcpy(t->text + t->text_len, t->line, t->len);
-        t->text_len += t->len;
+    if (!t->out) { /* a fork: the row stays where it is */
+        t->col = 0;
+        t->rows++;
+        return;
     }
+    if (!t->oom) note_write(fwrite(t->line, 1, t->len, t->out), t->len);
     t->len = 0;
     t->col = 0;
     t->rows++;
@@ -328,7 +324,16 @@ pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e)
     f->rows = at.rows;
     f->base_rows = at.rows;
     f->pending = t->fmt == PE_FMT_GNUPLOT ? at.pending : 0; /* as pe_table_break */
-    return f; /* out stays NULL: rows are kept in text */
+    pe_table *p = (pe_table *)t; /* only its spare list, under its lock */
+    pthread_mutex_lock(&p->spare_mu);
+    if (p->n_spare > 0) {
+        p->n_spare--;
+        f->line = p->spare[p->n_spare];
+        f->cap = p->spare_cap[p->n_spare];
+    }
+    pthread_mutex_unlock(&p->spare_mu);
+    if (!f->line && (f->line = malloc(1 << 16))) f->cap = 1 << 16; /* else put grows it */
+    return f; /* out stays NULL: rows are kept in line */
 }
 
 pe_table_state pe_table_state_of(const pe_table *t)
@@ -342,11 +347,17 @@ int pe_table_join(pe_table *t, pe_table *f, pe_err *e)
     int bad = f->oom;
     if (!bad) {
         write_header(t);
-        note_write(fwrite(f->text, 1, f->text_len, t->out), f->text_len);
+        note_write(fwrite(f->line, 1, f->len, t->out), f->len);
         t->rows += f->rows - f->base_rows;
         t->pending = f->pending;
     }
-    free(f->text);
+    pthread_mutex_lock(&t->spare_mu);
+    if (t->n_spare < PE_TABLE_SPARES && f->line) {
+        t->spare[t->n_spare] = f->line;
+        t->spare_cap[t->n_spare++] = f->cap;
+        f->line = NULL;
+    }
+    pthread_mutex_unlock(&t->spare_mu);
     free(f->line);
     free(f->prefix);
     free(f);
@@ -356,7 +367,6 @@ int pe_table_join(pe_table *t, pe_table *f, pe_err *e)
 void pe_table_fork_free(pe_table *f)
 {
     if (!f) return;
-    free(f->text);
     free(f->line);
     free(f->prefix);
     free(f);
@@ -376,6 +386,8 @@ int pe_table_finish(pe_table *t, pe_err *e)
     int oom = t->oom;
     free(t->line);
     free(t->prefix);
+    for (int i = 0; i < t->n_spare; i++) free(t->spare[i]);
+    pthread_mutex_destroy(&t->spare_mu);
     free(t);
     /* Write errors stay in the stream's error flag for pe_output_close. */
     if (oom) return pe_fail(e, "out of memory while writing the table");

@@ -426,7 +426,10 @@ static int format_piece(size_t k, void *ctx, pe_err *e)
         const size_t b = x % nb;
         size_t lo, hi;
         if (b == 0 && x != first) pe_table_break(t, 1);
-        pe_bin_range(R->in.n_dist, nb, b, &lo, &hi);
+        if (nb == R->in.n_dist) /* every distance its own bin */
+            lo = hi = b;
+        else
+            pe_bin_range(R->in.n_dist, nb, b, &lo, &hi);
         if (b != 0 && x != first) {
             pe_table_use_prefix(t); /* the series' first six cells */
         } else {

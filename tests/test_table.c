@@ -155,6 +155,17 @@ int main(int argc, char **argv)
         if (strcmp(buf, want) != 0) int_bad++;
     }
     PE_CHECK(int_bad == 0, "integers print as %lld, LLONG_MIN included");
+    /* Every count up to 10^5 and random values of every length. */
+    pe_rng ir = {777};
+    int_bad = 0;
+    for (long long i = -1000; i < 100000 + 200000; i++) {
+        char want[32];
+        long long v = i < 100000 ? i : (long long)(pe_rng_next(&ir) >> (pe_rng_next(&ir) % 64)) * ((i & 1) ? -1 : 1);
+        pe_fmt_int(buf, v);
+        snprintf(want, sizeof want, "%lld", v);
+        if (strcmp(buf, want) != 0) int_bad++;
+    }
+    PE_CHECK(int_bad == 0, "301000 more integers (every count to 10^5, random lengths) print as %lld");
 
     /* Table layout in the three formats. */
     static const char *const cols[] = {"a", "b", "c"};
