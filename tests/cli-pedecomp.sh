@@ -360,10 +360,15 @@ got=$(awk -F'\t' '/^#/ { next } !h { h = 1; next }
       last = $8; n++ }
     END { if (n != 2 * 65 * 1500) print n " rows" }' "$TMP/out")
 if [ -z "$got" ]; then ok "profile in pieces: every tsv row in order, no blank line"; else notok "profile in pieces (tsv)" "$got"; fi
+# gaps N: the gnuplot table in $TMP/out as "R rows, S single, D double"
+# blank lines, and any blank line not after a multiple of N rows.
+gaps() {
+    awk -v n="$1" '/^#/ { next } !h { h = 1; next } /^$/ { b++; next }
+        { if (b) { gaps[b]++; if (rows % n) bad = bad " gap after row " rows; b = 0 } rows++ }
+        END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out"
+}
 run "$PEDECOMP" -j 2 -H 0,1 --bins 1500 big.h5
-got=$(awk '/^#/ { next } !h { h = 1; next } /^$/ { b++; next }
-    { if (b) { gaps[b]++; if (rows % 1500) bad = bad " gap after row " rows; b = 0 } rows++ }
-    END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out")
+got=$(gaps 1500)
 if [ "$got" = "195000 rows, 128 single, 1 double" ]; then
     ok "profile in pieces: gnuplot blank lines only between series (one) and heads (two)"
 else
@@ -371,9 +376,7 @@ else
 fi
 # --bins 0: series of 2048 rows, each piece exactly one series.
 run "$PEDECOMP" -j 2 -H 0,1 --bins 0 big.h5
-got=$(awk '/^#/ { next } !h { h = 1; next } /^$/ { b++; next }
-    { if (b) { gaps[b]++; if (rows % 2048) bad = bad " gap after row " rows; b = 0 } rows++ }
-    END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out")
+got=$(gaps 2048)
 if [ "$got" = "266240 rows, 128 single, 1 double" ]; then
     ok "profile in pieces of whole series: the same blank lines"
 else
