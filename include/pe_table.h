@@ -77,7 +77,7 @@ typedef struct pe_table_state {
     int pending;
 } pe_table_state;
 pe_table_state pe_table_state_of(const pe_table *t);
-pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e);
+pe_table *pe_table_fork(pe_table *t, pe_table_state at, pe_err *e);
 int pe_table_join(pe_table *t, pe_table *fork, pe_err *e);
 void pe_table_fork_free(pe_table *fork);
 

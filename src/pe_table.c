@@ -310,7 +310,7 @@ void pe_table_end_row(pe_table *t)
 
 /* ---- forks: rows formatted on other threads ---- */
 
-pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e)
+pe_table *pe_table_fork(pe_table *t, pe_table_state at, pe_err *e)
 {
     pe_table *f = pe_alloc(1, sizeof *f, 1, e);
     if (!f) return NULL;
@@ -324,14 +324,13 @@ pe_table *pe_table_fork(const pe_table *t, pe_table_state at, pe_err *e)
     f->rows = at.rows;
     f->base_rows = at.rows;
     f->pending = t->fmt == PE_FMT_GNUPLOT ? at.pending : 0; /* as pe_table_break */
-    pe_table *p = (pe_table *)t; /* only its spare list, under its lock */
-    pthread_mutex_lock(&p->spare_mu);
-    if (p->n_spare > 0) {
-        p->n_spare--;
-        f->line = p->spare[p->n_spare];
-        f->cap = p->spare_cap[p->n_spare];
+    pthread_mutex_lock(&t->spare_mu); /* the only state of t that changes here */
+    if (t->n_spare > 0) {
+        t->n_spare--;
+        f->line = t->spare[t->n_spare];
+        f->cap = t->spare_cap[t->n_spare];
     }
-    pthread_mutex_unlock(&p->spare_mu);
+    pthread_mutex_unlock(&t->spare_mu);
     if (!f->line && (f->line = malloc(1 << 16))) f->cap = 1 << 16; /* else put grows it */
     return f; /* out stays NULL: rows are kept in line */
 }
@@ -454,11 +453,10 @@ static int same_file(const char *a, const char *b)
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-/* Output is written in large pieces: with stdio's 4 KiB a full-resolution
- * table spent a third of its time in the kernel's per-write overhead. */
+/* Output goes out in 1 MiB writes instead of stdio's 4 KiB: a
+ * full-resolution table is hundreds of MB. */
 #define PE_OUTPUT_BUFFER ((size_t)1 << 20)
 static char pe_stdout_buffer[PE_OUTPUT_BUFFER];
-
 
 int pe_output_open(pe_output *o, const char *path, const char *opt, char *const *inputs, size_t n_inputs,
                    pe_err *e)
