@@ -288,12 +288,20 @@ static int bin_rows(size_t t, void *ctx, pe_err *e)
     (void)e;
     const bin_job *bj = ctx;
     const size_t nd = bj->prof->n_dist, nb = bj->nb, rows = (size_t)bj->prof->n_pairs + 2;
-    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++)
+    const double *count = bj->prof->count;
+    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++) {
+        const double *sum = bj->prof->sum + r * nd;
+        double *mean = bj->out->mean + r * nb;
+        if (nb == nd) { /* one distance per bin: pe_bin_mean's value, without its loop */
+            for (size_t d = 0; d < nd; d++) mean[d] = count[d] > 0 ? sum[d] / count[d] : NAN;
+            continue;
+        }
         for (size_t b = 0; b < nb; b++) {
             size_t lo, hi;
             pe_bin_range(nd, nb, b, &lo, &hi);
-            bj->out->mean[r * nb + b] = pe_bin_mean(bj->prof->sum + r * nd, bj->prof->count, lo, hi);
+            mean[b] = pe_bin_mean(sum, count, lo, hi);
         }
+    }
     return 0;
 }
 
