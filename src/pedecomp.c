@@ -10,6 +10,7 @@
  * rotation of q/k. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,12 +150,29 @@ typedef struct head_result {
 /* What is kept from head to head: the head buffers and the profile with its
  * working memory, so that each head reuses pages already touched instead of
  * faulting in new ones. */
+/* The next task's query head, read on its own thread while this head is
+ * computed (one file; only when a head's q fits in PREFETCH_MAX bytes, the
+ * slack the memory budget leaves). */
+#define PREFETCH_MAX ((size_t)64 << 20)
+typedef struct prefetch {
+    pthread_t th;
+    int running;
+    size_t task;  /* the task whose q is in qn when ok */
+    int ok;
+    pe_dump *d;
+    size_t slot;
+    int head;
+    double *qn;
+    pe_err err;
+} prefetch;
+
 typedef struct worker_mem {
     double *q, *k;
     size_t cap;      /* doubles in q and in k */
     pe_profile prof; /* initialised when prof.sum != NULL */
     long k_layer;    /* single file: the layer and key head k holds, */
     int k_head;      /* so that a key head's query heads read it once */
+    prefetch pf;     /* pf.qn: cap doubles when prefetching */
 } worker_mem;
 
 typedef struct run {
@@ -186,23 +204,55 @@ static void result_free(head_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The worker's q and k buffers, grown to n doubles each. */
-static int worker_buffers(worker_mem *w, size_t n, pe_err *e)
+/* The worker's q and k buffers (and the prefetch buffer when use_qn),
+ * grown to n doubles each. */
+static int worker_buffers(worker_mem *w, size_t n, int use_qn, pe_err *e)
 {
-    if (w->cap >= n) return 0;
+    if (w->cap >= n && (!use_qn || w->pf.qn)) return 0;
     w->k_head = -1;
+    w->pf.ok = 0;
     free(w->q);
     free(w->k);
+    free(w->pf.qn);
     w->q = pe_alloc_big(n, sizeof *w->q, e);
     w->k = w->q ? pe_alloc_big(n, sizeof *w->k, e) : NULL;
-    if (!w->k) {
+    w->pf.qn = w->k && use_qn ? pe_alloc_big(n, sizeof *w->pf.qn, e) : NULL;
+    if (!w->k || (use_qn && !w->pf.qn)) {
         free(w->q);
-        w->q = NULL;
+        free(w->k);
+        w->q = w->k = NULL;
         w->cap = 0;
         return -1;
     }
     w->cap = n;
     return 0;
+}
+
+static void *prefetch_main(void *arg)
+{
+    prefetch *pf = arg;
+    pf->ok = pe_dump_read_head(pf->d, pf->slot, PE_TENSOR_Q, pf->head, pf->qn, &pf->err) == 0;
+    return NULL;
+}
+
+/* Starts reading task j's query head into w->pf.qn (one file). */
+static void prefetch_start(run *R, worker_mem *w, size_t j)
+{
+    const task *tn = &R->tasks[j];
+    prefetch *pf = &w->pf;
+    pf->ok = 0;
+    pf->task = j;
+    pf->d = R->in.dumps[0];
+    pf->slot = (size_t)pe_dump_find_layer(pf->d, R->in.layers[tn->lj]);
+    pf->head = tn->head;
+    /* Without a thread the next task simply reads its head itself. */
+    pf->running = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
+}
+
+static void prefetch_wait(worker_mem *w)
+{
+    if (w->pf.running) pthread_join(w->pf.th, NULL);
+    w->pf.running = 0;
 }
 
 /* The worker's profile, zeroed, for P pairs and n_dist distances. */
@@ -237,7 +287,7 @@ static int work_usage(run *R, const task *tk, head_result *out, pe_err *e)
         pe_dump *d = R->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
-        if (worker_buffers(w, mf->T * (size_t)mf->head_dim, e) < 0) return -1;
+        if (worker_buffers(w, mf->T * (size_t)mf->head_dim, 0, e) < 0) return -1;
         if (pe_dump_read_head(d, (size_t)slot, tk->tensor, tk->head, w->q, e) < 0) return -1;
         pe_geom g = layer_geom(mf, slot);
         pe_usage_add(&out->use, w->q, mf->T, &g);
@@ -327,8 +377,17 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_dump_find_layer(d, R->in.layers[tk->lj]);
         int kvh = tk->head / R->kv_group;
-        if (worker_buffers(w, mf->T * (size_t)mf->head_dim, e) < 0) goto done;
-        if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, w->q, e) < 0) goto done;
+        size_t td = mf->T * (size_t)mf->head_dim;
+        int use_qn = R->in.n == 1 && R->jobs > 1 && td * sizeof(double) <= PREFETCH_MAX;
+        if (worker_buffers(w, td, use_qn, e) < 0) goto done;
+        if (use_qn && w->pf.ok && w->pf.task == i) { /* read while the last head was computed */
+            double *t = w->q;
+            w->q = w->pf.qn;
+            w->pf.qn = t;
+            w->pf.ok = 0;
+        } else if (pe_dump_read_head(d, (size_t)slot, PE_TENSOR_Q, tk->head, w->q, e) < 0) {
+            goto done;
+        }
         /* Heads come in order, so the query heads of one key head are
          * neighbours: with one file, its key head is read once for them. */
         int have_k = R->in.n == 1 && w->k_layer == R->in.layers[tk->lj] && w->k_head == kvh;
@@ -338,7 +397,10 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         w->k_head = kvh;
         pe_geom g = layer_geom(mf, slot);
         pe_head_input hin = {mf->T, w->q, w->k, mf->positions, mf->attn_scale, mf->contiguous};
-        if (pe_profile_add(prof, &hin, &g, (pe_method)R->o->method, e) < 0) goto done;
+        if (use_qn && i + 1 < R->n_tasks) prefetch_start(R, w, i + 1);
+        int added = pe_profile_add(prof, &hin, &g, (pe_method)R->o->method, e);
+        prefetch_wait(w); /* a failed read is reported by its own task, reading again */
+        if (added < 0) goto done;
     }
 
     if (R->o->table == TABLE_SUMMARY) {
@@ -659,6 +721,7 @@ static int check_memory_need(run *R, pe_err *e)
     double T = 0, P = m->n_pairs, D = m->head_dim, nd = (double)R->in.n_dist;
     for (size_t f = 0; f < R->in.n; f++) T = fmax(T, (double)pe_dump_meta(R->in.dumps[f])->T);
     double need = 2 * T * D * 8; /* q and k */
+    if (R->in.n == 1 && R->jobs > 1 && T * D * 8 <= (double)PREFETCH_MAX) need += T * D * 8; /* the next q */
     if (R->o->table != TABLE_USAGE && R->o->table != TABLE_DIMS) {
         double units = ceil(P / 8) + (m->rotary_dim < m->head_dim);
         double threads = fmin((double)R->jobs, fmax(units, 1));
@@ -1037,6 +1100,7 @@ end:
     free(R.tasks);
     free(R.wm.q);
     free(R.wm.k);
+    free(R.wm.pf.qn);
     pe_profile_free(&R.wm.prof);
     if (R.in.n) pe_inputs_close(&R.in);
     for (size_t f = 0; checked && f < n_files; f++) pe_dump_close(checked[f]);
