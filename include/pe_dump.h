@@ -101,8 +101,8 @@ const char *pe_dump_dtype(pe_dump *d, size_t slot, pe_tensor t, int rotated);
  * their default action and nothing is timed. */
 void pe_dump_guard(const char *prog);
 
-/* Refuses, before anything is allocated, a run that needs `need` bytes when
- * that is more than max_memory (when > 0) or the available memory: fills e
+/* Refuses, before anything is allocated, a run that needs `need` bytes (plus
+ * 16 MiB for the program and its libraries) when that is more than max_memory (when > 0) or the available memory: fills e
  * with "WHAT needs N, more than the M allowed by --max-memory" (or
  * "available") and returns -1; else 0. */
 int pe_memory_check(double need, double max_memory, const char *what, pe_err *e);

@@ -228,9 +228,14 @@ double pe_available_memory(void)
     return pages > 0 && size > 0 ? (double)pages * (double)size : 0.0;
 }
 
+/* What the program and its libraries hold before any data (measured: about
+ * 15 MB resident for a one-token file). */
+#define PE_BASE_MEMORY (16.0 * 1024 * 1024)
+
 int pe_memory_check(double need, double max_memory, const char *what, pe_err *e)
 {
     char a[32], b[32];
+    need += PE_BASE_MEMORY;
     double limit = max_memory > 0 ? max_memory : pe_available_memory();
     if (limit <= 0 || need <= limit) return 0;
     return pe_fail(e, "%s needs %s, more than the %s %s", what, pe_format_bytes(need, a, sizeof a),

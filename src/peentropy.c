@@ -225,13 +225,15 @@ static void scratch_free(scratch *s)
 /* What a run holds at its peak, refused before the heads are read when it is
  * more than --max-memory or the available memory.  Per thread: one head's
  * tensor in double (twice with more than one stage), the Gram matrix with
- * the eigensolver's workspace; and every result row until the table is
- * written. */
+ * the eigensolver's workspace; every result row until the table is written;
+ * each file's rotation tables. */
 static int check_memory_need(const run *R, size_t n_res, pe_err *e)
 {
     double T = (double)R->T_max, D = R->D;
     double need = R->n_pool * (T * D * 8 * (R->n_stages > 1 ? 2 : 1) + 6 * D * D * 8);
     need += (double)n_res * sizeof *R->res;
+    /* per file, a table of cosines and sines for each rotated stage (post, ntk) */
+    need += (double)R->in.n * 2 * T * R->in.meta->rotary_dim * 8;
     char what[64];
     snprintf(what, sizeof what, "this run (T %.0f, head_dim %.0f, -j %d)", T, D, R->n_pool);
     return pe_memory_check(need, R->c->max_memory, what, e);
