@@ -368,24 +368,15 @@ gaps() {
         END { printf "%d rows, %d single, %d double%s", rows, gaps[1], gaps[2], bad }' "$TMP/out"
 }
 run "$PEDECOMP" -j 2 -H 0,1 --bins 1500 big.h5
-got=$(gaps 1500)
-if [ "$got" = "195000 rows, 128 single, 1 double" ]; then
-    ok "profile in pieces: gnuplot blank lines only between series (one) and heads (two)"
-else
-    notok "profile in pieces (gnuplot)" "$got"
-fi
+is "profile in pieces: gnuplot blank lines only between series (one) and heads (two)" \
+    "195000 rows, 128 single, 1 double" "$(gaps 1500)"
 # --bins 0: series of 2048 rows, each piece exactly one series.
 run "$PEDECOMP" -j 2 -H 0,1 --bins 0 big.h5
-got=$(gaps 2048)
-if [ "$got" = "266240 rows, 128 single, 1 double" ]; then
-    ok "profile in pieces of whole series: the same blank lines"
-else
-    notok "profile in pieces of whole series (gnuplot)" "$got"
-fi
+is "profile in pieces of whole series: the same blank lines" "266240 rows, 128 single, 1 double" "$(gaps 2048)"
 if command -v jq >/dev/null 2>&1; then
     run "$PEDECOMP" -j 2 -H 0,1 --bins 0 -f json big.h5
     got=$(jq -r '[(.rows | length), (.rows | map(.delta_lo)) == ([range(0; 130)] | map(range(0; 2048)))] | @tsv' "$TMP/out" 2>&1)
-    if [ "$got" = "$(printf '266240\ttrue')" ]; then ok "profile in pieces: one JSON document, every row in order"; else notok "profile in pieces (json)" "$got"; fi
+    is "profile in pieces: one JSON document, every row in order" "$(printf '266240\ttrue')" "$got"
 else
     echo "skip - profile in pieces (json): jq is not installed"
 fi

@@ -90,6 +90,11 @@ golden() {
     fi
 }
 
+# is DESC WANT GOT: GOT equals WANT, shown on failure.
+is() {
+    if [ "$3" = "$2" ]; then ok "$1"; else notok "$1" "got '$3', want '$2'"; fi
+}
+
 # data FILE: the rows of a table without its comment lines.
 data() { grep -v '^#' "$1"; }
 
