@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Powers of ten that long double holds exactly (5^k < 2^LDBL_MANT_DIG):
@@ -49,30 +50,194 @@ static const char pe_digit_pairs[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
+/* Writes the 8 decimal digits of x < 10^8 at p: its halves and their
+ * pairs are independent, so the divisions do not wait on each other. */
+static void put8(char *p, uint32_t x)
+{
+    uint32_t hi = x / 10000, lo = x % 10000;
+    memcpy(p, pe_digit_pairs + 2 * (hi / 100), 2);
+    memcpy(p + 2, pe_digit_pairs + 2 * (hi % 100), 2);
+    memcpy(p + 4, pe_digit_pairs + 2 * (lo / 100), 2);
+    memcpy(p + 6, pe_digit_pairs + 2 * (lo % 100), 2);
+}
+
+/* Writes the `count` low decimal digits of v, leading zeros kept, at p. */
+static void put_digits(char *p, unsigned long long v, int count)
+{
+    while (count >= 8) { /* eight at a time from the end */
+        unsigned long long q = v / 100000000;
+        count -= 8;
+        put8(p + count, (uint32_t)(v - q * 100000000));
+        v = q;
+    }
+    uint32_t u = (uint32_t)v; /* < 10^7 now */
+    char *q = p + count;
+    while (q - p >= 2) {
+        uint32_t r = u % 100;
+        u /= 100;
+        q -= 2;
+        memcpy(q, pe_digit_pairs + 2 * r, 2);
+    }
+    if (q > p) *--q = (char)('0' + u % 10);
+}
+
+/* Decimal digits of u >= 1 (1..20). */
+static int digit_count(unsigned long long u)
+{
+    int n = 1;
+    for (;;) { /* four digits per step: the common sizes take one or two */
+        if (u < 10) return n;
+        if (u < 100) return n + 1;
+        if (u < 1000) return n + 2;
+        if (u < 10000) return n + 3;
+        u /= 10000;
+        n += 4;
+    }
+}
+
 size_t pe_fmt_int(char *buf, long long v)
 {
-    /* Two digits per division, written from the end of tmp. */
-    const char *pairs = pe_digit_pairs;
-    char tmp[24];
-    size_t n = sizeof tmp, len = 0;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        tmp[--n] = pairs[2 * r + 1];
-        tmp[--n] = pairs[2 * r];
-    }
-    if (u >= 10) {
-        tmp[--n] = pairs[2 * u + 1];
-        tmp[--n] = pairs[2 * u];
-    } else {
-        tmp[--n] = (char)('0' + u);
-    }
-    if (v < 0) buf[len++] = '-';
-    memcpy(buf + len, tmp + n, sizeof tmp - n);
-    len += sizeof tmp - n;
+    size_t len = v < 0;
+    int nd = digit_count(u ? u : 1);
+    if (v < 0) buf[0] = '-';
+    put_digits(buf + len, u, nd);
+    len += (size_t)nd;
     buf[len] = '\0';
     return len;
+}
+
+/* The decimal exponent of a > 0, estimated from the binary one (within one
+ * of the truth: the callers correct it), without log10. */
+static int e10_estimate(double a)
+{
+    /* a = f 2^e2, 1 <= f < 2, read from the bits (no libm call); a
+     * subnormal a comes out far too small, and its caller gives up. */
+    uint64_t bits;
+    memcpy(&bits, &a, sizeof bits);
+    int e2 = (int)(bits >> 52 & 0x7ff) - 1023;
+    /* floor(e2 log10 2), with log10 2 ~ 315653 / 2^20 */
+    long x = (long)e2 * 315653;
+    return (int)(x >= 0 ? x >> 20 : -((-x + (1L << 20) - 1) >> 20));
+}
+
+/* Exact powers of ten in double: 10^22 is the last (5^22 < 2^53). */
+static const double pe_pow10_d[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The fast path, P <= 15 digits: a scaled by an exact power of ten in
+ * double, s = a 10^k with one rounding, |a 10^k - s| <= s 2^-53.  The
+ * P-digit integer N = round(a 10^k) follows from s unless its fraction is
+ * within that bound of one half; then fma recovers the rounding error
+ * exactly (a 10^k = s + err; for k < 0, a = s 10^-k + r) and decides.  An
+ * exact tie (printf rounds those to even) or s landing on 10^(P-1) from
+ * below returns -1. */
+static int scale_exact(double a, int P, unsigned long long *N, int *e10_out)
+{
+    if (P > 15) return -1;
+    const double lo = pe_pow10_d[P - 1], hi = pe_pow10_d[P];
+    int e10 = e10_estimate(a), k = 0;
+    double s = 0;
+    for (int tries = 0;; tries++) {
+        if (tries == 3) return -1;
+        k = P - 1 - e10;
+        if (k > 22 || k < -22) return -1;
+        s = k >= 0 ? a * pe_pow10_d[k] : a / pe_pow10_d[-k];
+        if (s >= hi)
+            e10++;
+        else if (s < lo)
+            e10--;
+        else
+            break;
+    }
+    if (!(s < hi)) return -1; /* inf */
+    unsigned long long n = (unsigned long long)s; /* s < 10^15 < 2^53: exact floor */
+    double half = s - (double)n - 0.5;            /* exact */
+    if (fabs(half) <= s * 0x1p-52 || s == lo) {
+        /* Rare: the error decides.  Rounding half + err keeps the sign
+         * of the exact sum, and gives 0 only for an exact 0 (a tie) or
+         * when err/p rounded onto -half: both go to the slow path. */
+        double err;
+        if (k >= 0) {
+            err = fma(a, pe_pow10_d[k], -s);
+        } else {
+            double p = pe_pow10_d[-k];
+            err = fma(-s, p, a) / p; /* the remainder is exact; over p, its sign kept */
+        }
+        if (s == lo && err < 0) return -1; /* just under 10^(P-1): the slow path carries */
+        half += err;
+        if (half == 0) return -1;
+    }
+    n += half > 0;
+    if ((double)n >= hi) { /* 9.99..95 rounded up to 10.0..0 */
+        n /= 10;
+        e10++;
+    }
+    *N = n;
+    *e10_out = e10;
+    return 0;
+}
+
+/* The general path, any P up to 17: one rounding in long double, and the
+ * cases within its error bound of a tie go to snprintf (-1). */
+static int scale_long_double(double a, int P, unsigned long long *N, int *e10_out)
+{
+    pthread_once(&pe_pow10_once, pow10_init);
+    int ok, e10 = e10_estimate(a);
+    long double s = 0, lo = 0, hi = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        int k = P - 1 - e10;
+        long double p = pow10_exact(k >= 0 ? k : -k, &ok);
+        if (!ok) return -1;
+        s = k >= 0 ? (long double)a * p : (long double)a / p;
+        lo = pow10_exact(P - 1, &ok);
+        hi = lo * 10;
+        if (s >= hi) {
+            e10++;
+        } else if (s < lo) {
+            e10--;
+        } else {
+            break;
+        }
+    }
+    if (s < lo || s >= hi) return -1;
+    /* One rounding in the scaling: |error| <= s * LDBL_EPSILON / 2.  Keep a
+     * wide margin around the half-way point. */
+    /* s < 10^17 < 2^64: the conversion truncates, which is floor here. */
+    unsigned long long n = (unsigned long long)s;
+    long double frac = s - (long double)n;
+    long double margin = 4 * s * LDBL_EPSILON;
+    if (fabsl(frac - 0.5L) <= margin) return -1;
+    n += frac > 0.5L ? 1 : 0;
+    if ((long double)n >= hi) { /* 9.99..95 rounded up to 10.0..0 */
+        n /= 10;
+        e10++;
+    }
+    *N = n;
+    *e10_out = e10;
+    return 0;
+}
+
+/* Trailing zero digits of N >= 1, counted from N, not from the text just
+ * written: reading that back would wait for the stores. */
+static int trailing_zeros(unsigned long long N)
+{
+    int tz = 0;
+    while (N % 10 == 0) {
+        N /= 10;
+        tz++;
+    }
+    return tz;
+}
+
+/* The length of a number whose `nf` decimals start at f0, after a '.', when
+ * its last `tz` digits are zeros: %g drops them, and the '.' with them when
+ * no decimal is left. */
+static size_t trimmed_end(size_t f0, int nf, int tz)
+{
+    int keep = nf - (tz < nf ? tz : nf);
+    return keep ? f0 + (size_t)keep : f0 - 1;
 }
 
 size_t pe_fmt_g(char *buf, double v, int digits)
@@ -87,63 +252,22 @@ size_t pe_fmt_g(char *buf, double v, int digits)
     }
     if (digits < 1) digits = 1;
     if (digits > 17) digits = 17;
-    pthread_once(&pe_pow10_once, pow10_init);
-    int P = digits, ok;
+    int P = digits, e10;
     double a = fabs(v);
-    /* The decimal exponent estimated from the binary one (within one of
-     * the truth: corrected below), without log10. */
-    int e10, e2;
-    frexp(a, &e2); /* a = f 2^e2, 0.5 <= f < 1 */
-    e10 = (int)floor((e2 - 1) * 0.30102999566398120);
-    long double s = 0, lo = 0, hi = 0;
-    for (int tries = 0; tries < 3; tries++) {
-        int k = P - 1 - e10;
-        long double p = pow10_exact(k >= 0 ? k : -k, &ok);
-        if (!ok) return fallback(buf, v, digits);
-        s = k >= 0 ? (long double)a * p : (long double)a / p;
-        lo = pow10_exact(P - 1, &ok);
-        hi = lo * 10;
-        if (s >= hi) {
-            e10++;
-        } else if (s < lo) {
-            e10--;
-        } else {
-            break;
-        }
-    }
-    if (s < lo || s >= hi) return fallback(buf, v, digits);
-    /* One rounding in the scaling: |error| <= s * LDBL_EPSILON / 2.  Keep a
-     * wide margin around the half-way point. */
-    /* s < 10^17 < 2^64: the conversion truncates, which is floor here. */
-    unsigned long long N = (unsigned long long)s;
-    long double frac = s - (long double)N;
-    long double margin = 4 * s * LDBL_EPSILON;
-    if (fabsl(frac - 0.5L) <= margin) return fallback(buf, v, digits);
-    N += frac > 0.5L ? 1 : 0;
-    if ((long double)N >= hi) { /* 9.99..95 rounded up to 10.0..0 */
-        N /= 10;
-        e10++;
-    }
-    char d[20];
-    int i = P;
-    while (i >= 2) { /* two digits per division */
-        unsigned r = (unsigned)(N % 100);
-        N /= 100;
-        d[--i] = pe_digit_pairs[2 * r + 1];
-        d[--i] = pe_digit_pairs[2 * r];
-    }
-    if (i) d[0] = (char)('0' + N % 10);
-    int nd = P; /* significant digits left after dropping trailing zeros */
+    unsigned long long N;
+    if (scale_exact(a, P, &N, &e10) < 0 && scale_long_double(a, P, &N, &e10) < 0)
+        return fallback(buf, v, digits);
+    /* Digits go straight to their place: gathering them in a scratch array
+     * and copying it out stalls on the store just made. */
     size_t len = 0;
+    int tz = trailing_zeros(N);
     if (v < 0) buf[len++] = '-';
     if (e10 < -4 || e10 >= P) {
-        while (nd > 1 && d[nd - 1] == '0') nd--;
-        buf[len++] = d[0];
-        if (nd > 1) {
-            buf[len++] = '.';
-            memcpy(buf + len, d + 1, (size_t)(nd - 1));
-            len += (size_t)(nd - 1);
-        }
+        /* d.ddd: the digits one place on, then the first moved before '.' */
+        put_digits(buf + len + 1, N, P);
+        buf[len] = buf[len + 1];
+        buf[len + 1] = '.';
+        len = trimmed_end(len + 2, P - 1, tz);
         buf[len++] = 'e';
         buf[len++] = e10 < 0 ? '-' : '+';
         int x = e10 < 0 ? -e10 : e10;
@@ -151,24 +275,20 @@ size_t pe_fmt_g(char *buf, double v, int digits)
         buf[len++] = (char)('0' + x / 10 % 10);
         buf[len++] = (char)('0' + x % 10);
     } else if (e10 >= 0) {
-        /* e10 + 1 integer digits, then P - 1 - e10 decimals */
-        int ni = e10 + 1;
-        while (nd > ni && d[nd - 1] == '0') nd--;
-        memcpy(buf + len, d, (size_t)ni);
-        len += (size_t)ni;
-        if (nd > ni) {
-            buf[len++] = '.';
-            memcpy(buf + len, d + ni, (size_t)(nd - ni));
-            len += (size_t)(nd - ni);
-        }
+        /* e10 + 1 integer digits, '.', P - 1 - e10 decimals moved one on */
+        size_t ni = (size_t)e10 + 1, end = len + (size_t)P + 1;
+        put_digits(buf + len, N, P);
+        for (size_t j = end - 1; j > len + ni; j--) buf[j] = buf[j - 1];
+        buf[len + ni] = '.';
+        len = trimmed_end(len + ni + 1, P - (int)ni, tz);
     } else {
         /* 0.000ddd: -e10 - 1 zeros after the point */
-        while (nd > 1 && d[nd - 1] == '0') nd--;
-        buf[len++] = '0';
-        buf[len++] = '.';
-        for (int z = 0; z < -e10 - 1; z++) buf[len++] = '0';
-        memcpy(buf + len, d, (size_t)nd);
-        len += (size_t)nd;
+        size_t z = (size_t)(-e10 - 1), f0 = len + 2;
+        buf[len] = '0';
+        buf[len + 1] = '.';
+        memset(buf + f0, '0', z);
+        put_digits(buf + f0 + z, N, P);
+        len = trimmed_end(f0, (int)z + P, tz);
     }
     buf[len] = '\0';
     return len;

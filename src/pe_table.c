@@ -57,25 +57,31 @@ static void note_write(size_t wrote, size_t want)
     if (wrote < want && !pe_write_errno) pe_write_errno = errno ? errno : EIO;
 }
 
+/* Makes room for n more bytes and a terminator in the row buffer; 0 when
+ * it could not grow (t->oom is set, the row is dropped at its end). */
+static int reserve(pe_table *t, size_t n)
+{
+    if (t->len + n + 1 <= t->cap) return 1;
+    size_t cap = t->cap ? t->cap : 256;
+    while (t->len + n + 1 > cap) cap *= 2;
+    char *nl = realloc(t->line, cap);
+    if (!nl) {
+        t->oom = 1;
+        return 0;
+    }
+    t->line = nl;
+    t->cap = cap;
+    return 1;
+}
+
 /* Appends n bytes to the row buffer. */
 static void put(pe_table *t, const char *s, size_t n)
 {
-    if (n == 1 && t->len + 2 <= t->cap) { /* separators: no memcpy call */
-        t->line[t->len++] = *s;
-        return;
-    }
-    if (t->len + n + 1 > t->cap) {
-        size_t cap = t->cap ? t->cap : 256;
-        while (t->len + n + 1 > cap) cap *= 2;
-        char *nl = realloc(t->line, cap);
-        if (!nl) {
-            t->oom = 1;
-            return;
-        }
-        t->line = nl;
-        t->cap = cap;
-    }
-    memcpy(t->line + t->len, s, n);
+    if (!reserve(t, n)) return;
+    if (n == 1) /* separators: no memcpy call */
+        t->line[t->len] = *s;
+    else
+        memcpy(t->line + t->len, s, n);
     t->len += n;
 }
 
@@ -214,7 +220,7 @@ static void write_header(pe_table *t)
 }
 
 /* Starts a cell: the row's opening, separators, the JSON key. */
-static void cell(pe_table *t)
+static void cell_slow(pe_table *t)
 {
     if (t->col == 0) {
         write_header(t);
@@ -236,11 +242,22 @@ static void cell(pe_table *t)
     t->col++;
 }
 
+/* The common case inline: a tab between text cells. */
+static inline void cell(pe_table *t)
+{
+    if (t->col == 0 || t->fmt == PE_FMT_JSON || t->len + 2 > t->cap) {
+        cell_slow(t);
+        return;
+    }
+    t->line[t->len++] = '\t';
+    t->col++;
+}
+
+/* Numbers are formatted in place, at the end of the row buffer. */
 void pe_table_int(pe_table *t, long long v)
 {
-    char buf[PE_NUMFMT_MAX];
     cell(t);
-    put(t, buf, pe_fmt_int(buf, v));
+    if (reserve(t, PE_NUMFMT_MAX)) t->len += pe_fmt_int(t->line + t->len, v);
 }
 
 void pe_table_str(pe_table *t, const char *s)
@@ -254,12 +271,11 @@ void pe_table_str(pe_table *t, const char *s)
 
 void pe_table_dbl(pe_table *t, double v)
 {
-    char buf[PE_NUMFMT_MAX];
     cell(t);
     if (t->fmt == PE_FMT_JSON && !isfinite(v))
         puts_(t, "null");
-    else
-        put(t, buf, pe_fmt_g(buf, v, t->digits));
+    else if (reserve(t, PE_NUMFMT_MAX))
+        t->len += pe_fmt_g(t->line + t->len, v, t->digits);
 }
 
 void pe_table_nan(pe_table *t)

@@ -412,7 +412,7 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
         size_t rows = (size_t)P + 2;
         out->nb = nb;
-        out->mean = pe_alloc(rows * nb, sizeof(double), 0, e);
+        out->mean = pe_alloc_big(rows * nb, sizeof(double), e); /* 17 MB a head at T 32768, --bins 0 */
         out->npairs = pe_alloc(nb, sizeof(double), 0, e);
         if (!out->mean || !out->npairs) goto done;
         for (size_t b = 0; b < nb; b++) {
@@ -491,9 +491,13 @@ static int format_piece(size_t k, void *ctx, pe_err *e)
     pe_table_state at = k == 0 ? pj->at : (pe_table_state){1, first % nb == 0};
     pe_table *t = pe_table_fork(R->table, at, e);
     if (!t) return -1;
-    for (size_t x = first; x < last; x++) {
-        const int row = pj->series[x / nb];
-        const size_t b = x % nb;
+    size_t si = first / nb, b = first % nb; /* the series and bin of row x */
+    for (size_t x = first; x < last; x++, b++) {
+        if (b == nb) {
+            b = 0;
+            si++;
+        }
+        const int row = pj->series[si];
         size_t lo, hi;
         if (b == 0 && x != first) pe_table_break(t, 1);
         if (nb == R->in.n_dist) /* every distance its own bin */
