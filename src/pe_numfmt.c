@@ -81,25 +81,32 @@ static void put_digits(char *p, unsigned long long v, int count)
     if (q > p) *--q = (char)('0' + u % 10);
 }
 
-/* Decimal digits of u >= 1 (1..20). */
+static const unsigned long long pe_pow10_u[20] = {
+    1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL, 100000000ULL,
+    1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL, 10000000000000ULL,
+    100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL, 100000000000000000ULL,
+    1000000000000000000ULL, 10000000000000000000ULL};
+
+/* Decimal digits of u (1 for 0): the bit length times log10 2 is the count
+ * or one less, and one comparison tells which. */
 static int digit_count(unsigned long long u)
 {
-    int n = 1;
-    for (;;) { /* four digits per step: the common sizes take one or two */
-        if (u < 10) return n;
-        if (u < 100) return n + 1;
-        if (u < 1000) return n + 2;
-        if (u < 10000) return n + 3;
-        u /= 10000;
-        n += 4;
-    }
+    u |= 1;
+#if defined(__GNUC__)
+    int bits = 64 - __builtin_clzll(u);
+#else
+    int bits = 0;
+    for (unsigned long long x = u; x; x >>= 1) bits++;
+#endif
+    int t = bits * 1233 >> 12; /* 1233 / 4096 ~ log10 2 */
+    return t + (u >= pe_pow10_u[t]);
 }
 
 size_t pe_fmt_int(char *buf, long long v)
 {
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
     size_t len = v < 0;
-    int nd = digit_count(u ? u : 1);
+    int nd = digit_count(u);
     if (v < 0) buf[0] = '-';
     put_digits(buf + len, u, nd);
     len += (size_t)nd;
@@ -109,6 +116,20 @@ size_t pe_fmt_int(char *buf, long long v)
 
 /* The decimal exponent of a > 0, estimated from the binary one (within one
  * of the truth: the callers correct it), without log10. */
+/* 10^e for e in [-24, 39], rounded: for comparisons only. */
+#define PE_P10_LO (-24)
+#define PE_P10_HI 39
+static const double pe_pow10_cmp[PE_P10_HI - PE_P10_LO + 1] = {
+    1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17,
+    1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9,
+    1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7,
+    1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+    1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23,
+    1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31,
+    1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
+};
+
 static int e10_estimate(double a)
 {
     /* a = f 2^e2, 1 <= f < 2, read from the bits (no libm call); a
@@ -116,9 +137,13 @@ static int e10_estimate(double a)
     uint64_t bits;
     memcpy(&bits, &a, sizeof bits);
     int e2 = (int)(bits >> 52 & 0x7ff) - 1023;
-    /* floor(e2 log10 2), with log10 2 ~ 315653 / 2^20 */
+    /* floor(e2 log10 2), with log10 2 ~ 315653 / 2^20: the decimal exponent
+     * or one less; one comparison (no branch) tells which, but for values
+     * next to a power of ten, which the callers correct. */
     long x = (long)e2 * 315653;
-    return (int)(x >= 0 ? x >> 20 : -((-x + (1L << 20) - 1) >> 20));
+    int e = (int)(x >= 0 ? x >> 20 : -((-x + (1L << 20) - 1) >> 20));
+    if (e + 1 >= PE_P10_LO && e + 1 <= PE_P10_HI) e += a >= pe_pow10_cmp[e + 1 - PE_P10_LO];
+    return e;
 }
 
 /* Exact powers of ten in double: 10^22 is the last (5^22 < 2^53). */

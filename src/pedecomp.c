@@ -139,6 +139,7 @@ typedef struct task {
 typedef struct head_result {
     size_t nb;            /* bins */
     double *mean;         /* (P + 2) x nb: pairs, pass, total */
+    size_t mean_cap;      /* doubles in mean */
     double *npairs;       /* nb */
     pe_pair_summary *sum; /* P, summary table */
     pe_purity *pur;       /* P, spectrum table */
@@ -191,7 +192,41 @@ typedef struct run {
     int emit_failed;      /* writing a head's rows failed: emit_err says why */
     pe_err emit_err;
     double t0;
+    /* A written head's mean array, kept for a later head (17 MB at
+     * --bins 0 and T 32768: new pages cost more than the binning) */
+    pthread_mutex_t spare_mu;
+    double *spare_mean;
+    size_t spare_cap;
 } run;
+
+/* A mean array of n doubles for a head: the spare when it is big enough. */
+static double *mean_take(run *R, size_t n, size_t *cap, pe_err *e)
+{
+    double *m = NULL;
+    pthread_mutex_lock(&R->spare_mu);
+    if (R->spare_mean && R->spare_cap >= n) {
+        m = R->spare_mean;
+        *cap = R->spare_cap;
+        R->spare_mean = NULL;
+    }
+    pthread_mutex_unlock(&R->spare_mu);
+    if (!m && (m = pe_alloc_big(n, sizeof *m, e))) *cap = n;
+    return m;
+}
+
+/* Gives a written head's mean array back (work and emit run at once, hence
+ * the lock; they hold two arrays at most, so one spare is enough). */
+static void mean_give(run *R, head_result *r)
+{
+    pthread_mutex_lock(&R->spare_mu);
+    if (!R->spare_mean || R->spare_cap < r->mean_cap) {
+        free(R->spare_mean);
+        R->spare_mean = r->mean;
+        R->spare_cap = r->mean_cap;
+        r->mean = NULL;
+    }
+    pthread_mutex_unlock(&R->spare_mu);
+}
 
 static void result_free(head_result *r)
 {
@@ -412,7 +447,7 @@ static int work_head(size_t i, void *ctx, pe_err *e)
         size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
         size_t rows = (size_t)P + 2;
         out->nb = nb;
-        out->mean = pe_alloc_big(rows * nb, sizeof(double), e); /* 17 MB a head at T 32768, --bins 0 */
+        out->mean = mean_take(R, rows * nb, &out->mean_cap, e);
         out->npairs = pe_alloc(nb, sizeof(double), 0, e);
         if (!out->mean || !out->npairs) goto done;
         for (size_t b = 0; b < nb; b++) {
@@ -464,7 +499,7 @@ static void pair_cells(run *R, const double *theta, int i)
  * computing.  They are formatted in pieces of PROFILE_PIECE rows on every
  * thread into table forks, which this thread writes in order as they come:
  * the same bytes as one thread writing them, and a few pieces in memory. */
-#define PROFILE_PIECE 2048
+#define PROFILE_PIECE 8192
 
 typedef struct profile_job {
     run *R;
@@ -705,6 +740,7 @@ static int emit_head(size_t i, void *ctx, pe_err *e)
         return -1;
     }
     pe_table_break(R->table, 2);
+    if (R->res[i].mean) mean_give(R, &R->res[i]);
     result_free(&R->res[i]);
     if (R->progress) {
         fprintf(stderr, "\r%s: %zu/%zu heads", PROG, i + 1, R->n_tasks);
@@ -956,6 +992,7 @@ int main(int argc, char **argv)
     double t0 = now();
 
     memset(&R, 0, sizeof R);
+    pthread_mutex_init(&R.spare_mu, NULL);
     pe_dump_guard(PROG);
     switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
     case PE_CLI_EXIT_OK:
@@ -1101,6 +1138,8 @@ end:
     if (out.fp) pe_output_close(&out, 0, NULL);
     for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
     free(R.res);
+    free(R.spare_mean);
+    pthread_mutex_destroy(&R.spare_mu);
     free(R.tasks);
     free(R.wm.q);
     free(R.wm.k);
