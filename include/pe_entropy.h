@@ -74,9 +74,10 @@ typedef struct pe_rotor {
  * its storage, and its table when g (theta compared by value), pos (the same
  * array) and T are those of the last init: layers that share their
  * frequencies share the work.  g->theta may be freed after the call; pos
- * must live as long as the rotor is used.  Returns 0 or -1 (out of memory,
+ * must live as long as the rotor is used.  The table is filled on `jobs`
+ * threads (the same numbers for any count).  Returns 0 or -1 (out of memory,
  * after which the rotor is empty). */
-int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, pe_err *e);
+int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, int jobs, pe_err *e);
 /* Rotates x (T x D, row-major, in place) by +pos[m] * theta_i. */
 void pe_rotor_apply(const pe_rotor *r, double *x);
 void pe_rotor_free(pe_rotor *r);

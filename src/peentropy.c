@@ -368,11 +368,11 @@ static int compute_layer(run *R, size_t lj, int jobs, pe_err *e)
         fl->slot = pe_dump_find_layer(d, R->in.layers[lj]);
         const pe_layer_info *li = &mf->layers[fl->slot];
         pe_geom g = {mf->head_dim, mf->rotary_dim, mf->n_pairs, mf->pairing, li->theta};
-        if (want_post && pe_rotor_init(&fl->post, &g, mf->positions, mf->T, e) < 0) return -1;
+        if (want_post && pe_rotor_init(&fl->post, &g, mf->positions, mf->T, jobs, e) < 0) return -1;
         if (want_ntk) {
             /* A layer without rotary embedding stays unrotated (its theta are 0). */
             if (li->rope) g.theta = R->ntk_theta[f];
-            if (pe_rotor_init(&fl->ntk, &g, mf->positions, mf->T, e) < 0) return -1;
+            if (pe_rotor_init(&fl->ntk, &g, mf->positions, mf->T, jobs, e) < 0) return -1;
         }
     }
     /* The rotors stay for the next layer, which often has the same frequencies. */

@@ -171,7 +171,7 @@ static int lib_head(const double *x0, size_t T, int D, int R, pe_pairing pairing
     memcpy(x, x0, T * (size_t)D * sizeof *x);
     pe_entropy_work_init(&w, D, e);
     int rc = 0;
-    if (theta && pe_rotor_init(&rot, &g, pos, T, e) < 0) rc = -1;
+    if (theta && pe_rotor_init(&rot, &g, pos, T, 1, e) < 0) rc = -1;
     if (rc == 0) rc = pe_entropy_head(x, T, &g, theta ? &rot : NULL, prep, r, scores, bands, &w, NULL, e);
     pe_rotor_free(&rot);
     pe_entropy_work_free(&w);
@@ -459,7 +459,7 @@ static void test_rotor(void)
         pe_geom g = {D, R, P, (pe_pairing)p, theta};
         memset(&r, 0, sizeof r);
         for (int k = 0; k < T * D; k++) x[k] = y[k] = pe_rng_uniform(&rng);
-        pe_rotor_init(&r, &g, pos, T, &e);
+        pe_rotor_init(&r, &g, pos, T, 2, &e);
         pe_rotor_apply(&r, x);
         pe_rope_rotate(y, T, &g, pos, +1);
         int same = 1;
@@ -469,7 +469,7 @@ static void test_rotor(void)
         double theta2[P] = {0.5, 0.25, 0, 0, 0.125};
         g.theta = theta2;
         for (int k = 0; k < T * D; k++) x[k] = y[k];
-        pe_rotor_init(&r, &g, pos, T, &e);
+        pe_rotor_init(&r, &g, pos, T, 2, &e);
         pe_rotor_apply(&r, x);
         pe_rope_rotate(y, T, &g, pos, +1);
         same = 1;
