@@ -45,6 +45,14 @@ static size_t fallback(char *buf, double v, int digits)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* The digit writers are small and called a few times per number, on every
+ * row of a table: calls would cost as much as their work. */
+#if defined(__GNUC__)
+#define PE_INLINE inline __attribute__((always_inline))
+#else
+#define PE_INLINE inline
+#endif
+
 static const char pe_digit_pairs[] =
     "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
@@ -52,7 +60,7 @@ static const char pe_digit_pairs[] =
 
 /* Writes the 8 decimal digits of x < 10^8 at p: its halves and their
  * pairs are independent, so the divisions do not wait on each other. */
-static void put8(char *p, uint32_t x)
+static PE_INLINE void put8(char *p, uint32_t x)
 {
     uint32_t hi = x / 10000, lo = x % 10000;
     memcpy(p, pe_digit_pairs + 2 * (hi / 100), 2);
@@ -62,7 +70,7 @@ static void put8(char *p, uint32_t x)
 }
 
 /* Writes the `count` low decimal digits of v, leading zeros kept, at p. */
-static void put_digits(char *p, unsigned long long v, int count)
+static PE_INLINE void put_digits(char *p, unsigned long long v, int count)
 {
     while (count >= 8) { /* eight at a time from the end */
         unsigned long long q = v / 100000000;
@@ -89,7 +97,7 @@ static const unsigned long long pe_pow10_u[20] = {
 
 /* Decimal digits of u (1 for 0): the bit length times log10 2 is the count
  * or one less, and one comparison tells which. */
-static int digit_count(unsigned long long u)
+static PE_INLINE int digit_count(unsigned long long u)
 {
     u |= 1;
 #if defined(__GNUC__)
@@ -130,7 +138,7 @@ static const double pe_pow10_cmp[PE_P10_HI - PE_P10_LO + 1] = {
     1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
 };
 
-static int e10_estimate(double a)
+static PE_INLINE int e10_estimate(double a)
 {
     /* a = f 2^e2, 1 <= f < 2, read from the bits (no libm call); a
      * subnormal a comes out far too small, and its caller gives up. */
@@ -195,7 +203,7 @@ static int scale_exact(double a, int P, unsigned long long *N, int *e10_out)
         if (half == 0) return -1;
     }
     n += half > 0;
-    if ((double)n >= hi) { /* 9.99..95 rounded up to 10.0..0 */
+    if (n >= pe_pow10_u[P]) { /* 9.99..95 rounded up to 10.0..0 */
         n /= 10;
         e10++;
     }
