@@ -36,6 +36,7 @@ static void *worker(void *arg)
 {
     worker_arg *wa = arg;
     par_state *s = wa->s;
+    int saved = pe_worker_id; /* the caller's, when it works too */
     pe_worker_id = wa->id;
     pthread_mutex_lock(&s->mu);
     for (;;) {
@@ -52,6 +53,7 @@ static void *worker(void *arg)
         pthread_cond_broadcast(&s->cv);
     }
     pthread_mutex_unlock(&s->mu);
+    pe_worker_id = saved;
     return NULL;
 }
 
@@ -99,12 +101,29 @@ static int run_threads(size_t n, int jobs, size_t window, pe_task_fn work, pe_ta
     }
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
-    for (; started < jobs; started++) {
-        wa[started] = (worker_arg){&s, started};
+    /* Without emit this thread is worker 0 itself: one thread fewer to
+     * start, and the work begins before any new thread is scheduled (on a
+     * virtual machine that may wait for the next timer tick). */
+    int self = !emit;
+    if (self) s.window = n; /* nothing is emitted: no window to wait for */
+    for (; started + self < jobs; started++) {
+        wa[started] = (worker_arg){&s, started + self};
         if (pthread_create(&th[started], NULL, worker, &wa[started]) != 0) break;
     }
-    if (started == 0) {
+    if (started + self == 0) {
         rc = pe_fail(e, "cannot start a thread");
+    } else if (self) {
+        worker_arg me = {&s, 0};
+        worker(&me);
+        for (size_t i = 0; i < n && rc == 0; i++) { /* the first failure in task order */
+            pthread_mutex_lock(&s.mu);
+            while (!s.done[i] && !s.stop) pthread_cond_wait(&s.cv, &s.mu);
+            pthread_mutex_unlock(&s.mu);
+            if (s.done[i] == 2) {
+                *e = s.errs[i];
+                rc = -1;
+            }
+        }
     } else {
         /* Emit in order on this thread while the workers go on. */
         for (size_t i = 0; i < n; i++) {
