@@ -1,10 +1,14 @@
 /* pe_numfmt.c: printf-exact number formatting without printf's cost.
  *
- * For "%.Pg" the value is scaled by an exact power of ten in long double,
- * rounded to a P-digit integer, and laid out with the %g rules.  The scaled
- * value carries one rounding error; when its fraction lies within that error
- * of one half, the rounding direction is uncertain and snprintf decides, so
- * the output is always printf's own. */
+ * For "%.Pg" the value is scaled by a power of ten to a P-digit number,
+ * rounded to an integer, and laid out with the %g rules.  Three paths, each
+ * handing on what it cannot decide with certainty:
+ * - double (P <= 15, the tables' 9 digits): one rounding in the scaling;
+ *   near a half, fma recovers that rounding's error exactly;
+ * - long double (P up to 17): one rounding, with a margin around the half;
+ * - snprintf: exact ties (printf rounds them to even), huge and tiny
+ *   exponents, whatever is left.
+ * So the output is always printf's own (tests/test_table compares them). */
 #include "pe_numfmt.h"
 
 #include <float.h>
