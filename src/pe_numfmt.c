@@ -319,11 +319,11 @@ size_t pe_fmt_g(char *buf, double v, int digits)
         buf[len + ni] = '.';
         len = trimmed_end(len + ni + 1, P - (int)ni, tz);
     } else {
-        /* 0.000ddd: -e10 - 1 zeros after the point */
+        /* 0.000ddd: -e10 - 1 zeros after the point, at most 3 (e10 >= -4):
+         * four are written, whatever the count, and the digits go over the
+         * rest (no branch on a count that changes from row to row) */
         size_t z = (size_t)(-e10 - 1), f0 = len + 2;
-        buf[len] = '0';
-        buf[len + 1] = '.';
-        memset(buf + f0, '0', z);
+        memcpy(buf + len, "0.0000", 6);
         put_digits(buf + f0 + z, N, P);
         len = trimmed_end(f0, (int)z + P, tz);
     }
