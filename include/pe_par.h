@@ -5,7 +5,8 @@
  * work(i) computes task i into a slot the caller owns; emit(i) runs on the
  * calling thread for i = 0, 1, 2, ... in order, as soon as task i is done,
  * and may print and free the slot.  Workers never run more than 2 * jobs
- * tasks ahead of emit, which bounds the memory held in slots.
+ * tasks ahead of emit, which bounds the memory held in slots.  Without emit
+ * (NULL) the calling thread is worker 0 and jobs - 1 threads are started.
  */
 #ifndef PE_PAR_H
 #define PE_PAR_H
