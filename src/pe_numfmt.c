@@ -126,12 +126,11 @@ size_t pe_fmt_int(char *buf, long long v)
     return len;
 }
 
-/* The decimal exponent of a > 0, estimated from the binary one (within one
- * of the truth: the callers correct it), without log10. */
-/* 10^e for e in [-24, 39], rounded: for comparisons only. */
+/* 10^e in double for e in [-24, 39]: exact for 0 <= e <= 22 (5^22 < 2^53),
+ * rounded elsewhere (used there for comparisons only). */
 #define PE_P10_LO (-24)
 #define PE_P10_HI 39
-static const double pe_pow10_cmp[PE_P10_HI - PE_P10_LO + 1] = {
+static const double pe_pow10_dbl[PE_P10_HI - PE_P10_LO + 1] = {
     1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17,
     1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9,
     1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1,
@@ -142,6 +141,11 @@ static const double pe_pow10_cmp[PE_P10_HI - PE_P10_LO + 1] = {
     1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39,
 };
 
+/* The exact 10^k, 0 <= k <= 22. */
+#define POW10_EXACT(k) pe_pow10_dbl[(k) - PE_P10_LO]
+
+/* The decimal exponent of a > 0, estimated from the binary one (within one
+ * of the truth: the callers correct it), without log10. */
 static PE_INLINE int e10_estimate(double a)
 {
     /* a = f 2^e2, 1 <= f < 2, read from the bits (no libm call); a
@@ -154,14 +158,9 @@ static PE_INLINE int e10_estimate(double a)
      * next to a power of ten, which the callers correct. */
     long x = (long)e2 * 315653;
     int e = (int)(x >= 0 ? x >> 20 : -((-x + (1L << 20) - 1) >> 20));
-    if (e + 1 >= PE_P10_LO && e + 1 <= PE_P10_HI) e += a >= pe_pow10_cmp[e + 1 - PE_P10_LO];
+    if (e + 1 >= PE_P10_LO && e + 1 <= PE_P10_HI) e += a >= pe_pow10_dbl[e + 1 - PE_P10_LO];
     return e;
 }
-
-/* Exact powers of ten in double: 10^22 is the last (5^22 < 2^53). */
-static const double pe_pow10_d[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
-                                      1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
-                                      1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 /* The fast path, P <= 15 digits: a scaled by an exact power of ten in
  * double, s = a 10^k with one rounding, |a 10^k - s| <= s 2^-53.  The
@@ -173,14 +172,14 @@ static const double pe_pow10_d[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  
 static int scale_exact(double a, int P, unsigned long long *N, int *e10_out)
 {
     if (P > 15) return -1;
-    const double lo = pe_pow10_d[P - 1], hi = pe_pow10_d[P];
+    const double lo = POW10_EXACT(P - 1), hi = POW10_EXACT(P);
     int e10 = e10_estimate(a), k = 0;
     double s = 0;
     for (int tries = 0;; tries++) {
         if (tries == 3) return -1;
         k = P - 1 - e10;
         if (k > 22 || k < -22) return -1;
-        s = k >= 0 ? a * pe_pow10_d[k] : a / pe_pow10_d[-k];
+        s = k >= 0 ? a * POW10_EXACT(k) : a / POW10_EXACT(-k);
         if (s >= hi)
             e10++;
         else if (s < lo)
@@ -197,9 +196,9 @@ static int scale_exact(double a, int P, unsigned long long *N, int *e10_out)
          * when err/p rounded onto -half: both go to the slow path. */
         double err;
         if (k >= 0) {
-            err = fma(a, pe_pow10_d[k], -s);
+            err = fma(a, POW10_EXACT(k), -s);
         } else {
-            double p = pe_pow10_d[-k];
+            double p = POW10_EXACT(-k);
             err = fma(-s, p, a) / p; /* the remainder is exact; over p, its sign kept */
         }
         if (s == lo && err < 0) return -1; /* just under 10^(P-1): the slow path carries */
