@@ -1,7 +1,8 @@
 /* pe_dump.h: reading qkdump v1 files (spec: man/qkdump.5).
  *
  * pe_dump_open validates everything that can be checked without reading the
- * q/k data (attributes, shapes, positions, frequencies, filters, memory) and
+ * q/k data (attributes, shapes, positions, frequencies, filters, memory),
+ * reads the small vectors (positions, frequencies, the recorded loss) and
  * keeps the file open; pe_dump_read_head then reads one head at a time with a
  * hyperslab, converts to double, un-rotates rotated-only layers and refuses
  * NaN or infinite values.  A pe_inputs pools several files that agree.
@@ -50,6 +51,14 @@ typedef struct pe_meta {
     int theta_from_file; /* 1 when /rope/inv_freq was present */
     size_t n_layers;
     pe_layer_info *layers; /* sorted by index */
+    /* Ground truth (man qkdump(5), /tokens/nll): the model's own next-token
+     * loss from its forward pass, NULL when the file has none.  nll[m] =
+     * -ln p(token m+1 | tokens 0..m); NaN where there is none (the last
+     * token).  nll_control is the same from the control pass, in which query
+     * m saw key n only when m - n < control_window or n < control_sinks. */
+    double *nll, *nll_control;
+    long control_window, control_sinks; /* 0, 0 without nll_control */
+    char *nll_pe;        /* the nll's `pe` attribute: the what-if it ran with ("rope") */
 } pe_meta;
 
 typedef struct pe_dump pe_dump;

@@ -895,6 +895,79 @@ static int read_positions(pe_dump *d, pe_err *e)
     return 0;
 }
 
+/* Reads one recorded loss vector (/tokens/nll or /tokens/nll_control):
+ * floats, one per token; NaN means "no loss here" (the last token has no
+ * next one), an infinite value is refused. */
+static int read_loss(pe_dump *d, const char *name, double **out, pe_err *e)
+{
+    const pe_meta *m = &d->meta;
+    char path[64];
+    snprintf(path, sizeof path, "/%s", name);
+    if (H5Lexists(d->file, name, H5P_DEFAULT) <= 0) return 0;
+    if (!h5_has(d->file, name, H5I_DATASET)) return pe_fail(e, "%s: %s: must be a dataset", d->path, path);
+    size_t n = 0;
+    if (dset_length(d->file, name, d->path, path, &n, e) < 0) return -1;
+    if (n != m->T) return pe_fail(e, "%s: %s: has %zu values, expected T = %zu", d->path, path, n, m->T);
+    hid_t ds = H5Dopen2(d->file, name, H5P_DEFAULT), t = ds >= 0 ? H5Dget_type(ds) : H5I_INVALID_HID;
+    int is_float = t >= 0 && H5Tget_class(t) == H5T_FLOAT;
+    h5_close_id(t);
+    h5_close_id(ds);
+    if (!is_float) return pe_fail(e, "%s: %s: wrong kind: must be floats (nats)", d->path, path);
+    if (!(*out = pe_alloc(m->T, sizeof **out, 0, e))) return -1;
+    if (dset_vector(d->file, name, d->path, path, m->T, 0, *out, NULL, e) < 0) return -1;
+    for (size_t i = 0; i < m->T; i++)
+        if (isinf((*out)[i])) return pe_fail(e, "%s: %s: token %zu: infinite value", d->path, path, i);
+    return 1;
+}
+
+/* "window:W:S" with W >= 1 and S >= 0, nothing else. */
+static int parse_control(const char *s, long *w, long *sinks)
+{
+    char *end;
+    if (strncmp(s, "window:", 7) != 0 || !(s[7] >= '0' && s[7] <= '9')) return -1;
+    errno = 0;
+    long a = strtol(s + 7, &end, 10);
+    if (errno || *end != ':' || a < 1 || !(end[1] >= '0' && end[1] <= '9')) return -1;
+    long b = strtol(end + 1, &end, 10);
+    if (errno || *end || b < 0) return -1;
+    *w = a;
+    *sinks = b;
+    return 0;
+}
+
+/* The ground truth: /tokens/nll with its `pe`, /tokens/nll_control with its
+ * `control` (man qkdump(5)). */
+static int read_truth(pe_dump *d, pe_err *e)
+{
+    pe_meta *m = &d->meta;
+    int r = read_loss(d, "tokens/nll", &m->nll, e);
+    if (r < 0) return -1;
+    if (r > 0) {
+        hid_t ds = H5Dopen2(d->file, "tokens/nll", H5P_DEFAULT);
+        char where[1100];
+        snprintf(where, sizeof where, "%s: /tokens/nll", d->path);
+        r = ds >= 0 ? attr_string(ds, where, "pe", &m->nll_pe, e) : 0;
+        H5Dclose(ds);
+        if (r < 0) return -1;
+        if (!m->nll_pe && !(m->nll_pe = pe_strdup("rope", e))) return -1;
+    }
+    if ((r = read_loss(d, "tokens/nll_control", &m->nll_control, e)) <= 0) return r;
+    hid_t ds = H5Dopen2(d->file, "tokens/nll_control", H5P_DEFAULT);
+    char where[1100], *ctl = NULL;
+    snprintf(where, sizeof where, "%s: /tokens/nll_control", d->path);
+    r = ds >= 0 ? attr_string(ds, where, "control", &ctl, e) : 0;
+    H5Dclose(ds);
+    if (r < 0) return -1;
+    if (r == 0) return pe_fail(e, "%s: control: missing (the control pass's window:W:S)", where);
+    if (parse_control(ctl, &m->control_window, &m->control_sinks) < 0) {
+        pe_fail(e, "%s: control: '%.40s' is not window:W:S (W >= 1, S >= 0)", where, ctl);
+        free(ctl);
+        return -1;
+    }
+    free(ctl);
+    return 0;
+}
+
 /* Refuses shapes whose single head does not fit in memory (q and k of one
  * head in double are the least any tool holds). */
 static int check_memory(pe_dump *d, const pe_open_opts *opts, pe_err *e)
@@ -921,6 +994,9 @@ static void meta_free(pe_meta *m)
     free(m->created_by);
     free(m->positions);
     free(m->theta);
+    free(m->nll);
+    free(m->nll_control);
+    free(m->nll_pe);
     for (size_t i = 0; i < m->n_layers; i++) free(m->layers[i].theta);
     free(m->layers);
     memset(m, 0, sizeof *m);
@@ -976,7 +1052,7 @@ static pe_dump *open_validated(const char *path, const void *image, size_t image
         pe_fail(e, image ? "%s: not an HDF5 file, or truncated or damaged"
                          : "%s: not a readable HDF5 file (truncated or damaged?)", path);
     } else if (read_root(d, opts, e) == 0 && read_layers(d, e) == 0 && check_memory(d, opts, e) == 0 &&
-               read_positions(d, e) == 0) {
+               read_positions(d, e) == 0 && read_truth(d, e) == 0) {
         ok = 1;
     }
 unlock:

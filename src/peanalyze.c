@@ -25,12 +25,13 @@
 #include "pe_par.h"
 #include "pe_rope.h"
 #include "pe_table.h"
+#include "pe_truth.h"
 #include "pe_version.h"
 
 #define PROG "peanalyze"
 
-typedef enum { TABLE_PROFILE = 0, TABLE_HEADS, TABLE_LAYERS, TABLE_HEATMAP } table_kind;
-static const char *const table_names[] = {"profile", "heads", "layers", "heatmap", NULL};
+typedef enum { TABLE_PROFILE = 0, TABLE_HEADS, TABLE_LAYERS, TABLE_HEATMAP, TABLE_LOSS } table_kind;
+static const char *const table_names[] = {"profile", "heads", "layers", "heatmap", "loss", NULL};
 
 enum {
     OPT_BINS = PE_OPT_TOOL,
@@ -63,12 +64,12 @@ typedef struct analyze_opts {
     long m0, m1;      /* heatmap window; m1 == 0: the default */
     long pixels;
     long block;       /* 0 = default */
-    int seen_rows, seen_head, seen_window, seen_pixels;
+    int seen_rows, seen_head, seen_window, seen_pixels, seen_bins;
 } analyze_opts;
 
 static const pe_option analyze_options[] = {
-    {"table", 't', "NAME", "profile (default), heads, layers or heatmap"},
-    {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance)"},
+    {"table", 't', "NAME", "profile (default), heads, layers, heatmap or loss"},
+    {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance); loss: position bins (default 16)"},
     {"rows", OPT_ROWS, "N", "evaluate N evenly spaced query rows per file (default all)"},
     {"sink-tokens", OPT_SINK, "S", "sink mass: attention on the first S tokens (default 1)"},
     {"margin", OPT_MARGIN, "X", "exceedance band: in-train logit range +- X times its width (default 0.05)"},
@@ -124,7 +125,9 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     analyze_opts *o = ctx;
     switch (key) {
     case 't': return pe_parse_choice("--table", arg, table_names, &o->table, e);
-    case OPT_BINS: return pe_parse_long("--bins", arg, 0, 1L << 40, &o->bins, e);
+    case OPT_BINS:
+        o->seen_bins = 1;
+        return pe_parse_long("--bins", arg, 0, 1L << 40, &o->bins, e);
     case OPT_ROWS:
         o->seen_rows = 1;
         return pe_parse_long("--rows", arg, 1, 1L << 40, &o->rows, e);
@@ -681,6 +684,77 @@ done:
     return rc;
 }
 
+/* ---- loss: the ground truth against position ---- */
+
+static const char *const loss_cols[] = {"bin_lo", "bin_hi", "n", "nll", "nll_control", "excess"};
+
+/* The model's recorded loss in position bins, pooled over the files (man
+ * peanalyze(1), -t loss).  Every file must have /tokens/nll; the control
+ * columns are nan unless every file has /tokens/nll_control, with the same
+ * window, and the files must have run with the same positional spec. */
+static int run_loss(FILE *out, run *R, const pe_common_opts *c, const analyze_opts *o, pe_err *e)
+{
+    const pe_inputs *in = &R->in;
+    const pe_meta *m0 = pe_dump_meta(in->dumps[0]);
+    const char *no_control = NULL;
+    size_t n_pos = 0;
+    for (size_t f = 0; f < in->n; f++) {
+        const pe_meta *m = pe_dump_meta(in->dumps[f]);
+        const char *path = pe_dump_path(in->dumps[f]);
+        if (!m->nll)
+            return pe_fail(e, "%s: /tokens/nll: missing: -t loss needs the model's loss (pe-dump writes it)", path);
+        if (strcmp(m->nll_pe, m0->nll_pe) != 0)
+            return pe_fail(e, "%s: /tokens/nll: pe: '%s' differs from '%s' in %s", path, m->nll_pe, m0->nll_pe,
+                           pe_dump_path(in->dumps[0]));
+        if (!m->nll_control) {
+            if (!no_control) no_control = path;
+        } else if (m0->nll_control &&
+                   (m->control_window != m0->control_window || m->control_sinks != m0->control_sinks)) {
+            return pe_fail(e, "%s: /tokens/nll_control: control: window:%ld:%ld differs from window:%ld:%ld in %s",
+                           path, m->control_window, m->control_sinks, m0->control_window, m0->control_sinks,
+                           pe_dump_path(in->dumps[0]));
+        }
+        if ((size_t)m->positions[m->T - 1] + 1 > n_pos) n_pos = (size_t)m->positions[m->T - 1] + 1;
+    }
+    if (!no_control && !m0->nll_control) no_control = pe_dump_path(in->dumps[0]);
+
+    pe_loss_acc acc;
+    if (pe_loss_init(&acc, n_pos, (size_t)o->bins, e) < 0) return -1;
+    for (size_t f = 0; f < in->n; f++) {
+        const pe_meta *m = pe_dump_meta(in->dumps[f]);
+        pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
+    }
+    pe_table *t = pe_table_open(out, c->format, c->digits, PROG, "loss", loss_cols, 6, e);
+    if (!t) {
+        pe_loss_free(&acc);
+        return -1;
+    }
+    pe_table_meta(t, "version", "%s", PE_VERSION);
+    write_inputs_meta(t, in);
+    pe_table_meta(t, "train_len", "%ld", in->train_len);
+    pe_table_meta(t, "pe", "%s", m0->nll_pe);
+    if (no_control)
+        pe_table_meta(t, "control", "none (%s has no /tokens/nll_control): nll_control and excess are nan", no_control);
+    else
+        pe_table_meta(t, "control", "window:%ld:%ld (query m saw key n only when m - n < %ld or n < %ld)",
+                      m0->control_window, m0->control_sinks, m0->control_window, m0->control_sinks);
+    pe_table_meta(t, "bins", "%zu over positions 0..%zu", acc.nb, n_pos - 1);
+    pe_table_meta(t, "units", "nats per token: nll = -ln p(next token); excess = nll - nll_control");
+    for (size_t b = 0; b < acc.nb; b++) {
+        size_t lo, hi;
+        pe_bin_range(n_pos, acc.nb, b, &lo, &hi);
+        pe_table_int(t, (long long)lo);
+        pe_table_int(t, (long long)hi);
+        pe_table_int(t, (long long)acc.n[b]);
+        pe_table_dbl(t, acc.n[b] > 0 ? acc.nll[b] / acc.n[b] : NAN);
+        pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.ctl[b] / acc.n_ctl[b] : NAN);
+        pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.excess[b] / acc.n_ctl[b] : NAN);
+        pe_table_end_row(t);
+    }
+    pe_loss_free(&acc);
+    return pe_table_finish(t, e);
+}
+
 /* ---- main ---- */
 
 /* What a run holds at its peak, refused before anything is allocated when
@@ -732,7 +806,7 @@ int main(int argc, char **argv)
     pe_common_opts c;
     analyze_opts o = {TABLE_PROFILE, 512, 0, 1, PE_ATTN_MARGIN,
                       {PE_ATTN_EXCEED_THRESHOLD, PE_ATTN_ENTROPY_THRESHOLD, PE_ATTN_SINK_THRESHOLD},
-                      PE_U_THRESHOLD, 0, 0, 0, 0, 512, 0, 0, 0, 0, 0};
+                      PE_U_THRESHOLD, 0, 0, 0, 0, 512, 0, 0, 0, 0, 0, 0};
     pe_err e = {0};
     pe_output out = {0};
     run R;
@@ -759,9 +833,12 @@ int main(int argc, char **argv)
 
     /* Options that belong to one table. */
     const char *misplaced = NULL;
+    if (!o.seen_bins && o.table == TABLE_LOSS) o.bins = 16;
     if (o.table != TABLE_HEATMAP) {
         misplaced = o.seen_head ? "--head" : o.seen_window ? "--window" : o.seen_pixels ? "--pixels" : NULL;
         if (misplaced) pe_fail_usage(&e, "%s: only for -t heatmap", misplaced);
+        else if (o.table == TABLE_LOSS && (o.seen_rows || o.fail_on))
+            pe_fail_usage(&e, "%s: not for -t loss", o.seen_rows ? "--rows" : "--fail-on");
     } else {
         if (o.seen_rows) pe_fail_usage(&e, "--rows: not for -t heatmap (its rows are --window)");
         else if (o.fail_on) pe_fail_usage(&e, "--fail-on: not for -t heatmap");
@@ -817,6 +894,13 @@ int main(int argc, char **argv)
         goto end;
     }
 
+    if (o.table == TABLE_LOSS) {
+        if (run_loss(out.fp, &R, &c, &o, &e) < 0) {
+            status = fail(&e);
+            goto end;
+        }
+        goto close;
+    }
     if (o.table == TABLE_HEATMAP) {
         if (run_heatmap(out.fp, &R, &c, &o, &e) < 0) {
             status = fail(&e);

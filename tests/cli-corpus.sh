@@ -110,6 +110,12 @@ bad-dup-index.h5|/layers/002: index 0 repeats /layers/000|
 bad-q-nan.h5|layer 0: q head 1 token 5 dim 3: value is NaN|late
 bad-k-inf.h5|layer 0: k head 1 token 5 dim 3: value is infinite|late
 bad-krot-nan.h5|layer 0: k_rot head 1 token 5 dim 3: value is NaN|late
+bad-nll-len.h5|/tokens/nll: has 39 values, expected T = 40|
+bad-nll-int.h5|/tokens/nll: wrong kind: must be floats (nats)|
+bad-nll-inf.h5|/tokens/nll: token 7: infinite value|
+bad-control-len.h5|/tokens/nll_control: has 41 values, expected T = 40|
+bad-control-attr.h5|/tokens/nll_control: control: 'window:16' is not window:W:S (W >= 1, S >= 0)|
+bad-control-noattr.h5|/tokens/nll_control: control: missing (the control pass's window:W:S)|
 EOF
 
 # Every bad-* file the generators wrote is pinned above.

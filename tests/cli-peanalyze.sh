@@ -50,7 +50,7 @@ expect 2 "peanalyze: no input file" "no input file" "$PA"
 expect 2 "peanalyze: unknown option --frobnicate" "unknown long option" "$PA" --frobnicate f32.h5
 expect 2 "peanalyze: unknown option -Z" "unknown short option" "$PA" -Z f32.h5
 expect 2 "peanalyze: option --rows needs an argument" "missing argument" "$PA" f32.h5 --rows
-expect 2 "peanalyze: --table: unknown value 'nonsense' (one of: profile, heads, layers, heatmap)" "unknown table" "$PA" -t nonsense f32.h5
+expect 2 "peanalyze: --table: unknown value 'nonsense' (one of: profile, heads, layers, heatmap, loss)" "unknown table" "$PA" -t nonsense f32.h5
 expect 2 "peanalyze: --bins: -1 is out of range" "negative bins" "$PA" --bins -1 f32.h5
 expect 2 "peanalyze: --rows: 0 is out of range" "--rows 0" "$PA" --rows 0 f32.h5
 expect 2 "peanalyze: --rows: '5x' is not an integer" "--rows with garbage" "$PA" --rows 5x f32.h5
@@ -438,4 +438,85 @@ expect 1 "pe-fig-attn-heatmap: $TMP/prof.gp: not a peanalyze heatmap table" "att
 D=$SCRIPTS/pe-fig-damage.gp
 expect 1 "pe-fig-damage: $TMP/heads.gp: not a peanalyze layers table" "damage: a heads table is refused" gnuplot -c "$D" "$TMP/heads.gp" "$TMP/bad.png"
 if ls "$TMP"/bad* "$TMP/no" >/dev/null 2>&1; then notok "failed figure calls write no figure" "$(ls -d "$TMP"/bad* 2>/dev/null)"; else ok "failed figure calls write no figure"; fi
+# ------------------------------------------------------------------ loss (ground truth)
+# truth*.h5 hold fx_nll and fx_nll_control of tests/fixtures.h: nll = 1 +
+# (m mod 5)/4, the control lower by (m - 15)/32 from position 16 on, the
+# last token NaN.  The expected bins are summed here, token by token.
+# lossref T1 [T2 ...]: the expected rows "lo hi n nll ctl excess" for files of
+# T1, T2 ... tokens at positions 0 .. T-1, 4 bins over the longest.
+lossref() {
+    awk -v ts="$*" 'BEGIN {
+        nf = split(ts, T, " "); P = 0; for (f = 1; f <= nf; f++) if (T[f] > P) P = T[f]
+        for (b = 0; b < 4; b++) {
+            lo = int(b * P / 4); hi = int((b + 1) * P / 4) - 1; n = s = c = x = 0
+            for (f = 1; f <= nf; f++) for (m = lo; m <= hi && m < T[f] - 1; m++) {
+                v = 1 + (m % 5) / 4; d = m >= 16 ? (m - 15) / 32 : 0
+                n++; s += v; c += v - d; x += d
+            }
+            printf "%d %d %d %.9f %.9f %.9f\n", lo, hi, n, s / n, c / n, x / n
+        }
+    }'
+}
+# lossgot TABLE: the rows of a tsv loss table in the same form.
+lossgot() { awk -F'\t' '/^#/ || $1 == "bin_lo" { next } { printf "%d %d %d %.9f %.9f %.9f\n", $1, $2, $3, $4, $5, $6 }' "$1"; }
+run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5
+is "loss: one file: bins, counts and means equal the token-by-token sums" "$(lossref 40)" "$(lossgot "$TMP/out")"
+is "loss: header" "bin_lo	bin_hi	n	nll	nll_control	excess" "$(data "$TMP/out" | head -n 1)"
+if grep -qx '# train_len: 16' "$TMP/out" && grep -q '^# control: window:16:1 ' "$TMP/out" && grep -qx '# pe: rope' "$TMP/out"; then
+    ok "loss: train_len, control window and pe as comment lines"
+else
+    notok "loss: train_len, control window and pe as comment lines" "$(grep '^#' "$TMP/out" | tr '\n' ' ')"
+fi
+run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-short.h5
+is "loss: two files pool by summing per bin" "$(lossref 40 24)" "$(lossgot "$TMP/out")"
+run "$PA" -t loss -f tsv truth.h5
+is "loss: 16 position bins by default" "16" "$(data "$TMP/out" | awk 'NR > 1' | wc -l | tr -d ' ')"
+run "$PA" -t loss --bins 0 -f tsv truth.h5
+is "loss: --bins 0: one row per position, the last without a loss" "40 0" "$(data "$TMP/out" | awk -F'\t' 'NR > 1 { r++; last = $3 } END { print r, last }')"
+excess_in=$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $1 < 16 && $6 != 0 { bad++ } END { print bad + 0 }')
+is "loss: --bins 0: the excess is 0 at every position below L" "0" "$excess_in"
+run "$PA" -t loss --bins 4 -f tsv truth.h5 truth-nocontrol.h5
+if [ "$status" -eq 0 ] && [ "$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $5 == "nan" && $6 == "nan"' | wc -l)" -eq 4 ] &&
+    grep -q '^# control: none (truth-nocontrol.h5 has no /tokens/nll_control)' "$TMP/out"; then
+    ok "loss: a file without the control: nll_control and excess are nan, and a comment says which file"
+else
+    notok "loss: a file without the control" "status $status; $(grep '^# control' "$TMP/out")"
+fi
+run "$PA" -t loss --bins 4 -f json truth-nocontrol.h5
+if [ "$status" -eq 0 ] && jq -e '.table == "loss" and (.rows | length) == 4 and .rows[0].nll_control == null and .rows[3].n == 9' "$TMP/out" >/dev/null 2>&1; then
+    ok "loss: json: null for a missing control"
+else
+    notok "loss: json: null for a missing control" "status $status"
+fi
+expect 1 "peanalyze: f32.h5: /tokens/nll: missing: -t loss needs the model's loss (pe-dump writes it)" \
+    "loss: a file without /tokens/nll is refused, naming it" "$PA" -t loss truth.h5 f32.h5
+expect 1 "peanalyze: truth-otherwindow.h5: /tokens/nll_control: control: window:8:1 differs from window:16:1 in truth.h5" \
+    "loss: files whose controls differ are refused" "$PA" -t loss truth.h5 truth-otherwindow.h5
+expect 1 "peanalyze: truth-otherpe.h5: /tokens/nll: pe: 'pi:4' differs from 'rope' in truth.h5" \
+    "loss: files run with different positional specs are refused" "$PA" -t loss truth.h5 truth-otherpe.h5
+expect 2 "peanalyze: --rows: not for -t loss" "loss: --rows is refused" "$PA" -t loss --rows 3 truth.h5
+expect 2 "peanalyze: --fail-on: not for -t loss" "loss: --fail-on is refused" "$PA" -t loss --fail-on ood truth.h5
+expect 2 "peanalyze: --head: only for -t heatmap" "loss: --head is refused" "$PA" -t loss --head 1 truth.h5
+# The loss figure (scripts/pe-fig-loss.gp).
+G=$SCRIPTS/pe-fig-loss.gp
+"$PA" -t loss --bins 8 truth.h5 >"$TMP/loss.gp" && "$PA" -t loss --bins 8 -f tsv truth-nocontrol.h5 >"$TMP/loss-noctl.tsv"
+[ $? -eq 0 ] && ok "peanalyze makes the loss tables for the figure" || notok "peanalyze makes the loss tables for the figure"
+for ext in png svg pdf txt; do
+    expect 0 "" "loss figure: .$ext: status 0, stderr empty" gnuplot -c "$G" "$TMP/loss.gp" "$TMP/loss.$ext"
+done
+if magic "$TMP/loss.png" "89 50 4e 47 0d 0a 1a 0a"; then ok "loss figure: PNG magic"; else notok "loss figure: PNG magic"; fi
+if magic "$TMP/loss.pdf" "25 50 44 46 2d"; then ok "loss figure: PDF magic"; else notok "loss figure: PDF magic"; fi
+contains "loss figure: the text rendering shows the axes, title, control, key and L" "$TMP/loss.txt" \
+    "position (bin centre)" "truth.h5: the model's loss against position" "(control: window:16:1)" \
+    "loss (full attention)" "control (keys within L, plus sinks)" "L = 16"
+expect 0 "" "loss figure: a table without the control" gnuplot -c "$G" "$TMP/loss-noctl.tsv" "$TMP/loss-noctl.txt"
+contains "loss figure: without the control, the key says so" "$TMP/loss-noctl.txt" "(control: none)" "the table has no control"
+expect 0 "" "loss figure: L=20 overrides the table" gnuplot -c "$G" "$TMP/loss.gp" "$TMP/loss-L.txt" L=20
+if grep -qF "L = 20" "$TMP/loss-L.txt" && ! grep -qF "L = 16" "$TMP/loss-L.txt"; then ok "loss figure: L=20 is marked, not 16"; else notok "loss figure: L=20 is marked, not 16"; fi
+expect 2 "usage: gnuplot -c pe-fig-loss.gp" "loss figure: no arguments: usage, status 2" gnuplot -c "$G"
+expect 2 "pe-fig-loss: OUT '$TMP/bad.jpg': unknown extension" "loss figure: unknown extension: status 2" gnuplot -c "$G" "$TMP/loss.gp" "$TMP/bad.jpg"
+expect 1 "pe-fig-loss: cannot read table '$TMP/no-such.gp'" "loss figure: missing table: status 1" gnuplot -c "$G" "$TMP/no-such.gp" "$TMP/bad.png"
+expect 1 "pe-fig-loss: $TMP/heads.gp: not a peanalyze loss table" "loss figure: a heads table is refused" gnuplot -c "$G" "$TMP/heads.gp" "$TMP/bad.png"
+expect 2 "pe-fig-loss: L=0: not a positive integer" "loss figure: L=0: status 2" gnuplot -c "$G" "$TMP/loss.gp" "$TMP/bad.png" L=0
+if ls "$TMP"/bad* >/dev/null 2>&1; then notok "loss figure: failed calls write no figure"; else ok "loss figure: failed calls write no figure"; fi
 exit 0

@@ -34,6 +34,20 @@ static inline double fx_value(int layer, int tensor, int h, int t, int d)
     return (double)((int)(fx_hash(key) % 257) - 128) / 64.0;
 }
 
+/* The recorded loss of the truth fixtures (tokens at positions 0 .. T-1,
+ * L = FX_L): nll = 1 + (m mod 5) / 4 and the control nll lower by
+ * (m - L + 1) / 32 from position L on (0 before it), so that the excess of
+ * a bin is the mean of (m - L + 1) / 32 over its beyond-L tokens.  The last
+ * token has no next one: NaN. */
+static inline double fx_nll(long m, long T)
+{
+    return m == T - 1 ? NAN : 1.0 + (double)(m % 5) / 4.0;
+}
+static inline double fx_nll_control(long m, long T)
+{
+    return fx_nll(m, T) - (m >= FX_L ? (double)(m - FX_L + 1) / 32.0 : 0.0);
+}
+
 /* The dim of the interleaved layout that holds half-layout dim d. */
 static inline int fx_interleaved_dim(int d, int R)
 {

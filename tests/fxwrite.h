@@ -148,6 +148,32 @@ static inline void dset_write(hid_t loc, const char *name, hid_t ftype, int rank
     H5Sclose(sp);
 }
 
+/* /tokens/nll (pe attribute `pe` when not NULL) and, when `control` is not
+ * NULL, /tokens/nll_control with that control attribute: fx_nll and
+ * fx_nll_control of fixtures.h, float32. */
+static inline void write_truth(hid_t f, long T, const char *pe, const char *control)
+{
+    double *v = malloc((size_t)T * sizeof *v);
+    hsize_t n = (hsize_t)T;
+    if (!v) die("out of memory");
+    if (H5Lexists(f, "tokens", H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(f, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (long m = 0; m < T; m++) v[m] = fx_nll(m, T);
+    dset_write(f, "tokens/nll", H5T_IEEE_F32LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+    if (pe) {
+        hid_t d = H5Dopen2(f, "tokens/nll", H5P_DEFAULT);
+        attr_str(d, "pe", pe);
+        H5Dclose(d);
+    }
+    if (control) {
+        for (long m = 0; m < T; m++) v[m] = fx_nll_control(m, T);
+        dset_write(f, "tokens/nll_control", H5T_IEEE_F32LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+        hid_t d = H5Dopen2(f, "tokens/nll_control", H5P_DEFAULT);
+        attr_str(d, "control", control);
+        H5Dclose(d);
+    }
+    free(v);
+}
+
 static inline int64_t position(const fx_spec *s, long m)
 {
     return s->pos0 + m + (s->gappy ? m / 3 : 0);

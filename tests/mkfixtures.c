@@ -190,6 +190,44 @@ static void b_dup_index(hid_t f)
     H5Gclose(g);
 }
 static void b_version_str(hid_t f) { attr_str(f, "format_version", "1"); }
+/* The recorded loss, broken one way each. */
+static void b_nll_len(hid_t f)
+{
+    double v[FX_T - 1] = {0};
+    hsize_t n = FX_T - 1;
+    write_truth(f, FX_T, NULL, "window:16:1");
+    dset_write(f, "tokens/nll", H5T_IEEE_F32LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+}
+static void b_nll_int(hid_t f)
+{
+    int v[FX_T] = {0};
+    hsize_t n = FX_T;
+    write_truth(f, FX_T, NULL, NULL);
+    dset_write(f, "tokens/nll", H5T_STD_I32LE, 1, &n, H5T_NATIVE_INT, v, 0);
+}
+static void b_nll_inf(hid_t f)
+{
+    double v[FX_T];
+    hsize_t n = FX_T;
+    for (int m = 0; m < FX_T; m++) v[m] = m == 7 ? INFINITY : 1.0;
+    write_truth(f, FX_T, NULL, NULL);
+    dset_write(f, "tokens/nll", H5T_IEEE_F32LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+}
+static void b_control_attr(hid_t f) { write_truth(f, FX_T, NULL, "window:16"); }
+static void b_control_len(hid_t f)
+{
+    double v[FX_T + 1] = {0};
+    hsize_t n = FX_T + 1;
+    write_truth(f, FX_T, NULL, "window:16:1");
+    dset_write(f, "tokens/nll_control", H5T_IEEE_F32LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+}
+static void b_control_noattr(hid_t f)
+{
+    write_truth(f, FX_T, NULL, "window:16:1");
+    hid_t d = H5Dopen2(f, "tokens/nll_control", H5P_DEFAULT);
+    H5Adelete(d, "control");
+    H5Dclose(d);
+}
 
 /* spectral.h5: pairs 0-2 hold constant query and key (a pure cosine
  * profile); pair 3's query and key content rotate at 2 theta_3, which plants
@@ -350,6 +388,28 @@ int main(int argc, char **argv)
     s.layer_ids[2] = 2;
     good(dir, "threelayers.h5", &s);
 
+    /* The recorded loss (fixtures.h: fx_nll, fx_nll_control): with the
+     * control, without it, and a second sequence with the control. */
+    {
+        s = standard();
+        hid_t f = write_file(dir, "truth.h5", &s);
+        write_truth(f, FX_T, NULL, "window:16:1");
+        H5Fclose(f);
+        f = write_file(dir, "truth-nocontrol.h5", &s);
+        write_truth(f, FX_T, "rope", NULL);
+        H5Fclose(f);
+        s.T = 24;
+        f = write_file(dir, "truth-short.h5", &s);
+        write_truth(f, 24, NULL, "window:16:1");
+        H5Fclose(f);
+        f = write_file(dir, "truth-otherwindow.h5", &s);
+        write_truth(f, 24, NULL, "window:8:1");
+        H5Fclose(f);
+        f = write_file(dir, "truth-otherpe.h5", &s);
+        write_truth(f, 24, "pi:4", "window:16:1");
+        H5Fclose(f);
+    }
+
     /* Something that disagrees with f32.h5 when pooled. */
     s = standard();
     s.base = 500000.0;
@@ -381,6 +441,9 @@ int main(int argc, char **argv)
         {"bad-huge.h5", b_huge},                 {"bad-q-nan.h5", b_q_nan},
         {"bad-k-inf.h5", b_k_inf},               {"bad-lzf.h5", b_lzf},
         {"bad-dup-index.h5", b_dup_index},
+        {"bad-nll-len.h5", b_nll_len},           {"bad-nll-int.h5", b_nll_int},
+        {"bad-nll-inf.h5", b_nll_inf},           {"bad-control-attr.h5", b_control_attr},
+        {"bad-control-len.h5", b_control_len},   {"bad-control-noattr.h5", b_control_noattr},
     };
     for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) bad(dir, bads[i].name, bads[i].b);
 
