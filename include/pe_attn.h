@@ -122,7 +122,7 @@ double pe_attn_block_bytes(size_t T, size_t block);
 size_t pe_attn_even_rows(size_t T, size_t n, size_t *rows);
 
 /* Working buffers (the block of logits, the GEMM tiles), kept from call to
- * call so that a thread reuses them from head to head (see pe_par_worker)
+ * call so that a thread reuses them from head to head (see pe_pool_worker)
  * instead of allocating and page-faulting them anew; they grow to the
  * largest call.  One work per thread.  Where a function takes a work, NULL
  * means: allocate for this call alone. */

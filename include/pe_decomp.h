@@ -12,8 +12,8 @@
  * pe_profile owns its arrays, and the working buffers of pe_profile_add,
  * which it keeps so that the next head reuses them; all are released with
  * pe_profile_free.  pe_profile_add is safe to call from several threads on
- * different profiles (then keep jobs at 1: the threads of pe_par do not nest).
- * The sums are the same bits for any jobs.
+ * different profiles.  The sums are the same bits for any number of
+ * threads.
  */
 #ifndef PE_DECOMP_H
 #define PE_DECOMP_H
@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "pe_common.h"
+#include "pe_pool.h"
 #include "pe_rope.h"
 
 typedef enum {
@@ -37,7 +38,7 @@ typedef struct pe_profile {
     double *count;   /* n_dist: causal pairs at each distance (exact integers) */
     double *mag;     /* P: sum over causal pairs of |zq_m,i| |zk_n,i| (section 3) */
     void *scratch;   /* working buffers kept for the next pe_profile_add */
-    int jobs;        /* threads pe_profile_add may use (over groups of pairs); 1 by default */
+    pe_pool *pool;   /* threads pe_profile_add may use (over groups of pairs); NULL: this one */
 } pe_profile;
 
 #define PE_ROW_PASS(p) ((p)->n_pairs)

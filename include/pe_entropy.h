@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "pe_common.h"
+#include "pe_pool.h"
 #include "pe_rope.h"
 
 /* Preparation of X (applied after the stage's rotation). */
@@ -74,13 +75,26 @@ typedef struct pe_rotor {
  * its storage, and its table when g (theta compared by value), pos (the same
  * array) and T are those of the last init: layers that share their
  * frequencies share the work.  g->theta may be freed after the call; pos
- * must live as long as the rotor is used.  The table is filled on `jobs`
- * threads (the same numbers for any count).  Returns 0 or -1 (out of memory,
- * after which the rotor is empty). */
-int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, int jobs, pe_err *e);
+ * must live as long as the rotor is used.  The table is filled on the
+ * pool's threads (NULL: this one; the same numbers either way).  Returns 0
+ * or -1 (out of memory, after which the rotor is empty). */
+int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, pe_pool *pool, pe_err *e);
 /* Rotates x (T x D, row-major, in place) by +pos[m] * theta_i. */
 void pe_rotor_apply(const pe_rotor *r, double *x);
 void pe_rotor_free(pe_rotor *r);
+
+/* Rotors shared by the heads of every layer with the same frequencies and
+ * positions, on any thread: pe_rotor_cache_get returns the rotor of (g,
+ * pos, T), made by the first caller that asks (the others wait for it),
+ * which the caller holds until pe_rotor_cache_put; a rotor nobody holds is
+ * remade for other frequencies.  NULL with e filled when it cannot be
+ * made.  The cache owns its rotors (pe_rotor_cache_free). */
+typedef struct pe_rotor_cache pe_rotor_cache;
+pe_rotor_cache *pe_rotor_cache_new(pe_err *e);
+void pe_rotor_cache_free(pe_rotor_cache *c);
+const pe_rotor *pe_rotor_cache_get(pe_rotor_cache *c, const pe_geom *g, const int64_t *pos, size_t T, pe_pool *pool,
+                                   pe_err *e);
+void pe_rotor_cache_put(pe_rotor_cache *c, const pe_rotor *r);
 
 /* ---- the steps ---- */
 

@@ -20,6 +20,7 @@
 #ifndef PE_TABLE_H
 #define PE_TABLE_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "pe_common.h"
@@ -85,6 +86,16 @@ void pe_table_fork_free(pe_table *fork);
  * document) and frees t.  Write errors are left in the stream's error flag,
  * where pe_output_close finds and names them.  Returns 0. */
 int pe_table_finish(pe_table *t, pe_err *e);
+
+/* A matrix instead of rows (peanalyze's heat map), after the meta lines:
+ * nr rows at y[r], nc columns of keys lo[c]..hi[c], values v (nr x nc,
+ * row-major).  gnuplot: the "matrix nonuniform" layout, a line with nc and
+ * the column centres (lo + hi) / 2, then per row y and its values; json:
+ * "rows", "key_lo", "key_hi", "key_centre" and "values" (an array per row)
+ * after "meta"; tsv: one row per cell in the table's four columns
+ * (y, lo, hi, value).  Then pe_table_finish. */
+void pe_table_matrix(pe_table *t, size_t nr, size_t nc, const int64_t *y, const int64_t *lo, const int64_t *hi,
+                     const double *v);
 
 /* Writes s as a JSON string literal, escaped (for documents the table writer
  * does not make, such as a heat map or a mask). */

@@ -20,7 +20,7 @@
 
 #include "pe_curve.h"
 #include "pe_fft.h"
-#include "pe_par.h"
+#include "pe_pool.h"
 
 static const double PE_TWO_PI = 6.283185307179586476925286766559;
 
@@ -43,7 +43,7 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
     }
     p->n_pairs = n_pairs;
     p->n_dist = n_dist;
-    p->jobs = 1;
+    p->pool = NULL;
     return 0;
 }
 
@@ -462,7 +462,7 @@ static int unit_task(size_t u, void *ctx, pe_err *e)
     (void)e;
     pe_head *h = ctx;
     pe_scratch *sc = h->p->scratch;
-    pe_slots *s = &sc->thread[pe_par_worker()];
+    pe_slots *s = &sc->thread[pe_pool_worker()];
     pe_wbuf w = {s->p[SC_COL], s->p[SC_FFT_A], s->p[SC_FFT_B], s->p[SC_FFT_S], NULL, NULL};
     if (h->run != PE_RUN_FFT) {
         w.acr = s->p[SC_ACC];
@@ -600,8 +600,9 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
         h.N = (size_t)n64;
         h.f = in->scale / (double)h.N; /* FFTW's inverse is unnormalised */
     }
-    int threads = p->jobs > 1 ? p->jobs : 1;
-    if (threads > h.n_units) threads = h.n_units > 0 ? h.n_units : 1;
+    /* Buffers for every thread that may take a unit: a thread keeps its
+     * number for the whole run, whichever units it takes. */
+    int threads = p->pool ? pe_pool_jobs(p->pool) : 1;
     if (prepare(&h, threads, e) < 0) return -1;
     int owned = 0;
     if (h.run == PE_RUN_FFT) {
@@ -611,7 +612,10 @@ int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_
     /* Nothing below fails: the profile changes only once the head is
      * certain to be added whole. */
     pe_err ignored;
-    pe_par_run((size_t)h.n_units, threads, unit_task, NULL, &h, &ignored);
+    if (p->pool)
+        pe_pool_for(p->pool, (size_t)h.n_units, unit_task, &h, &ignored);
+    else
+        for (int u = 0; u < h.n_units; u++) unit_task((size_t)u, &h, &ignored);
     if (h.run == PE_RUN_FFT) pe_fft_plans_release(&h.pl, owned);
 
     /* The head's total: the units' shares in unit order (pairs, then pass). */

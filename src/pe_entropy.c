@@ -2,11 +2,10 @@
  * analyses.md section 6). */
 #include "pe_entropy.h"
 
-#include "pe_par.h"
-
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,7 +57,7 @@ static int rotor_fill(size_t k, void *ctx, pe_err *e)
     return 0;
 }
 
-int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, int jobs, pe_err *e)
+int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, pe_pool *pool, pe_err *e)
 {
     const int P = g->n_pairs;
     size_t n;
@@ -102,7 +101,141 @@ int pe_rotor_init(pe_rotor *r, const pe_geom *g, const int64_t *pos, size_t T, i
         }
         r->cs_cap = n;
     }
-    return pe_par_run((T + ROTOR_ROWS - 1) / ROTOR_ROWS, jobs, rotor_fill, NULL, r, e);
+    size_t n_fill = (T + ROTOR_ROWS - 1) / ROTOR_ROWS;
+    if (pool) return pe_pool_for(pool, n_fill, rotor_fill, r, e);
+    for (size_t k = 0; k < n_fill; k++) rotor_fill(k, r, e);
+    return 0;
+}
+
+/* ---- rotors shared by the heads of every layer ---- */
+
+typedef struct rotor_entry {
+    pe_rotor rot;
+    int users, building, failed;
+    pe_err err;
+    /* the key: the geometry asked for (theta copied), pos, T */
+    pe_geom g;
+    double *theta;
+    int theta_cap;
+    const int64_t *pos;
+    size_t T;
+} rotor_entry;
+
+struct pe_rotor_cache {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    rotor_entry **e; /* each allocated alone: a rotor in use never moves */
+    int n, cap;
+};
+
+pe_rotor_cache *pe_rotor_cache_new(pe_err *e)
+{
+    pe_rotor_cache *c = pe_alloc(1, sizeof *c, 1, e);
+    if (!c) return NULL;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    return c;
+}
+
+void pe_rotor_cache_free(pe_rotor_cache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n; i++) {
+        pe_rotor_free(&c->e[i]->rot);
+        free(c->e[i]->theta);
+        free(c->e[i]);
+    }
+    free(c->e);
+    pthread_cond_destroy(&c->cv);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static int entry_is(const rotor_entry *x, const pe_geom *g, const int64_t *pos, size_t T)
+{
+    if (x->failed || x->pos != pos || x->T != T || x->g.head_dim != g->head_dim ||
+        x->g.rotary_dim != g->rotary_dim || x->g.n_pairs != g->n_pairs || x->g.pairing != g->pairing)
+        return 0;
+    for (int i = 0; i < g->n_pairs; i++)
+        if (x->theta[i] != g->theta[i]) return 0;
+    return 1;
+}
+
+const pe_rotor *pe_rotor_cache_get(pe_rotor_cache *c, const pe_geom *g, const int64_t *pos, size_t T, pe_pool *pool,
+                                   pe_err *e)
+{
+    pthread_mutex_lock(&c->mu);
+    rotor_entry *x = NULL;
+    for (int i = 0; i < c->n && !x; i++)
+        if (entry_is(c->e[i], g, pos, T)) x = c->e[i];
+    if (x) {
+        x->users++;
+        while (x->building) pthread_cond_wait(&c->cv, &c->mu);
+    } else {
+        /* A rotor nobody holds is remade with the new frequencies (its
+         * storage is kept); else one more. */
+        for (int i = 0; i < c->n && !x; i++)
+            if (c->e[i]->users == 0) x = c->e[i];
+        if (!x) {
+            if (c->n == c->cap) {
+                int cap = c->cap ? 2 * c->cap : 4;
+                rotor_entry **ne = realloc(c->e, (size_t)cap * sizeof *ne);
+                if (!ne) {
+                    pthread_mutex_unlock(&c->mu);
+                    pe_fail(e, "out of memory (a rotation table)");
+                    return NULL;
+                }
+                c->e = ne;
+                c->cap = cap;
+            }
+            if (!(x = pe_alloc(1, sizeof *x, 1, e))) {
+                pthread_mutex_unlock(&c->mu);
+                return NULL;
+            }
+            c->e[c->n++] = x;
+        }
+        if (!x->theta || x->theta_cap < g->n_pairs) {
+            double *th = realloc(x->theta, (size_t)(g->n_pairs ? g->n_pairs : 1) * sizeof *th);
+            if (!th) {
+                pthread_mutex_unlock(&c->mu);
+                pe_fail(e, "out of memory (a rotation table)");
+                return NULL;
+            }
+            x->theta = th;
+            x->theta_cap = g->n_pairs;
+        }
+        if (g->n_pairs) memcpy(x->theta, g->theta, (size_t)g->n_pairs * sizeof *x->theta);
+        x->g = *g;
+        x->g.theta = x->theta;
+        x->pos = pos;
+        x->T = T;
+        x->users = 1;
+        x->building = 1;
+        x->failed = 0;
+        pthread_mutex_unlock(&c->mu);
+        int bad = pe_rotor_init(&x->rot, g, pos, T, pool, &x->err) < 0;
+        pthread_mutex_lock(&c->mu);
+        x->building = 0;
+        x->failed = bad;
+        pthread_cond_broadcast(&c->cv);
+    }
+    const pe_rotor *r = &x->rot;
+    if (x->failed) {
+        *e = x->err;
+        x->users--;
+        r = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return r;
+}
+
+void pe_rotor_cache_put(pe_rotor_cache *c, const pe_rotor *r)
+{
+    if (!r) return;
+    pthread_mutex_lock(&c->mu);
+    for (int i = 0; i < c->n; i++)
+        if (&c->e[i]->rot == r) c->e[i]->users--;
+    pthread_mutex_unlock(&c->mu);
 }
 
 void pe_rotor_apply(const pe_rotor *r, double *x)

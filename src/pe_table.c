@@ -46,6 +46,7 @@ struct pe_table {
     char *spare[PE_TABLE_SPARES];
     size_t spare_cap[PE_TABLE_SPARES];
     int n_spare;
+    int matrix_done; /* json: pe_table_matrix closed the document */
 };
 
 /* The first write error's errno: stdio keeps only a flag, and errno at
@@ -393,11 +394,79 @@ void pe_table_break(pe_table *t, int level)
     if (level > t->pending) t->pending = level;
 }
 
+/* One number as a cell of the matrix layouts (nan as null in json). */
+static void matrix_num(pe_table *t, double v)
+{
+    char buf[PE_NUMFMT_MAX];
+    if (t->fmt == PE_FMT_JSON && !isfinite(v))
+        fputs("null", t->out);
+    else
+        fwrite(buf, 1, pe_fmt_g(buf, v, t->digits), t->out);
+}
+
+void pe_table_matrix(pe_table *t, size_t nr, size_t nc, const int64_t *y, const int64_t *lo, const int64_t *hi,
+                     const double *v)
+{
+    if (t->fmt == PE_FMT_TSV) {
+        for (size_t r = 0; r < nr; r++)
+            for (size_t c = 0; c < nc; c++) {
+                pe_table_int(t, y[r]);
+                pe_table_int(t, lo[c]);
+                pe_table_int(t, hi[c]);
+                pe_table_dbl(t, v[r * nc + c]);
+                pe_table_end_row(t);
+            }
+        return;
+    }
+    t->header_done = 1; /* the layout has no header line */
+    if (t->fmt == PE_FMT_GNUPLOT) {
+        fprintf(t->out, "%zu", nc);
+        for (size_t c = 0; c < nc; c++) {
+            fputc('\t', t->out);
+            matrix_num(t, 0.5 * ((double)lo[c] + (double)hi[c]));
+        }
+        fputc('\n', t->out);
+        for (size_t r = 0; r < nr; r++) {
+            fprintf(t->out, "%lld", (long long)y[r]);
+            for (size_t c = 0; c < nc; c++) {
+                fputc('\t', t->out);
+                matrix_num(t, v[r * nc + c]);
+            }
+            fputc('\n', t->out);
+        }
+        return;
+    }
+    fputs("},\n\"rows\":[", t->out);
+    for (size_t r = 0; r < nr; r++) fprintf(t->out, "%s%lld", r ? "," : "", (long long)y[r]);
+    static const char *const names[] = {"key_lo", "key_hi", "key_centre"};
+    for (int w = 0; w < 3; w++) {
+        fprintf(t->out, "],\n\"%s\":[", names[w]);
+        for (size_t c = 0; c < nc; c++) {
+            if (c) fputc(',', t->out);
+            if (w < 2)
+                fprintf(t->out, "%lld", (long long)(w == 0 ? lo[c] : hi[c]));
+            else
+                matrix_num(t, 0.5 * ((double)lo[c] + (double)hi[c]));
+        }
+    }
+    fputs("],\n\"values\":[", t->out);
+    for (size_t r = 0; r < nr; r++) {
+        fputs(r ? ",\n[" : "\n[", t->out);
+        for (size_t c = 0; c < nc; c++) {
+            if (c) fputc(',', t->out);
+            matrix_num(t, v[r * nc + c]);
+        }
+        fputc(']', t->out);
+    }
+    fputs("\n]}\n", t->out);
+    t->matrix_done = 1;
+}
+
 int pe_table_finish(pe_table *t, pe_err *e)
 {
     if (!t) return 0;
     write_header(t);
-    if (t->fmt == PE_FMT_JSON) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
+    if (t->fmt == PE_FMT_JSON && !t->matrix_done) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
     int oom = t->oom;
     free(t->line);
     free(t->prefix);

@@ -1,32 +1,23 @@
 /* peanalyze: attention patterns against distance in qkdump files, and what
- * changes beyond the training length (analyses.md sections 4 and 5).
+ * changes beyond the training length (man peanalyze(1)).
  *
  * Tables: profile (mean logit, probability and (m+1) p against distance),
  * heads (sink mass, entropy, U-score and logit exceedance in and beyond L,
  * the OOD flag), layers (the damage by depth), heatmap (the probabilities
- * of one head on a window of rows, for gnuplot's matrix nonuniform).
- * --fail-on ood|ushape turns a finding into exit status 3 for CI. */
+ * of one head on a window of rows), loss (the model's recorded loss against
+ * position, the ground truth).  --fail-on ood|ushape turns a finding into
+ * exit status 3 for CI.  The run itself is pe_run's. */
 #include <cblas.h>
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "pe_attn.h"
-#include "pe_cli.h"
 #include "pe_curve.h"
-#include "pe_dump.h"
-#include "pe_numfmt.h"
-#include "pe_par.h"
-#include "pe_rope.h"
-#include "pe_table.h"
+#include "pe_run.h"
 #include "pe_truth.h"
-#include "pe_version.h"
 
 #define PROG "peanalyze"
 
@@ -160,7 +151,7 @@ static const char *libraries(void)
     return buf;
 }
 
-static const pe_tool tool = {
+static const pe_tool cli = {
     .name = PROG,
     .synopsis = "[OPTION]... FILE...",
     .purpose = "Attention against distance in qkdump files: U-shape, sinks, and what breaks beyond L.",
@@ -173,200 +164,111 @@ static const pe_tool tool = {
     .found = "--fail-on found a flagged head",
     .handle = handle_option};
 
-/* ---- the shared run state ---- */
+/* ---- per-head tables: profile, heads, layers ---- */
 
 #define PROF_COLS 5 /* n_pairs, mean_logit, mean_prob, mean_prob_u, last_prob */
 
 typedef struct head_result {
     size_t nb;
-    double *prof;     /* PROF_COLS x nb */
+    double *prof; /* PROF_COLS x nb */
     pe_attn_stats st;
     int ood;
 } head_result;
 
-typedef struct layer_acc { /* the layers table, filled as heads are emitted */
-    long heads, ood;
+typedef struct state {
+    pe_attn_work **work; /* one per thread */
+    /* the layers table, filled as heads are emitted */
+    long heads, ood, n_ent, n_sink, n_exceed;
     double ent_shift, sink_shift, exceed;
-    long n_ent, n_sink, n_exceed;
-} layer_acc;
+    /* --fail-on */
+    size_t n_ood, n_ushape;
+    const pe_task *first_ood, *first_ushape;
+    size_t done;
+    const char *no_control; /* loss: a file without the control, or NULL */
+} state;
 
-typedef struct run {
-    const pe_common_opts *c;
-    const analyze_opts *o;
-    pe_inputs in;
-    int kv_group;
-    size_t n_tasks;
-    head_result *res;
-    pe_table *table;
-    int progress;
-    layer_acc lay;
-    size_t n_ood, n_ushape;       /* heads flagged, for --fail-on */
-    size_t first_ood, first_ushape; /* task of the first one */
-    pe_attn_work **work; /* one per worker thread (pe_par_worker) */
-    int n_work;
-    /* Rotated key heads shared by the query heads of their group (one
-     * input file): read once, freed when the group's last head is done. */
-    pthread_mutex_t kmu;
-    pthread_cond_t kcond;
-    struct kentry *keys; /* a short list: the groups in flight */
-} run;
-
-typedef struct kentry {
-    size_t lj;
-    int kvh;
-    double *k;
-    int loading, failed;
-    int users; /* query heads of the group still to use it */
-    pe_err err;
-    struct kentry *next;
-} kentry;
-
-static void result_free(head_result *r)
+static const analyze_opts *opts_of(const pe_run *r)
 {
-    free(r->prof);
-    memset(r, 0, sizeof *r);
+    return r->opts;
 }
 
-static pe_attn_params params_of(const run *R, const pe_meta *m)
+static pe_attn_params params_of(const pe_run *r, const pe_meta *m)
 {
-    pe_attn_params p = {m->attn_scale, m->attn_softcap, R->in.train_len, (size_t)R->o->sink_tokens,
-                        R->o->margin, (size_t)R->o->block};
+    const analyze_opts *o = opts_of(r);
+    pe_attn_params p = {m->attn_scale, m->attn_softcap, r->in.train_len, (size_t)o->sink_tokens, o->margin,
+                        (size_t)o->block};
     return p;
 }
 
-/* Reads one head of tensor t of layer slot `slot` of d into a new *x and
- * rotates it at the file's positions with the layer's frequencies. */
-static int read_rotated(pe_dump *d, size_t slot, pe_tensor t, int head, double **x, pe_err *e)
+static void result_free(void *res)
 {
-    const pe_meta *m = pe_dump_meta(d);
-    free(*x);
-    if (!(*x = pe_alloc_big(m->T * (size_t)m->head_dim, sizeof **x, e))) return -1;
-    if (pe_dump_read_head(d, slot, t, head, *x, e) < 0) return -1;
-    pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, m->layers[slot].theta};
-    pe_rope_rotate(*x, m->T, &g, m->positions, +1);
+    head_result *h = res;
+    free(h->prof);
+    memset(h, 0, sizeof *h);
+}
+
+static int prepare_heads(pe_run *r, pe_err *e)
+{
+    state *s = pe_alloc(1, sizeof *s, 1, e);
+    if (!s) return -1;
+    r->state = s;
+    if (!(s->work = pe_alloc((size_t)r->jobs, sizeof *s->work, 1, e))) return -1;
+    for (int j = 0; j < r->jobs; j++)
+        if (!(s->work[j] = pe_attn_work_new(e))) return -1;
     return 0;
-}
-
-/* The rotated key head kvh of layer lj (one input file), read by the first
- * query head of its group that asks and shared with the others, which wait
- * for it.  Every successful call is matched by key_release. */
-static kentry *key_acquire(run *R, size_t lj, int kvh, pe_err *e)
-{
-    pthread_mutex_lock(&R->kmu);
-    kentry *ke = R->keys;
-    while (ke && !(ke->lj == lj && ke->kvh == kvh)) ke = ke->next;
-    if (!ke) {
-        if (!(ke = pe_alloc(1, sizeof *ke, 1, e))) {
-            pthread_mutex_unlock(&R->kmu);
-            return NULL;
-        }
-        ke->lj = lj;
-        ke->kvh = kvh;
-        ke->loading = 1;
-        for (size_t j = 0; j < R->in.n_heads; j++) ke->users += R->in.heads[j] / R->kv_group == kvh;
-        ke->next = R->keys;
-        R->keys = ke;
-        pthread_mutex_unlock(&R->kmu);
-        pe_dump *d = R->in.dumps[0];
-        int slot = pe_dump_find_layer(d, R->in.layers[lj]);
-        int bad = read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &ke->k, &ke->err) < 0;
-        pthread_mutex_lock(&R->kmu);
-        ke->loading = 0;
-        ke->failed = bad;
-        pthread_cond_broadcast(&R->kcond);
-    }
-    while (ke->loading) pthread_cond_wait(&R->kcond, &R->kmu);
-    if (ke->failed) {
-        *e = ke->err;
-        ke = NULL;
-    }
-    pthread_mutex_unlock(&R->kmu);
-    return ke;
-}
-
-static void key_release(run *R, kentry *ke)
-{
-    pthread_mutex_lock(&R->kmu);
-    if (--ke->users == 0) {
-        kentry **pp = &R->keys;
-        while (*pp != ke) pp = &(*pp)->next;
-        *pp = ke->next;
-        free(ke->k);
-        free(ke);
-    }
-    pthread_mutex_unlock(&R->kmu);
-}
-
-static void keys_free(run *R)
-{
-    while (R->keys) {
-        kentry *ke = R->keys;
-        R->keys = ke->next;
-        free(ke->k);
-        free(ke);
-    }
 }
 
 /* One (layer, head): every pooled file, in-train rows of all files before
  * any beyond row (the exceedance needs the whole in-train range); a file
  * is read again for the second phase only when another came between. */
-static int work_head(size_t i, void *ctx, pe_err *e)
+static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
-    run *R = ctx;
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    int kvh = head / R->kv_group;
-    long L = R->in.train_len;
-    head_result *out = &R->res[i];
+    const analyze_opts *o = opts_of(r);
+    state *st = r->state;
+    long L = r->in.train_len;
+    head_result *out = res;
     pe_attn_acc acc;
-    double *q = NULL, *k = NULL;
-    kentry *ke = NULL; /* one file: k is the shared key head */
+    const double *q = NULL, *k = NULL;
     size_t *rows = NULL, loaded = (size_t)-1, n_rows = 0;
-    int rc = -1;
+    int rc = -1, have_key = 0;
 
-    int wid = pe_par_worker();
-    pe_attn_work *w = wid >= 0 && wid < R->n_work ? R->work[wid] : NULL;
-    if (pe_attn_init(&acc, R->in.n_dist, e) < 0) return -1;
-    int two = R->in.n > 1 && L > 0;
+    if (pe_attn_init(&acc, r->in.n_dist, e) < 0) return -1;
+    int two = r->in.n > 1 && L > 0;
     for (int ph = two ? PE_ATTN_IN : PE_ATTN_ALL; ph <= (two ? PE_ATTN_BEYOND : PE_ATTN_ALL); ph++) {
-        for (size_t f = 0; f < R->in.n; f++) {
-            pe_dump *d = R->in.dumps[f];
+        for (size_t f = 0; f < r->in.n; f++) {
+            pe_dump *d = r->in.dumps[f];
             const pe_meta *mf = pe_dump_meta(d);
-            int slot = pe_dump_find_layer(d, R->in.layers[lj]);
-            size_t first_row = R->o->rows == 1 ? mf->T - 1 : 0;
+            size_t first_row = o->rows == 1 ? mf->T - 1 : 0;
             if (ph == PE_ATTN_IN && mf->positions[first_row] >= L) continue;
             if (ph == PE_ATTN_BEYOND && mf->positions[mf->T - 1] < L) continue;
             if (loaded != f) {
-                if (read_rotated(d, (size_t)slot, PE_TENSOR_Q, head, &q, e) < 0) goto done;
-                if (R->in.n == 1) {
-                    if (!ke && !(ke = key_acquire(R, lj, kvh, e))) goto done;
-                    k = ke->k;
-                } else if (read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &k, e) < 0) {
-                    goto done;
-                }
+                if (have_key) pe_run_key_done(r, t, loaded);
+                have_key = 0;
+                if (!(q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, 1, 0, e))) goto done;
+                if (!(k = pe_run_key(r, t, f, 1, 1, e))) goto done;
+                have_key = 1;
                 free(rows);
                 rows = NULL;
-                if (R->o->rows > 0 && (size_t)R->o->rows < mf->T) {
-                    if (!(rows = pe_alloc((size_t)R->o->rows, sizeof *rows, 0, e))) goto done;
-                    n_rows = pe_attn_even_rows(mf->T, (size_t)R->o->rows, rows);
+                if (o->rows > 0 && (size_t)o->rows < mf->T) {
+                    if (!(rows = pe_alloc((size_t)o->rows, sizeof *rows, 0, e))) goto done;
+                    n_rows = pe_attn_even_rows(mf->T, (size_t)o->rows, rows);
                 }
                 loaded = f;
             }
             pe_attn_seq s = {mf->T, mf->head_dim, q, k, mf->positions, rows, n_rows};
-            pe_attn_params p = params_of(R, mf);
-            if (pe_attn_add(&acc, &s, &p, (pe_attn_phase)ph, w, e) < 0) {
+            pe_attn_params p = params_of(r, mf);
+            if (pe_attn_add(&acc, &s, &p, (pe_attn_phase)ph, st->work[pe_pool_worker()], e) < 0) {
                 char msg[sizeof e->msg];
                 snprintf(msg, sizeof msg, "%s", e->msg);
-                pe_fail(e, "%s: layer %ld head %d: %s", pe_dump_path(d), R->in.layers[lj], head, msg);
+                pe_fail(e, "%s: layer %ld head %d: %s", pe_dump_path(d), t->layer, t->head, msg);
                 goto done;
             }
         }
     }
-
     pe_attn_summary(&acc, &out->st);
-    out->ood = pe_attn_ood(&out->st, &R->o->thr);
-    if (R->o->table == TABLE_PROFILE) {
-        size_t nd = acc.n_dist, nb = pe_bin_count(nd, (size_t)R->o->bins);
+    out->ood = pe_attn_ood(&out->st, &o->thr);
+    if (o->table == TABLE_PROFILE) {
+        size_t nd = acc.n_dist, nb = pe_bin_count(nd, (size_t)o->bins);
         out->nb = nb;
         if (!(out->prof = pe_alloc(PROF_COLS * (nb ? nb : 1), sizeof(double), 0, e))) goto done;
         for (size_t b = 0; b < nb; b++) {
@@ -383,65 +285,66 @@ static int work_head(size_t i, void *ctx, pe_err *e)
     }
     rc = 0;
 done:
-    free(q);
-    if (ke)
-        key_release(R, ke);
-    else
-        free(k);
+    if (have_key) pe_run_key_done(r, t, loaded);
     free(rows);
     pe_attn_free(&acc);
-    if (rc < 0) result_free(out);
     return rc;
 }
 
-static void emit_profile(run *R, size_t i)
+/* Counts the flags for --fail-on (every per-head table). */
+static void note_flags(pe_run *r, const pe_task *t, const head_result *h)
 {
-    head_result *r = &R->res[i];
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    pe_table *t = R->table;
-    size_t nb = r->nb;
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo, hi;
-        pe_bin_range(R->in.n_dist, nb, b, &lo, &hi);
-        pe_table_int(t, R->in.layers[lj]);
-        pe_table_int(t, head);
-        pe_table_int(t, head / R->kv_group);
-        pe_table_int(t, (long long)lo);
-        pe_table_int(t, (long long)hi);
-        pe_table_int(t, (long long)r->prof[b]);
-        for (int c = 1; c < PROF_COLS; c++) pe_table_dbl(t, r->prof[(size_t)c * nb + b]);
-        pe_table_end_row(t);
-    }
-    pe_table_break(t, 1);
-    pe_table_break(t, 2);
+    state *st = r->state;
+    if (h->ood && st->n_ood++ == 0) st->first_ood = t;
+    if (h->st.u_in >= opts_of(r)->u_threshold && st->n_ushape++ == 0) st->first_ushape = t;
+    st->done++;
 }
 
-static void emit_heads(run *R, size_t i)
+static int emit_profile(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
-    const head_result *r = &R->res[i];
-    const pe_attn_stats *s = &r->st;
-    size_t lj = i / R->in.n_heads;
-    int head = R->in.heads[i % R->in.n_heads];
-    double ut = R->o->u_threshold;
-    pe_table *t = R->table;
-    pe_table_int(t, R->in.layers[lj]);
-    pe_table_int(t, head);
-    pe_table_int(t, head / R->kv_group);
-    pe_table_int(t, (long long)s->rows_in);
-    pe_table_int(t, (long long)s->rows_beyond);
-    pe_table_dbl(t, s->sink_in);
-    pe_table_dbl(t, s->sink_beyond);
-    pe_table_dbl(t, s->entropy_in);
-    pe_table_dbl(t, s->entropy_beyond);
-    pe_table_dbl(t, s->u_in);
-    pe_table_str(t, pe_u_label(s->u_in, s->near_gt_far_in, ut));
-    pe_table_dbl(t, s->u_all);
-    pe_table_str(t, pe_u_label(s->u_all, s->near_gt_far_all, ut));
-    pe_table_dbl(t, s->exceedance);
-    pe_table_int(t, r->ood);
-    pe_table_end_row(t);
-    if ((i + 1) % R->in.n_heads == 0) pe_table_break(t, 2);
+    (void)e;
+    head_result *h = res;
+    pe_table *tb = r->table;
+    note_flags(r, t, h);
+    for (size_t b = 0; b < h->nb; b++) {
+        size_t lo, hi;
+        pe_bin_range(r->in.n_dist, h->nb, b, &lo, &hi);
+        pe_run_row_start(tb, t);
+        pe_table_int(tb, (long long)lo);
+        pe_table_int(tb, (long long)hi);
+        pe_table_int(tb, (long long)h->prof[b]);
+        for (int c = 1; c < PROF_COLS; c++) pe_table_dbl(tb, h->prof[(size_t)c * h->nb + b]);
+        pe_table_end_row(tb);
+    }
+    pe_table_break(tb, 1);
+    pe_table_break(tb, 2);
+    return 0;
+}
+
+static int emit_heads(pe_run *r, const pe_task *t, void *res, pe_err *e)
+{
+    (void)e;
+    const head_result *h = res;
+    const pe_attn_stats *s = &h->st;
+    double ut = opts_of(r)->u_threshold;
+    pe_table *tb = r->table;
+    note_flags(r, t, h);
+    pe_run_row_start(tb, t);
+    pe_table_int(tb, (long long)s->rows_in);
+    pe_table_int(tb, (long long)s->rows_beyond);
+    pe_table_dbl(tb, s->sink_in);
+    pe_table_dbl(tb, s->sink_beyond);
+    pe_table_dbl(tb, s->entropy_in);
+    pe_table_dbl(tb, s->entropy_beyond);
+    pe_table_dbl(tb, s->u_in);
+    pe_table_str(tb, pe_u_label(s->u_in, s->near_gt_far_in, ut));
+    pe_table_dbl(tb, s->u_all);
+    pe_table_str(tb, pe_u_label(s->u_all, s->near_gt_far_all, ut));
+    pe_table_dbl(tb, s->exceedance);
+    pe_table_int(tb, h->ood);
+    pe_table_end_row(tb);
+    if (pe_run_last_of_layer(r, t)) pe_table_break(tb, 2);
+    return 0;
 }
 
 static double mean_or_nan(double sum, long n)
@@ -449,13 +352,16 @@ static double mean_or_nan(double sum, long n)
     return n > 0 ? sum / (double)n : NAN;
 }
 
-static void emit_layers(run *R, size_t i)
+static int emit_layers(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
-    const pe_attn_stats *s = &R->res[i].st;
-    layer_acc *a = &R->lay;
+    (void)e;
+    const head_result *h = res;
+    const pe_attn_stats *s = &h->st;
+    state *a = r->state;
     double es = fabs(s->entropy_beyond - s->entropy_in), ss = fabs(s->sink_beyond - s->sink_in);
+    note_flags(r, t, h);
     a->heads++;
-    a->ood += R->res[i].ood;
+    a->ood += h->ood;
     if (!isnan(es)) {
         a->ent_shift += es;
         a->n_ent++;
@@ -468,236 +374,160 @@ static void emit_layers(run *R, size_t i)
         a->exceed += s->exceedance;
         a->n_exceed++;
     }
-    if ((i + 1) % R->in.n_heads) return;
-    pe_table *t = R->table;
-    pe_table_int(t, R->in.layers[i / R->in.n_heads]);
-    pe_table_int(t, a->heads);
-    pe_table_int(t, a->ood);
-    pe_table_dbl(t, mean_or_nan(a->ent_shift, a->n_ent));
-    pe_table_dbl(t, mean_or_nan(a->sink_shift, a->n_sink));
-    pe_table_dbl(t, mean_or_nan(a->exceed, a->n_exceed));
-    pe_table_end_row(t);
-    memset(a, 0, sizeof *a);
-}
-
-static int emit_head(size_t i, void *ctx, pe_err *e)
-{
-    (void)e;
-    run *R = ctx;
-    const head_result *r = &R->res[i];
-    if (r->ood && R->n_ood++ == 0) R->first_ood = i;
-    if (r->st.u_in >= R->o->u_threshold && R->n_ushape++ == 0) R->first_ushape = i;
-    switch (R->o->table) {
-    case TABLE_PROFILE: emit_profile(R, i); break;
-    case TABLE_HEADS: emit_heads(R, i); break;
-    default: emit_layers(R, i); break;
-    }
-    result_free(&R->res[i]);
-    if (R->progress) {
-        fprintf(stderr, "\r%s: %zu/%zu heads", PROG, i + 1, R->n_tasks);
-        if (i + 1 == R->n_tasks) fputs("\r\033[K", stderr);
-    }
+    if (!pe_run_last_of_layer(r, t)) return 0;
+    pe_table *tb = r->table;
+    pe_table_int(tb, t->layer);
+    pe_table_int(tb, a->heads);
+    pe_table_int(tb, a->ood);
+    pe_table_dbl(tb, mean_or_nan(a->ent_shift, a->n_ent));
+    pe_table_dbl(tb, mean_or_nan(a->sink_shift, a->n_sink));
+    pe_table_dbl(tb, mean_or_nan(a->exceed, a->n_exceed));
+    pe_table_end_row(tb);
+    a->heads = a->ood = a->n_ent = a->n_sink = a->n_exceed = 0;
+    a->ent_shift = a->sink_shift = a->exceed = 0;
     return 0;
 }
 
-/* ---- meta lines ---- */
-
-static void write_inputs_meta(pe_table *t, const pe_inputs *in)
+/* --fail-on: the whole table is written, then status 3. */
+static int finish_heads(pe_run *r, pe_err *e)
 {
-    for (size_t f = 0; f < in->n; f++) {
-        const pe_meta *m = pe_dump_meta(in->dumps[f]);
-        pe_table_meta(t, "input", "%s (T %zu, positions %lld..%lld, %zu layers, model %s)",
-                      pe_dump_path(in->dumps[f]), m->T, (long long)m->positions[0],
-                      (long long)m->positions[m->T - 1], m->n_layers, m->model ? m->model : "unknown");
-    }
+    (void)e;
+    const analyze_opts *o = opts_of(r);
+    const state *st = r->state;
+    int found_ood = (o->fail_on & FAIL_OOD) && st->n_ood, found_u = (o->fail_on & FAIL_USHAPE) && st->n_ushape;
+    if (!found_ood && !found_u) return 0;
+    const pe_task *t = found_ood ? st->first_ood : st->first_ushape;
+    if (!r->c.quiet)
+        fprintf(stderr, "%s: --fail-on %s: %zu of %zu heads %s (the first: layer %ld head %d)\n", PROG,
+                found_ood ? "ood" : "ushape", found_ood ? st->n_ood : st->n_ushape, r->n_tasks,
+                found_ood ? "are flagged ood" : "have u_in >= --u-threshold", t->layer, t->head);
+    r->found = 1;
+    return 0;
 }
 
-static void write_common_meta(pe_table *t, const run *R)
+static void meta_common(pe_run *r)
 {
-    const pe_meta *m = R->in.meta;
-    const analyze_opts *o = R->o;
-    pe_table_meta(t, "train_len", "%ld", R->in.train_len);
-    pe_table_meta(t, "pairing", "%s", m->rotary_dim > 0 ? pe_pairing_name(m->pairing) : "none");
-    pe_table_meta(t, "attn_scale", "%.17g", m->attn_scale);
-    if (m->attn_softcap > 0)
-        pe_table_meta(t, "attn_softcap", "%.17g (logits are capped before the softmax; mean_logit is after the cap)",
-                      m->attn_softcap);
+    const analyze_opts *o = opts_of(r);
+    pe_run_meta_geometry(r, " (logits are capped before the softmax; mean_logit is after the cap)");
     if (o->rows > 0)
-        pe_table_meta(t, "rows", "%ld evenly spaced query rows per file (all when T <= %ld)", o->rows, o->rows);
+        pe_table_meta(r->table, "rows", "%ld evenly spaced query rows per file (all when T <= %ld)", o->rows, o->rows);
     else
-        pe_table_meta(t, "rows", "all");
-    pe_table_meta(t, "sink_tokens", "%ld", o->sink_tokens);
-    if (o->table == TABLE_PROFILE) pe_table_meta(t, "bins", "%ld", o->bins);
-    if (o->table != TABLE_PROFILE) {
-        /* 15 digits: the options as typed (0.1, not 0.10000000000000001). */
-        pe_table_meta(t, "margin", "%.15g", o->margin);
-        pe_table_meta(t, "thresholds", "exceedance > %.15g, |entropy shift| > %.15g, |sink shift| > %.15g, u-shape at U >= %.15g",
-                      o->thr.exceed, o->thr.entropy, o->thr.sink, o->u_threshold);
+        pe_table_meta(r->table, "rows", "all");
+    pe_table_meta(r->table, "sink_tokens", "%ld", o->sink_tokens);
+    if (o->table == TABLE_PROFILE) {
+        pe_table_meta(r->table, "bins", "%ld", o->bins);
+        return;
     }
+    /* 15 digits: the options as typed (0.1, not 0.10000000000000001). */
+    pe_table_meta(r->table, "margin", "%.15g", o->margin);
+    pe_table_meta(r->table, "thresholds",
+                  "exceedance > %.15g, |entropy shift| > %.15g, |sink shift| > %.15g, u-shape at U >= %.15g",
+                  o->thr.exceed, o->thr.entropy, o->thr.sink, o->u_threshold);
+}
+
+/* What a run holds at its peak.  Per thread: one head's rotated q and k in
+ * double, the block of logits, the accumulators per distance; for the
+ * profile every head's binned rows; for the heat map its window of pixels. */
+static double memory_need(pe_run *r)
+{
+    const analyze_opts *o = opts_of(r);
+    double T = (double)r->T_max, D = r->in.meta->head_dim, nd = (double)r->in.n_dist;
+    size_t block = o->block ? (size_t)o->block : pe_attn_default_block(r->T_max);
+    double threads = o->table == TABLE_HEATMAP ? 1 : fmin((double)r->jobs, fmax((double)r->n_tasks, 1));
+    double need = threads * (2 * T * D * 8 + pe_attn_block_bytes(r->T_max, block) + 10 * nd * 8);
+    if (o->table == TABLE_HEATMAP) {
+        double m1 = o->m1 > 0 ? (double)o->m1 : T, m0 = o->m1 > 0 ? (double)o->m0 : fmax(T - 256, 0);
+        need += (m1 - m0) * fmin(m1, (double)o->pixels) * 8;
+    } else if (o->table == TABLE_PROFILE) {
+        need += (double)r->n_tasks * PROF_COLS * (o->bins ? fmin((double)o->bins, nd) : nd) * 8;
+    }
+    r->mem_jobs = (int)threads;
+    return need;
+}
+
+static void cleanup(pe_run *r)
+{
+    state *s = r->state;
+    if (!s) return;
+    for (int j = 0; s->work && j < r->jobs; j++) pe_attn_work_free(s->work[j]);
+    free(s->work);
+    free(s);
+    r->state = NULL;
 }
 
 /* ---- heatmap ---- */
 
-static void put_num(FILE *f, double v, int digits, int json)
+static int prepare_heatmap(pe_run *r, pe_err *e)
 {
-    char buf[PE_NUMFMT_MAX];
-    if (json && !isfinite(v)) {
-        fputs("null", f);
-        return;
-    }
-    fwrite(buf, 1, pe_fmt_g(buf, v, digits), f);
+    const analyze_opts *o = opts_of(r);
+    size_t T = pe_dump_meta(r->in.dumps[0])->T;
+    if (o->m1 > 0 && (size_t)o->m1 > T)
+        return pe_fail_usage(e, "--window: %ld:%ld is beyond the %zu tokens of %s", o->m0, o->m1, T,
+                             pe_dump_path(r->in.dumps[0]));
+    if (r->in.n_layers > 1) r->in.n_layers = 1; /* default: the first layer */
+    return 0;
 }
 
-typedef struct meta_line {
-    char key[32];
-    char val[1100];
-} meta_line;
-
-static int run_heatmap(FILE *out, run *R, const pe_common_opts *c, const analyze_opts *o, pe_err *e)
+static int finish_heatmap(pe_run *r, pe_err *e)
 {
-    pe_dump *d = R->in.dumps[0];
-    const pe_meta *m = pe_dump_meta(d);
-    long layer = R->in.layers[0];
-    int slot = pe_dump_find_layer(d, layer), head = (int)o->head, kvh = head / R->kv_group;
-    size_t T = m->T, m0, m1;
-    if (o->m1 > 0) {
-        if ((size_t)o->m1 > T)
-            return pe_fail_usage(e, "--window: %ld:%ld is beyond the %zu tokens of %s", o->m0, o->m1, T,
-                                 pe_dump_path(d));
-        m0 = (size_t)o->m0;
-        m1 = (size_t)o->m1;
-    } else {
-        m1 = T;
-        m0 = T > 256 ? T - 256 : 0;
-    }
+    const analyze_opts *o = opts_of(r);
+    const pe_meta *m = pe_dump_meta(r->in.dumps[0]);
+    int head = (int)o->head;
+    pe_task t = {0, r->in.layers[0], PE_TENSOR_Q, head, head / r->kv_group};
+    size_t T = m->T, m1 = o->m1 > 0 ? (size_t)o->m1 : T, m0 = o->m1 > 0 ? (size_t)o->m0 : T > 256 ? T - 256 : 0;
     size_t ncol = pe_bin_count(m1, (size_t)o->pixels), nr = m1 - m0, cells;
-    double *q = NULL, *k = NULL, *v = NULL;
+    double *v = NULL, *q, *k;
+    int64_t *lo = NULL, *hi = NULL;
     int rc = -1;
     if (pe_mul_size(nr, ncol, &cells) != 0 || !(v = pe_alloc(cells, sizeof *v, 0, e))) {
         if (!e->msg[0]) pe_fail(e, "out of memory: the heat map overflows");
         return -1;
     }
-    if (read_rotated(d, (size_t)slot, PE_TENSOR_Q, head, &q, e) < 0 ||
-        read_rotated(d, (size_t)slot, PE_TENSOR_K, kvh, &k, e) < 0)
+    if (!(lo = pe_alloc(ncol, sizeof *lo, 0, e)) || !(hi = pe_alloc(ncol, sizeof *hi, 0, e))) goto done;
+    if (!(q = pe_run_read(r, &t, 0, PE_TENSOR_Q, head, 1, 0, e)) ||
+        !(k = pe_run_read(r, &t, 0, PE_TENSOR_K, t.kv_head, 1, 1, e)))
         goto done;
     pe_attn_seq s = {T, m->head_dim, q, k, m->positions, NULL, 0};
-    pe_attn_params p = params_of(R, m);
+    pe_attn_params p = params_of(r, m);
     if (pe_attn_heatmap(&s, &p, m0, m1, ncol, v, NULL, e) < 0) goto done;
-
-    /* Comment lines, the same in every format. */
-    meta_line meta[16];
-    int nm = 0;
-#define META(k_, ...) (snprintf(meta[nm].key, sizeof meta[nm].key, "%s", k_), \
-                       snprintf(meta[nm].val, sizeof meta[nm].val, __VA_ARGS__), nm++)
-    META("version", "%s", PE_VERSION);
-    META("input", "%s (T %zu, positions %lld..%lld, %zu layers, model %s)", pe_dump_path(d), T,
-         (long long)m->positions[0], (long long)m->positions[T - 1], m->n_layers, m->model ? m->model : "unknown");
-    META("train_len", "%ld", R->in.train_len);
-    META("attn_scale", "%.17g", m->attn_scale);
-    if (m->attn_softcap > 0) META("attn_softcap", "%.17g", m->attn_softcap);
-    META("layer", "%ld", layer);
-    META("head", "%d", head);
-    META("kv_head", "%d", kvh);
-    META("window", "query tokens %zu..%zu (positions %lld..%lld), keys 0..%zu", m0, m1 - 1,
-         (long long)m->positions[m0], (long long)m->positions[m1 - 1], m1 - 1);
-    META("pixels", "%zu key columns (at most %ld asked)", ncol, o->pixels);
-    META("values", "mean attention probability over the keys of a column; keys after a row count as 0");
-    if (c->format == PE_FMT_GNUPLOT)
-        META("plot", "plot FILE matrix nonuniform with image  (first line: count, key-column centres; "
-                     "then each row: its position, its values)");
-#undef META
-
-    if (c->format == PE_FMT_TSV) {
-        static const char *const cols[] = {"row", "key_lo", "key_hi", "prob"};
-        pe_table *t = pe_table_open(out, PE_FMT_TSV, c->digits, PROG, "heatmap", cols, 4, e);
-        if (!t) goto done;
-        for (int i = 0; i < nm; i++) pe_table_meta(t, meta[i].key, "%s", meta[i].val);
-        for (size_t r = 0; r < nr; r++) {
-            for (size_t col = 0; col < ncol; col++) {
-                size_t lo, hi;
-                pe_bin_range(m1, ncol, col, &lo, &hi);
-                pe_table_int(t, m->positions[m0 + r]);
-                pe_table_int(t, m->positions[lo]);
-                pe_table_int(t, m->positions[hi]);
-                pe_table_dbl(t, v[r * ncol + col]);
-                pe_table_end_row(t);
-            }
-        }
-        if (pe_table_finish(t, e) < 0) goto done;
-    } else if (c->format == PE_FMT_GNUPLOT) {
-        fprintf(out, "# %s table: heatmap\n", PROG);
-        for (int i = 0; i < nm; i++) fprintf(out, "# %s: %s\n", meta[i].key, meta[i].val);
-        fprintf(out, "%zu", ncol);
-        for (size_t col = 0; col < ncol; col++) {
-            size_t lo, hi;
-            pe_bin_range(m1, ncol, col, &lo, &hi);
-            fputc('\t', out);
-            put_num(out, 0.5 * ((double)m->positions[lo] + (double)m->positions[hi]), c->digits, 0);
-        }
-        fputc('\n', out);
-        for (size_t r = 0; r < nr; r++) {
-            fprintf(out, "%lld", (long long)m->positions[m0 + r]);
-            for (size_t col = 0; col < ncol; col++) {
-                fputc('\t', out);
-                put_num(out, v[r * ncol + col], c->digits, 0);
-            }
-            fputc('\n', out);
-        }
-    } else {
-        fputs("{\"tool\":\"" PROG "\",\"table\":\"heatmap\",\"meta\":{", out);
-        for (int i = 0; i < nm; i++) {
-            if (i) fputc(',', out);
-            pe_json_string(out, meta[i].key);
-            fputc(':', out);
-            pe_json_string(out, meta[i].val);
-        }
-        fputs("},\n\"rows\":[", out);
-        for (size_t r = 0; r < nr; r++) fprintf(out, "%s%lld", r ? "," : "", (long long)m->positions[m0 + r]);
-        const char *names[] = {"key_lo", "key_hi", "key_centre"};
-        for (int w = 0; w < 3; w++) {
-            fprintf(out, "],\n\"%s\":[", names[w]);
-            for (size_t col = 0; col < ncol; col++) {
-                size_t lo, hi;
-                pe_bin_range(m1, ncol, col, &lo, &hi);
-                if (col) fputc(',', out);
-                if (w == 0) fprintf(out, "%lld", (long long)m->positions[lo]);
-                if (w == 1) fprintf(out, "%lld", (long long)m->positions[hi]);
-                if (w == 2) put_num(out, 0.5 * ((double)m->positions[lo] + (double)m->positions[hi]), c->digits, 1);
-            }
-        }
-        fputs("],\n\"values\":[", out);
-        for (size_t r = 0; r < nr; r++) {
-            fputs(r ? ",\n[" : "\n[", out);
-            for (size_t col = 0; col < ncol; col++) {
-                if (col) fputc(',', out);
-                put_num(out, v[r * ncol + col], c->digits, 1);
-            }
-            fputc(']', out);
-        }
-        fputs("\n]}\n", out);
+    for (size_t c = 0; c < ncol; c++) {
+        size_t a, b;
+        pe_bin_range(m1, ncol, c, &a, &b);
+        lo[c] = m->positions[a];
+        hi[c] = m->positions[b];
     }
+    pe_table *tb = r->table;
+    pe_table_meta(tb, "train_len", "%ld", r->in.train_len);
+    pe_table_meta(tb, "attn_scale", "%.17g", m->attn_scale);
+    if (m->attn_softcap > 0) pe_table_meta(tb, "attn_softcap", "%.17g", m->attn_softcap);
+    pe_table_meta(tb, "layer", "%ld", t.layer);
+    pe_table_meta(tb, "head", "%d", head);
+    pe_table_meta(tb, "kv_head", "%d", t.kv_head);
+    pe_table_meta(tb, "window", "query tokens %zu..%zu (positions %lld..%lld), keys 0..%zu", m0, m1 - 1,
+                  (long long)m->positions[m0], (long long)m->positions[m1 - 1], m1 - 1);
+    pe_table_meta(tb, "pixels", "%zu key columns (at most %ld asked)", ncol, o->pixels);
+    pe_table_meta(tb, "values", "mean attention probability over the keys of a column; keys after a row count as 0");
+    if (r->c.format == PE_FMT_GNUPLOT)
+        pe_table_meta(tb, "plot", "plot FILE matrix nonuniform with image  (first line: count, key-column centres; "
+                                  "then each row: its position, its values)");
+    pe_table_matrix(tb, nr, ncol, m->positions + m0, lo, hi, v);
     rc = 0;
 done:
-    free(q);
-    free(k);
     free(v);
+    free(lo);
+    free(hi);
     return rc;
 }
 
 /* ---- loss: the ground truth against position ---- */
 
-static const char *const loss_cols[] = {"bin_lo", "bin_hi", "n", "nll", "nll_control", "excess"};
-
-/* The model's recorded loss in position bins, pooled over the files (man
- * peanalyze(1), -t loss).  Every file must have /tokens/nll; the control
- * columns are nan unless every file has /tokens/nll_control, with the same
- * window, and the files must have run with the same positional spec. */
-static int run_loss(FILE *out, run *R, const pe_common_opts *c, const analyze_opts *o, pe_err *e)
+/* Every file must have /tokens/nll, run with the same positional spec; the
+ * control columns are nan unless every file has the same control. */
+static int prepare_loss(pe_run *r, pe_err *e)
 {
-    const pe_inputs *in = &R->in;
+    const pe_inputs *in = &r->in;
     const pe_meta *m0 = pe_dump_meta(in->dumps[0]);
     const char *no_control = NULL;
-    size_t n_pos = 0;
     for (size_t f = 0; f < in->n; f++) {
         const pe_meta *m = pe_dump_meta(in->dumps[f]);
         const char *path = pe_dump_path(in->dumps[f]);
@@ -714,23 +544,31 @@ static int run_loss(FILE *out, run *R, const pe_common_opts *c, const analyze_op
                            path, m->control_window, m->control_sinks, m0->control_window, m0->control_sinks,
                            pe_dump_path(in->dumps[0]));
         }
+    }
+    state *s = pe_alloc(1, sizeof *s, 1, e);
+    if (!s) return -1;
+    s->no_control = no_control;
+    r->state = s;
+    return 0;
+}
+
+static int finish_loss(pe_run *r, pe_err *e)
+{
+    const pe_inputs *in = &r->in;
+    const pe_meta *m0 = pe_dump_meta(in->dumps[0]);
+    const char *no_control = ((state *)r->state)->no_control;
+    size_t n_pos = 0;
+    for (size_t f = 0; f < in->n; f++) {
+        const pe_meta *m = pe_dump_meta(in->dumps[f]);
         if ((size_t)m->positions[m->T - 1] + 1 > n_pos) n_pos = (size_t)m->positions[m->T - 1] + 1;
     }
-    if (!no_control && !m0->nll_control) no_control = pe_dump_path(in->dumps[0]);
-
     pe_loss_acc acc;
-    if (pe_loss_init(&acc, n_pos, (size_t)o->bins, e) < 0) return -1;
+    if (pe_loss_init(&acc, n_pos, (size_t)opts_of(r)->bins, e) < 0) return -1;
     for (size_t f = 0; f < in->n; f++) {
         const pe_meta *m = pe_dump_meta(in->dumps[f]);
         pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
     }
-    pe_table *t = pe_table_open(out, c->format, c->digits, PROG, "loss", loss_cols, 6, e);
-    if (!t) {
-        pe_loss_free(&acc);
-        return -1;
-    }
-    pe_table_meta(t, "version", "%s", PE_VERSION);
-    write_inputs_meta(t, in);
+    pe_table *t = r->table;
     pe_table_meta(t, "train_len", "%ld", in->train_len);
     pe_table_meta(t, "pe", "%s", m0->nll_pe);
     if (no_control)
@@ -752,236 +590,82 @@ static int run_loss(FILE *out, run *R, const pe_common_opts *c, const analyze_op
         pe_table_end_row(t);
     }
     pe_loss_free(&acc);
-    return pe_table_finish(t, e);
+    return 0;
 }
 
-/* ---- main ---- */
+/* ---- the tables ---- */
 
-/* What a run holds at its peak, refused before anything is allocated when
- * it is more than --max-memory or the available memory.  Per thread: one
- * head's rotated q and k in double, the block of logits, the accumulators
- * per distance; for the heat map its window of pixels. */
-static int check_memory_need(const run *R, int jobs, pe_err *e)
+#define HEAD_COLS {"layer", "block"}, {"head", "block"}, {"kv_head", "key"}
+#define FIXED(name) {name, "fixed"}
+static const pe_column profile_cols[] = {HEAD_COLS,           {"delta_lo", "lo"},
+                                         {"delta_hi", "hi"},  {"n_pairs", "sum"},
+                                         {"mean_logit", "mean(n_pairs)"}, {"mean_prob", "mean(n_pairs)"},
+                                         {"mean_prob_u", "mean(n_pairs)"}, {"last_prob", "last(n_pairs)"}};
+static const pe_column heads_cols[] = {HEAD_COLS,           FIXED("rows_in"),    FIXED("rows_beyond"),
+                                       FIXED("sink_in"),    FIXED("sink_beyond"), FIXED("entropy_in"),
+                                       FIXED("entropy_beyond"), FIXED("u_in"),    FIXED("label_in"),
+                                       FIXED("u_all"),      FIXED("label_all"),   FIXED("exceedance"),
+                                       FIXED("ood")};
+static const pe_column layers_cols[] = {{"layer", "block"},          FIXED("heads"),
+                                        FIXED("ood_heads"),          FIXED("mean_entropy_shift"),
+                                        FIXED("mean_sink_shift"),    FIXED("mean_exceedance")};
+static const pe_column heatmap_cols[] = {FIXED("row"), FIXED("key_lo"), FIXED("key_hi"), FIXED("prob")};
+static const pe_column loss_cols[] = {{"bin_lo", "lo"},    {"bin_hi", "hi"},           {"n", "sum"},
+                                      {"nll", "mean(n)"}, {"nll_control", "mean(n)"}, {"excess", "mean(n)"}};
+#define COLS(a) a, (int)(sizeof a / sizeof a[0])
+#define PER_HEAD(flags, emit)                                                                                  \
+    COLS(flags##_cols), flags##_FLAGS, sizeof(head_result), prepare_heads, memory_need, meta_common, work_head, \
+        emit, finish_heads, result_free
+#define profile_FLAGS 0
+#define heads_FLAGS PE_TABLE_NEEDS_L
+#define layers_FLAGS PE_TABLE_NEEDS_L
+
+static const pe_table_def tables[] = {
+    [TABLE_PROFILE] = {"profile", PER_HEAD(profile, emit_profile)},
+    [TABLE_HEADS] = {"heads", PER_HEAD(heads, emit_heads)},
+    [TABLE_LAYERS] = {"layers", PER_HEAD(layers, emit_layers)},
+    [TABLE_HEATMAP] = {"heatmap", COLS(heatmap_cols), PE_TABLE_NO_TASKS, 0, prepare_heatmap, memory_need, NULL, NULL,
+                       NULL, finish_heatmap, NULL},
+    [TABLE_LOSS] = {"loss", COLS(loss_cols), PE_TABLE_NO_TASKS, 0, prepare_loss, NULL, NULL, NULL, NULL, finish_loss,
+                    NULL},
+};
+
+static const pe_table_def *table_of(const void *opts)
 {
-    double T = 0, D = R->in.meta->head_dim, nd = (double)R->in.n_dist;
-    for (size_t f = 0; f < R->in.n; f++) T = fmax(T, (double)pe_dump_meta(R->in.dumps[f])->T);
-    size_t block = R->o->block ? (size_t)R->o->block : pe_attn_default_block((size_t)T);
-    double threads = R->o->table == TABLE_HEATMAP ? 1 : fmin((double)jobs, fmax((double)R->n_tasks, 1));
-    double need = threads * (2 * T * D * 8 + pe_attn_block_bytes((size_t)T, block) + 10 * nd * 8);
-    if (R->o->table == TABLE_HEATMAP) {
-        double m1 = R->o->m1 > 0 ? (double)R->o->m1 : T, m0 = R->o->m1 > 0 ? (double)R->o->m0 : fmax(T - 256, 0);
-        need += (m1 - m0) * fmin(m1, (double)R->o->pixels) * 8;
-    } else if (R->o->table == TABLE_PROFILE) {
-        need += (double)R->n_tasks * PROF_COLS * (R->o->bins ? fmin((double)R->o->bins, nd) : nd) * 8;
+    return &tables[((const analyze_opts *)opts)->table];
+}
+
+/* Options that belong to one table, and what the command line alone tells. */
+static int check(pe_run *r, pe_err *e)
+{
+    analyze_opts *o = r->opts;
+    const pe_common_opts *c = &r->c;
+    if (!o->seen_bins && o->table == TABLE_LOSS) o->bins = 16;
+    if (o->table != TABLE_HEATMAP) {
+        const char *misplaced = o->seen_head ? "--head" : o->seen_window ? "--window" : o->seen_pixels ? "--pixels" : NULL;
+        if (misplaced) return pe_fail_usage(e, "%s: only for -t heatmap", misplaced);
+        if (o->table == TABLE_LOSS && (o->seen_rows || o->fail_on))
+            return pe_fail_usage(e, "%s: not for -t loss", o->seen_rows ? "--rows" : "--fail-on");
+        if (o->fail_on) r->needs_L_for = "--fail-on";
+        return 0;
     }
-    char what[64];
-    snprintf(what, sizeof what, "this run (T %.0f, head_dim %.0f, -j %d)", T, D, (int)threads);
-    return pe_memory_check(need, R->c->max_memory, what, e);
+    if (o->seen_rows) return pe_fail_usage(e, "--rows: not for -t heatmap (its rows are --window)");
+    if (o->fail_on) return pe_fail_usage(e, "--fail-on: not for -t heatmap");
+    if (c->heads) return pe_fail_usage(e, "--heads: not for -t heatmap (use --head)");
+    if (c->layers && c->n_layers != 1) return pe_fail_usage(e, "--layers: -t heatmap takes one layer");
+    if (r->n_files > 1) return pe_fail_usage(e, "-t heatmap reads one FILE (got %zu)", r->n_files);
+    r->heads = &o->head; /* the heat map's head comes from --head */
+    r->n_heads = 1;
+    r->heads_opt = "--head";
+    return 0;
 }
 
-static int fail(const pe_err *e)
-{
-    fprintf(stderr, "%s: %s\n", PROG, e->msg);
-    return e->kind == PE_ERRK_USAGE ? PE_EXIT_USAGE : PE_EXIT_DATA;
-}
-
-static const char *const profile_cols[] = {"layer",   "head",       "kv_head",   "delta_lo",    "delta_hi",
-                                           "n_pairs", "mean_logit", "mean_prob", "mean_prob_u", "last_prob"};
-static const char *const heads_cols[] = {"layer",    "head",       "kv_head",        "rows_in",
-                                         "rows_beyond", "sink_in", "sink_beyond",    "entropy_in",
-                                         "entropy_beyond", "u_in", "label_in",       "u_all",
-                                         "label_all", "exceedance", "ood"};
-static const char *const layers_cols[] = {"layer",      "heads", "ood_heads", "mean_entropy_shift",
-                                          "mean_sink_shift", "mean_exceedance"};
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+static const pe_tool_def tool = {&cli, table_of, check, cleanup};
 
 int main(int argc, char **argv)
 {
-    pe_common_opts c;
     analyze_opts o = {TABLE_PROFILE, 512, 0, 1, PE_ATTN_MARGIN,
                       {PE_ATTN_EXCEED_THRESHOLD, PE_ATTN_ENTROPY_THRESHOLD, PE_ATTN_SINK_THRESHOLD},
                       PE_U_THRESHOLD, 0, 0, 0, 0, 512, 0, 0, 0, 0, 0, 0};
-    pe_err e = {0};
-    pe_output out = {0};
-    run R;
-    int first, status = PE_EXIT_OK;
-    char *const *files;
-    size_t n_files;
-    double t0 = now();
-
-    memset(&R, 0, sizeof R);
-    pthread_mutex_init(&R.kmu, NULL);
-    pthread_cond_init(&R.kcond, NULL);
-    /* Threads are ours, over heads; OpenBLAS runs each GEMM on the calling
-     * thread. */
-    openblas_set_num_threads(1);
-    pe_dump_guard(PROG);
-    switch (pe_cli_parse(argc, argv, &tool, &c, &o, &first)) {
-    case PE_CLI_EXIT_OK:
-        return pe_close_stdout(PROG, PE_EXIT_OK);
-    case PE_CLI_EXIT_USAGE: return PE_EXIT_USAGE;
-    default: break;
-    }
-    files = argv + first;
-    n_files = (size_t)(argc - first);
-
-    /* Options that belong to one table. */
-    const char *misplaced = NULL;
-    if (!o.seen_bins && o.table == TABLE_LOSS) o.bins = 16;
-    if (o.table != TABLE_HEATMAP) {
-        misplaced = o.seen_head ? "--head" : o.seen_window ? "--window" : o.seen_pixels ? "--pixels" : NULL;
-        if (misplaced) pe_fail_usage(&e, "%s: only for -t heatmap", misplaced);
-        else if (o.table == TABLE_LOSS && (o.seen_rows || o.fail_on))
-            pe_fail_usage(&e, "%s: not for -t loss", o.seen_rows ? "--rows" : "--fail-on");
-    } else {
-        if (o.seen_rows) pe_fail_usage(&e, "--rows: not for -t heatmap (its rows are --window)");
-        else if (o.fail_on) pe_fail_usage(&e, "--fail-on: not for -t heatmap");
-        else if (c.heads) pe_fail_usage(&e, "--heads: not for -t heatmap (use --head)");
-        else if (c.layers && c.n_layers != 1) pe_fail_usage(&e, "--layers: -t heatmap takes one layer");
-        else if (n_files > 1) pe_fail_usage(&e, "-t heatmap reads one FILE (got %zu)", n_files);
-    }
-    if (e.msg[0]) {
-        status = fail(&e);
-        goto end;
-    }
-    if (n_files == 0) {
-        fprintf(stderr, "%s: no input file (see %s --help)\n", PROG, PROG);
-        status = PE_EXIT_USAGE;
-        goto end;
-    }
-
-    pe_open_opts oo = {c.pairing, c.max_memory};
-    long heat_head = o.head;
-    if (pe_inputs_open(&R.in, files, n_files, &oo, c.layers, c.n_layers,
-                       o.table == TABLE_HEATMAP ? &heat_head : c.heads,
-                       o.table == TABLE_HEATMAP ? 1 : c.n_heads, c.train_len, &e) < 0) {
-        if (o.table == TABLE_HEATMAP && strncmp(e.msg, "--heads:", 8) == 0) {
-            /* The heat map's head comes from --head. */
-            char msg[sizeof e.msg];
-            snprintf(msg, sizeof msg, "--head:%s", e.msg + 8);
-            snprintf(e.msg, sizeof e.msg, "%s", msg);
-        }
-        status = fail(&e);
-        goto end;
-    }
-    if (o.table == TABLE_HEATMAP && R.in.n_layers > 1) R.in.n_layers = 1; /* default: the first layer */
-    long L = R.in.train_len;
-    if ((o.table == TABLE_HEADS || o.table == TABLE_LAYERS) && L <= 0) {
-        pe_fail_usage(&e, "-t %s needs the training length: the files have no train_len; give --train-len",
-                      table_names[o.table]);
-        status = fail(&e);
-        goto end;
-    }
-    if (o.fail_on && L <= 0) {
-        pe_fail_usage(&e, "--fail-on needs the training length: the files have no train_len; give --train-len");
-        status = fail(&e);
-        goto end;
-    }
-    const pe_meta *m = R.in.meta;
-    R.c = &c;
-    R.o = &o;
-    R.kv_group = m->n_heads / m->n_kv_heads;
-    R.n_tasks = R.in.n_layers * R.in.n_heads;
-    int jobs = c.jobs ? c.jobs : pe_cpu_count();
-    if (check_memory_need(&R, jobs, &e) < 0 || pe_output_open(&out, c.output, "--output", files, n_files, &e) < 0) {
-        status = fail(&e);
-        goto end;
-    }
-
-    if (o.table == TABLE_LOSS) {
-        if (run_loss(out.fp, &R, &c, &o, &e) < 0) {
-            status = fail(&e);
-            goto end;
-        }
-        goto close;
-    }
-    if (o.table == TABLE_HEATMAP) {
-        if (run_heatmap(out.fp, &R, &c, &o, &e) < 0) {
-            status = fail(&e);
-            goto end;
-        }
-        goto close;
-    }
-
-    const char *const *cols = o.table == TABLE_PROFILE ? profile_cols : o.table == TABLE_HEADS ? heads_cols : layers_cols;
-    int ncol = o.table == TABLE_PROFILE ? 10 : o.table == TABLE_HEADS ? 15 : 6;
-    if (!(R.table = pe_table_open(out.fp, c.format, c.digits, PROG, table_names[o.table], cols, ncol, &e))) {
-        status = fail(&e);
-        goto end;
-    }
-    pe_table_meta(R.table, "version", "%s", PE_VERSION);
-    write_inputs_meta(R.table, &R.in);
-    write_common_meta(R.table, &R);
-
-    R.progress = !c.quiet && isatty(STDERR_FILENO);
-    if (!(R.res = pe_alloc(R.n_tasks ? R.n_tasks : 1, sizeof *R.res, 1, &e))) {
-        status = fail(&e);
-        goto end;
-    }
-    if (!(R.work = pe_alloc((size_t)jobs, sizeof *R.work, 1, &e))) {
-        status = fail(&e);
-        goto end;
-    }
-    R.n_work = jobs;
-    for (int j = 0; j < jobs; j++) {
-        if (!(R.work[j] = pe_attn_work_new(&e))) {
-            status = fail(&e);
-            goto end;
-        }
-    }
-    if (pe_par_run(R.n_tasks, jobs, work_head, emit_head, &R, &e) < 0) {
-        if (R.progress) fputs("\r\033[K", stderr);
-        status = fail(&e);
-        goto end;
-    }
-    if (pe_table_finish(R.table, &e) < 0) {
-        R.table = NULL;
-        status = fail(&e);
-        goto end;
-    }
-    R.table = NULL;
-close:
-    if (pe_output_close(&out, 1, &e) < 0) {
-        status = fail(&e);
-        goto end;
-    }
-    if (c.verbose) {
-        size_t T = 0;
-        for (size_t f = 0; f < R.in.n; f++)
-            if (pe_dump_meta(R.in.dumps[f])->T > T) T = pe_dump_meta(R.in.dumps[f])->T;
-        size_t block = o.block ? (size_t)o.block : pe_attn_default_block(T);
-        char bytes[32];
-        fprintf(stderr, "%s: %zu head%s, T up to %zu, blocks of %zu query rows (%s buffer per thread), %.3f s\n", PROG,
-                o.table == TABLE_HEATMAP ? (size_t)1 : R.n_tasks, (o.table == TABLE_HEATMAP || R.n_tasks == 1) ? "" : "s",
-                T, block, pe_format_bytes(pe_attn_block_bytes(T, block), bytes, sizeof bytes), now() - t0);
-    }
-    int found_ood = (o.fail_on & FAIL_OOD) && R.n_ood, found_u = (o.fail_on & FAIL_USHAPE) && R.n_ushape;
-    if (found_ood || found_u) {
-        size_t i = found_ood ? R.first_ood : R.first_ushape;
-        if (!c.quiet)
-            fprintf(stderr, "%s: --fail-on %s: %zu of %zu heads %s (the first: layer %ld head %d)\n", PROG,
-                    found_ood ? "ood" : "ushape", found_ood ? R.n_ood : R.n_ushape, R.n_tasks,
-                    found_ood ? "are flagged ood" : "have u_in >= --u-threshold", R.in.layers[i / R.in.n_heads],
-                    R.in.heads[i % R.in.n_heads]);
-        status = PE_EXIT_FOUND;
-    }
-end:
-    if (R.table) pe_table_finish(R.table, NULL);
-    if (out.fp) pe_output_close(&out, 0, NULL);
-    for (size_t i = 0; R.res && i < R.n_tasks; i++) result_free(&R.res[i]);
-    free(R.res);
-    for (int j = 0; R.work && j < R.n_work; j++) pe_attn_work_free(R.work[j]);
-    free(R.work);
-    keys_free(&R);
-    pthread_cond_destroy(&R.kcond);
-    pthread_mutex_destroy(&R.kmu);
-    if (R.in.n) pe_inputs_close(&R.in);
-    pe_common_opts_free(&c);
-    return pe_close_stdout(PROG, status);
+    return pe_run_main(argc, argv, &tool, &o);
 }

@@ -369,7 +369,13 @@ else
 fi
 run sh -c "'$PA' --bins 0 attn.h5 2>'$TMP/pipe.err' | head -n 1 >/dev/null"
 if [ ! -s "$TMP/pipe.err" ]; then ok "| head -n 1 ends quietly"; else notok "| head -n 1 ends quietly" "$(head -n 1 "$TMP/pipe.err")"; fi
-expect 0 "peanalyze: 6 heads, T up to 128, blocks of" "-v reports the heads, the block and the time" "$PA" -v -t heads attn.h5
+run "$PA" -v -j 2 -t heads attn.h5
+if [ "$status" -eq 0 ] && [ "$(grep -c '^peanalyze: layer [0-9]* done at [0-9.]* s$' "$TMP/err")" -eq 2 ] &&
+    tail -n 1 "$TMP/err" | grep -q '^peanalyze: 6 heads, T up to 128, -j 2, done in [0-9.]* s$'; then
+    ok "-v reports each layer, then the heads, T, the threads and the time"
+else
+    notok "-v reports each layer, then the heads, T, the threads and the time" "status $status: $(tr '\n' '|' <"$TMP/err")"
+fi
 
 # ------------------------------------------------------------------ figures
 if ! command -v gnuplot >/dev/null 2>&1; then

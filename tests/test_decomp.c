@@ -640,7 +640,8 @@ static void test_jobs(void)
         int same = 1;
         for (int jobs = 2; jobs <= 5; jobs++) {
             pe_profile_init(&p, R / 2, nd, &e);
-            p.jobs = jobs;
+            pe_pool *pool = pe_pool_new(jobs, &e);
+            p.pool = pool;
             pe_profile_add(&p, &in, &g, method, &e);
             pe_profile_add(&p, &in, &g, method, &e); /* again, on the kept buffers */
             pe_profile_clear(&p);
@@ -649,6 +650,7 @@ static void test_jobs(void)
                     memcmp(p.count, ref.count, sizeof(double) * nd) == 0 &&
                     memcmp(p.mag, ref.mag, sizeof(double) * (R / 2)) == 0;
             pe_profile_free(&p);
+            pe_pool_free(pool);
         }
         const char *what[] = {"FFT: jobs 2..5 give the bits of jobs 1", "direct: jobs 2..5 give the bits of jobs 1",
                               "non-contiguous: jobs 2..5 give the bits of jobs 1"};

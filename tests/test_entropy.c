@@ -171,7 +171,7 @@ static int lib_head(const double *x0, size_t T, int D, int R, pe_pairing pairing
     memcpy(x, x0, T * (size_t)D * sizeof *x);
     pe_entropy_work_init(&w, D, e);
     int rc = 0;
-    if (theta && pe_rotor_init(&rot, &g, pos, T, 1, e) < 0) rc = -1;
+    if (theta && pe_rotor_init(&rot, &g, pos, T, NULL, e) < 0) rc = -1;
     if (rc == 0) rc = pe_entropy_head(x, T, &g, theta ? &rot : NULL, prep, r, scores, bands, &w, NULL, e);
     pe_rotor_free(&rot);
     pe_entropy_work_free(&w);
@@ -453,13 +453,15 @@ static void test_rotor(void)
     double x[T * D], y[T * D], theta[P] = {1.0, 0.0, 0.031, 2.5e-5, 0.0};
     int64_t pos[T];
     for (int m = 0; m < T; m++) pos[m] = 5000 + 7 * m;
+    pe_err pe = {0};
+    pe_pool *pool = pe_pool_new(2, &pe);
     for (int p = 0; p < 2; p++) {
         pe_err e = {0};
         pe_rotor r;
         pe_geom g = {D, R, P, (pe_pairing)p, theta};
         memset(&r, 0, sizeof r);
         for (int k = 0; k < T * D; k++) x[k] = y[k] = pe_rng_uniform(&rng);
-        pe_rotor_init(&r, &g, pos, T, 2, &e);
+        pe_rotor_init(&r, &g, pos, T, pool, &e);
         pe_rotor_apply(&r, x);
         pe_rope_rotate(y, T, &g, pos, +1);
         int same = 1;
@@ -469,7 +471,7 @@ static void test_rotor(void)
         double theta2[P] = {0.5, 0.25, 0, 0, 0.125};
         g.theta = theta2;
         for (int k = 0; k < T * D; k++) x[k] = y[k];
-        pe_rotor_init(&r, &g, pos, T, 2, &e);
+        pe_rotor_init(&r, &g, pos, T, pool, &e);
         pe_rotor_apply(&r, x);
         pe_rope_rotate(y, T, &g, pos, +1);
         same = 1;
@@ -478,6 +480,32 @@ static void test_rotor(void)
                          : "rotor (half): re-initialised with other theta, still pe_rope_rotate's");
         pe_rotor_free(&r);
     }
+    /* The cache: the same frequencies (another array, equal values) give the
+     * same rotor; other frequencies while it is held give another; once
+     * given back it is remade for new frequencies, and stays exact. */
+    pe_rotor_cache *c = pe_rotor_cache_new(&pe);
+    double th1[P] = {1.0, 0.0, 0.031, 2.5e-5, 0.0}, th2[P] = {0.5, 0.25, 0, 0, 0.125};
+    pe_geom g1 = {D, R, P, PE_PAIRING_HALF, th1}, g2 = {D, R, P, PE_PAIRING_HALF, th2}, g1b = g1;
+    g1b.theta = theta;
+    const pe_rotor *a = pe_rotor_cache_get(c, &g1, pos, T, pool, &pe);
+    const pe_rotor *b = pe_rotor_cache_get(c, &g1b, pos, T, pool, &pe);
+    const pe_rotor *d = pe_rotor_cache_get(c, &g2, pos, T, pool, &pe);
+    PE_CHECK(a && a == b && d && d != a, "rotor cache: equal frequencies share a rotor, others get their own");
+    pe_rotor_cache_put(c, a);
+    pe_rotor_cache_put(c, b);
+    double th3[P] = {0.75, 0.5, 0.25, 0.125, 0.0625};
+    pe_geom g3 = {D, R, P, PE_PAIRING_HALF, th3};
+    const pe_rotor *f = pe_rotor_cache_get(c, &g3, pos, T, pool, &pe);
+    for (int k = 0; k < T * D; k++) x[k] = y[k] = pe_rng_uniform(&rng);
+    if (f) pe_rotor_apply(f, x);
+    pe_rope_rotate(y, T, &g3, pos, +1);
+    int same = f == a;
+    for (int k = 0; k < T * D; k++) same &= x[k] == y[k];
+    PE_CHECK(same, "rotor cache: a rotor given back is remade for new frequencies, exactly pe_rope_rotate's");
+    pe_rotor_cache_put(c, d);
+    pe_rotor_cache_put(c, f);
+    pe_rotor_cache_free(c);
+    pe_pool_free(pool);
 }
 
 static void test_uncomp_errors(void)
