@@ -10,8 +10,10 @@ checkpoint itself and runs one token at a time with plain loops, in float64.
 """
 
 import argparse
+import contextlib
 import importlib.machinery
 import importlib.util
+import io
 import math
 import os
 import re
@@ -148,8 +150,10 @@ class Reference:
             out[i + 1] = vec[i] * s + vec[i + 1] * c
         return out
 
-    def run(self, tokens):
-        """Returns (logits per position, q[layer][pos] and k[layer][pos] before RoPE)."""
+    def run(self, tokens, window=None):
+        """Returns (logits per position, q[layer][pos] and k[layer][pos] before RoPE); v[layer][pos]
+        is left in self.vs.  window = (W, S): query pos sees key t only when t <= pos and
+        (pos - t < W or t < S), in every layer (the control pass of qkdump.md)."""
         L = self.n_layers
         kcache = [[] for _ in range(L)]
         vcache = [[] for _ in range(L)]
@@ -159,6 +163,7 @@ class Reference:
         group = self.n_heads // self.n_kv
         for pos, token in enumerate(tokens):
             x = self.tok[token].copy()
+            seen = [t for t in range(pos + 1) if window is None or pos - t < window[0] or t < window[1]]
             for l in range(L):
                 xb = self.rmsnorm(x, self.rms_att[l])
                 q = self.wq[l] @ xb
@@ -175,14 +180,14 @@ class Reference:
                     kvh = hh // group
                     qh = q[hh * self.hs:(hh + 1) * self.hs]
                     scores = []
-                    for t in range(pos + 1):
+                    for t in seen:
                         kt = kcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
                         scores.append(float(qh @ kt) / math.sqrt(self.hs))
                     m = max(scores)
                     e = [math.exp(s - m) for s in scores]
                     z = sum(e)
-                    for t in range(pos + 1):
-                        out[hh * self.hs:(hh + 1) * self.hs] += (e[t] / z) * vcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
+                    for w, t in zip(e, seen):
+                        out[hh * self.hs:(hh + 1) * self.hs] += (w / z) * vcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
                 x = x + self.wo[l] @ out
                 xb = self.rmsnorm(x, self.rms_ffn[l])
                 a = self.w1[l] @ xb
@@ -190,7 +195,18 @@ class Reference:
                 hb = (a / (1.0 + np.exp(-a))) * b
                 x = x + self.w2[l] @ hb
             logits.append(self.wcls @ self.rmsnorm(x, self.rms_final))
+        self.vs = vcache
         return logits, qs, ks
+
+    @staticmethod
+    def nll(logits, tokens):
+        """-ln softmax(logits[m])[tokens[m+1]] in float64, by plain loops; NaN at the end."""
+        out = []
+        for m, row in enumerate(logits[:-1]):
+            top = max(row)
+            lse = top + math.log(sum(math.exp(float(z) - top) for z in row))
+            out.append(lse - float(row[tokens[m + 1]]))
+        return np.array(out + [math.nan])
 
 
 def rotate_interleaved(x, positions, head_dim):
@@ -540,6 +556,101 @@ def test_long_sample_rotated(model, tmp):
                 f"{err_q:.3g} {err_k:.3g}")
 
 
+def random_ids(n, vocab, seed):
+    rng = np.random.default_rng(seed)
+    return [1] + [int(v) for v in rng.integers(0, vocab, size=n - 1)]
+
+
+def test_loss(model, ref, tmp):
+    """nll and nll_control against the independent reference (a window much shorter than T)."""
+    W, S, T = 16, 1, 48
+    ids = random_ids(T, ref.vocab, 777)
+    tokfile = os.path.join(tmp, "loss_ids.txt")
+    write_tokens(tokfile, ids)
+    out = os.path.join(tmp, "loss.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--train-len", W, "--control",
+                            "--control-sinks", S, "--layers", "0", "--dtype", "bfloat16", "-o", out)
+    R.check(rc == 2 and len(err.strip().splitlines()) == 1 and err.startswith("pe-dump: ")
+            and "--control" in err and not os.path.exists(out),
+            "--control with --layers that stops before the last layer: usage error, exit 2, one line",
+            f"rc {rc}, err {err!r}")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--train-len", W, "--control",
+                            "--control-sinks", S, "--dtype", "bfloat16", "-o", out)
+    if not R.check(rc == 0, "--control --train-len 16 --control-sinks 1 runs", err):
+        return
+    plain = Reference.nll(ref.run(ids)[0], ids)
+    windowed = Reference.nll(ref.run(ids, window=(W, S))[0], ids)
+    with h5py.File(out, "r") as f:
+        if not R.check("tokens/nll" in f and "tokens/nll_control" in f, "/tokens/nll and /tokens/nll_control written",
+                       str(list(f["tokens"]))):
+            return
+        nll, ctl = f["tokens/nll"], f["tokens/nll_control"]
+        a, c = nll[...], ctl[...]
+        R.check(nll.dtype == np.float32 and ctl.dtype == np.float32 and nll.shape == ctl.shape == (T,)
+                and nll.attrs.get("dtype") == "float32" and ctl.attrs.get("dtype") == "float32",
+                "nll, nll_control: float32 [T] with dtype attribute float32 (whatever --dtype says)",
+                f"{nll.dtype} {ctl.dtype} {nll.shape} {dict(nll.attrs)}")
+        R.check(nll.attrs.get("pe") == "rope" and ctl.attrs.get("control") == f"window:{W}:{S}",
+                "attributes: nll pe = rope; nll_control control = window:16:1 (W from --train-len)",
+                f"{dict(nll.attrs)} {dict(ctl.attrs)}")
+        R.check(np.isnan(a[-1]) and np.isnan(c[-1]) and np.isfinite(a[:-1]).all() and np.isfinite(c[:-1]).all(),
+                "nll[T-1] and nll_control[T-1] are NaN, all others finite", f"{a[-3:]} {c[-3:]}")
+        e1, e2 = rel_err(a[:-1], plain[:-1]), rel_err(c[:-1], windowed[:-1])
+        R.check(e1 <= 1e-4, "nll equals the independent reference's -log softmax of its logits (1e-4 relative)",
+                f"relative error {e1:.3g}; got {a[:4]}, want {plain[:4]}")
+        R.check(e2 <= 1e-4, "nll_control equals the reference run with the window mask in every layer (1e-4)",
+                f"relative error {e2:.3g}")
+        R.check(np.array_equal(a[:W], c[:W]), "nll_control equals nll bit for bit below W",
+                f"largest difference {np.max(np.abs(a[:W] - c[:W])):.3g}")
+        beyond = np.abs(a[W + S:-1] - c[W + S:-1])
+        R.check(beyond.min() > 0 and beyond.max() > 1e-2 and np.max(np.abs(plain[W + S:-1] - windowed[W + S:-1])) > 1e-2,
+                "nll_control differs from nll at every row beyond W + S", f"differences {beyond}")
+    # other W and S, given explicitly
+    out2 = os.path.join(tmp, "loss2.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--control", "--control-window", 10,
+                            "--control-sinks", 3, "--layers", "2,4", "-o", out2)
+    if R.check(rc == 0, "--control-window 10 --control-sinks 3 with --layers ending at the last layer runs", err):
+        windowed = Reference.nll(ref.run(ids, window=(10, 3))[0], ids)
+        with h5py.File(out2, "r") as f:
+            c = f["tokens/nll_control"][...]
+            R.check(f["tokens/nll_control"].attrs.get("control") == "window:10:3" and int(f.attrs["train_len"]) == 512
+                    and rel_err(c[:-1], windowed[:-1]) <= 1e-4 and rel_err(f["tokens/nll"][:-1], plain[:-1]) <= 1e-4,
+                    "window:10:3 equals the reference with that window; train_len stays the checkpoint's",
+                    f"{f['tokens/nll_control'].attrs.get('control')} {rel_err(c[:-1], windowed[:-1]):.3g}")
+    # a pass that stops early: no nll, said once
+    out3 = os.path.join(tmp, "loss3.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--tokens", tokfile, "--layers", "0-3", "-o", out3)
+    said = [l for l in err.splitlines() if "nll" in l]
+    if R.check(rc == 0, "--layers 0-3 runs", err):
+        with h5py.File(out3, "r") as f:
+            R.check("nll" not in f["tokens"] and "nll_control" not in f["tokens"] and len(said) == 1
+                    and said[0].startswith("pe-dump: "),
+                    "--layers stopping before the last layer: no /tokens/nll, one 'pe-dump:' line says so",
+                    f"tokens {list(f['tokens'])}, stderr {err!r}")
+
+
+def test_loss_usage(model, tmp):
+    out = os.path.join(tmp, "never.h5")
+    cases = [
+        ("--control-window without --control", ["--sample", "10", "--control-window", "4"]),
+        ("--control-sinks without --control", ["--sample", "10", "--control-sinks", "0"]),
+        ("--control-window 0", ["--sample", "10", "--control", "--control-window", "0"]),
+        ("--control-sinks -1", ["--sample", "10", "--control", "--control-sinks", "-1"]),
+        ("--control without a known W (--train-len 0)", ["--sample", "10", "--control", "--train-len", "0"]),
+    ]
+    failed = []
+    for name, args in cases:
+        rc, _, err = run_dumper("--llama2c", model, *args, "-o", out)
+        lines = err.strip().splitlines()
+        if rc != 2 or len(lines) != 1 or not lines[0].startswith("pe-dump: ") or os.path.exists(out):
+            failed.append(f"{name}: rc {rc} err {err!r}")
+    R.check(not failed, "usage errors of --control/--control-window/--control-sinks: exit 2, one line",
+            "; ".join(failed))
+    rc, out_text, _ = run_dumper("--help")
+    R.check(rc == 0 and all(w in out_text for w in ("--control", "--control-window", "--control-sinks")),
+            "--help names --control, --control-window, --control-sinks", "")
+
+
 def test_reexec(model, tmp):
     """From a python3 without numpy, the script re-executes itself with /usr/bin/python3."""
     bare = None
@@ -565,10 +676,17 @@ def test_reexec(model, tmp):
 # ---------------------------------------------------------------------------
 # Hugging Face hook logic on small torch modules built here
 
-def build_fake_hf(torch, kind, seed=0):
+def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
     """A tiny HF-shaped causal LM: kind in llama (GQA), qwen3 (q/k norm on [B,T,H,D]),
     gemma3 (q/k norm on [B,H,T,D], local/global rotary), gpt_neox (fused qkv, partial rotary).
-    Each attention module records what it computed: pre-rotary q/k and the rotated ones."""
+    Each attention module records what it computed: pre-rotary q/k and the rotated ones.
+    It returns logits from an lm_head: as an object with .logits (what transformers returns),
+    or with output="tuple" as (logits,).  A 4-D attention_mask [1, 1, T, T] replaces the causal
+    mask as transformers takes a custom one: mask="additive" adds it to the scores; "ignore"
+    drops it (some versions, some attention kernels); "invert" reads it as 1 = attend, 0 = not,
+    and inverts it (transformers 4.36).  Setting model.window = (W, S) makes every attention
+    mask itself explicitly, query m seeing key n only when n <= m and (m - n < W or n < S):
+    the tests' own control pass."""
     nn = torch.nn
     torch.manual_seed(seed)
     H, D, HID, L, V = 4, 8, 32, 3, 50
@@ -592,9 +710,9 @@ def build_fake_hf(torch, kind, seed=0):
             return emb.cos(), emb.sin()
 
     class RMS(nn.Module):
-        def __init__(self):
+        def __init__(self, dim=D):
             super().__init__()
-            self.weight = nn.Parameter(torch.randn(D) * 0.3)
+            self.weight = nn.Parameter(torch.randn(dim) * 0.3)
 
         def forward(self, x):
             return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * (1.0 + self.weight)
@@ -615,7 +733,7 @@ def build_fake_hf(torch, kind, seed=0):
             self.o_proj = nn.Linear(H * D, HID, bias=False)
             self.seen = None
 
-        def forward(self, h, cos, sin):
+        def forward(self, h, cos, sin, attention_mask=None, window=None):
             B, T, _ = h.shape
             if kind == "gpt_neox":
                 qkv = self.query_key_value(h).view(B, T, H, 3 * D).transpose(1, 2)
@@ -638,8 +756,18 @@ def build_fake_hf(torch, kind, seed=0):
             kr = kr.repeat_interleave(rep, dim=1)
             vr = v.repeat_interleave(rep, dim=1)
             scores = qr @ kr.transpose(2, 3) / math.sqrt(D)
-            mask = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
-            scores = scores.masked_fill(mask, float("-inf"))
+            if window is not None:
+                m_idx, n_idx = torch.arange(T)[:, None], torch.arange(T)[None, :]
+                hide = (n_idx > m_idx) | ((m_idx - n_idx >= window[0]) & (n_idx >= window[1]))
+                scores = scores.masked_fill(hide, float("-inf"))
+            elif attention_mask is not None and mask == "additive":
+                scores = scores + attention_mask
+            elif attention_mask is not None and mask == "invert":
+                inverted = 1.0 - attention_mask
+                scores = scores + inverted.masked_fill(inverted.bool(), torch.finfo(scores.dtype).min)
+            else:
+                causal = torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+                scores = scores.masked_fill(causal, float("-inf"))
             o = (scores.softmax(-1) @ vr).transpose(1, 2).reshape(B, T, H * D)
             return self.o_proj(o)
 
@@ -653,9 +781,9 @@ def build_fake_hf(torch, kind, seed=0):
                 self.self_attn = attn
             self.mlp = nn.Linear(HID, HID)
 
-        def forward(self, h, cos, sin):
+        def forward(self, h, cos, sin, attention_mask=None, window=None):
             attn = self.attention if kind == "gpt_neox" else self.self_attn
-            h = h + attn(h, cos, sin)
+            h = h + attn(h, cos, sin, attention_mask, window)
             return h + torch.tanh(self.mlp(h))
 
     class Inner(nn.Module):
@@ -667,13 +795,13 @@ def build_fake_hf(torch, kind, seed=0):
             if kind == "gemma3":
                 self.rotary_emb_local = Rotary(rot_dim, 10000.0)
 
-        def forward(self, input_ids, position_ids):
+        def forward(self, input_ids, position_ids, attention_mask=None, window=None):
             h = self.embed_tokens(input_ids)
             glob = self.rotary_emb(h, position_ids)
             loc = self.rotary_emb_local(h, position_ids) if kind == "gemma3" else glob
             for layer in self.layers:
                 attn = layer.attention if kind == "gpt_neox" else layer.self_attn
-                h = layer(h, *(loc if getattr(attn, "is_sliding", False) else glob))
+                h = layer(h, *(loc if getattr(attn, "is_sliding", False) else glob), attention_mask, window)
             return h
 
     class LM(nn.Module):
@@ -684,10 +812,15 @@ def build_fake_hf(torch, kind, seed=0):
                 self.gpt_neox = Inner()
             else:
                 self.model = Inner()
+            self.norm = nn.LayerNorm(HID) if kind == "gpt_neox" else RMS(HID)
+            self.lm_head = nn.Linear(HID, V, bias=False)
+            self.window = None
 
-        def forward(self, input_ids=None, position_ids=None, use_cache=None):
+        def forward(self, input_ids=None, position_ids=None, attention_mask=None, use_cache=None):
             inner = self.gpt_neox if kind == "gpt_neox" else self.model
-            return inner(input_ids, position_ids)
+            h = inner(input_ids, position_ids, attention_mask, self.window)
+            logits = self.lm_head(self.norm(h)) * 3.0
+            return (logits,) if output == "tuple" else types.SimpleNamespace(logits=logits)
 
     cfg = types.SimpleNamespace(model_type=kind, num_attention_heads=H, hidden_size=HID, head_dim=D,
                                 num_key_value_heads=KV, max_position_embeddings=64, rope_theta=10000.0,
@@ -772,8 +905,8 @@ def test_hf_hooks(tmp):
             R.not_ok(f"hf hooks ({kind}): dump runs", f"{type(e).__name__}: {e}")
             continue
         layers = model.gpt_neox.layers if kind == "gpt_neox" else model.model.layers
-        # The dumper stops the forward pass inside the last layer; run it once more, unhooked,
-        # so that every attention module records what it computed.
+        # Run it once more, unhooked, so that every attention module records what it computed
+        # (the dumper's pass with hooks may have stopped early).
         with torch.no_grad():
             model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
         with h5py.File(out, "r") as f:
@@ -809,7 +942,7 @@ def test_hf_hooks(tmp):
     # --layers: only those written, and the forward pass stops after the last one
     model, cfg, H, KV, D, _ = build_fake_hf(torch, "llama", seed=1)
     out = os.path.join(tmp, "hf_layers.h5")
-    with mod.QKDumpWriter(out, "bfloat16", gzip=4) as w:
+    with mod.QKDumpWriter(out, "bfloat16", gzip=4) as w, contextlib.redirect_stderr(io.StringIO()):
         mod.dump_hf_model(model, cfg, ids, w, wanted=[1])
     with h5py.File(out, "r") as f:
         names = list(f["layers"])
@@ -838,6 +971,108 @@ def test_hf_hooks(tmp):
                 "hf: --arch-like llama with overrides dumps an unknown model_type", "")
 
 
+def test_hf_loss(tmp):
+    try:
+        import torch
+    except ImportError as e:
+        R.skip("hf loss and control pass on tiny torch modules", f"torch is not importable ({e})")
+        return
+    mod = load_dumper_module()
+    ids = [3, 17, 5, 42, 8, 1, 0, 33, 21, 9, 12, 49, 7, 7, 30, 2]
+    T, W, S = len(ids), 5, 1
+
+    def direct(model, window=None):
+        """The fake model's own logits (its own explicit window mask for the control),
+        log-softmaxed in float64 by torch."""
+        model.window = window
+        try:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
+        finally:
+            model.window = None
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        lp = torch.log_softmax(logits[0].double(), dim=-1)
+        return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+
+    for kind, output in (("llama", "object"), ("qwen3", "object"), ("gemma3", "object"), ("gpt_neox", "tuple")):
+        model, cfg, *_ = build_fake_hf(torch, kind, seed=3, output=output)
+        out = os.path.join(tmp, f"hf_loss_{kind}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float16") as w:
+                mod.dump_hf_model(model, cfg, ids, w, control=True, control_window=W, control_sinks=S)
+        except Exception as e:
+            R.not_ok(f"hf loss ({kind}): dump with control runs", f"{type(e).__name__}: {e}")
+            continue
+        plain, windowed = direct(model), direct(model, (W, S))
+        with h5py.File(out, "r") as f:
+            a, c = f["tokens/nll"][...], f["tokens/nll_control"][...]
+            attrs = (f["tokens/nll"].attrs.get("pe"), f["tokens/nll_control"].attrs.get("control"),
+                     f["tokens/nll"].dtype, f["tokens/nll_control"].attrs.get("dtype"))
+        e1, e2 = rel_err(a[:-1], plain[:-1]), rel_err(c[:-1], windowed[:-1])
+        R.check(e1 <= 1e-5 and e2 <= 1e-5 and np.isnan(a[-1]) and np.isnan(c[-1])
+                and attrs == ("rope", f"window:{W}:{S}", np.float32, "float32"),
+                f"hf loss ({kind}, logits as {output}): nll = log_softmax of the model's logits, nll_control = "
+                "the model's own explicitly window-masked run", f"{e1:.3g} {e2:.3g} {attrs}")
+        R.check(np.max(np.abs(a[:W] - c[:W])) <= 1e-6 and np.min(np.abs(a[W + S:-1] - c[W + S:-1])) > 1e-4,
+                f"hf loss ({kind}): nll_control = nll below W, differs at every row beyond W + S",
+                f"{a - c}")
+
+    # default window: max_position_embeddings (64 > T: the mask hides nothing)
+    model, cfg, *_ = build_fake_hf(torch, "llama", seed=3)
+    out = os.path.join(tmp, "hf_loss_default.h5")
+    with mod.QKDumpWriter(out, "float32") as w:
+        mod.dump_hf_model(model, cfg, ids, w, control=True)
+    with h5py.File(out, "r") as f:
+        R.check(f["tokens/nll_control"].attrs["control"] == "window:64:1"
+                and np.max(np.abs(f["tokens/nll"][:-1] - f["tokens/nll_control"][:-1])) <= 1e-6,
+                "hf --control: W defaults to max_position_embeddings, S to 1", "")
+
+    # a model that does not apply the mask as asked is refused, and nothing is written
+    for variant, says in (("ignore", "ignored"), ("invert", "does not read the mask as additive")):
+        model, cfg, *_ = build_fake_hf(torch, "llama", seed=3, mask=variant)
+        out = os.path.join(tmp, f"hf_loss_{variant}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, control=True, control_window=W, control_sinks=S)
+            R.not_ok(f"hf --control: a model that {'ignores' if variant == 'ignore' else 'inverts'} the 4-D mask "
+                     "is refused", "no error")
+        except mod.DumpError as e:
+            msg = str(e)
+            R.check(says in msg and msg.startswith("--control refused") and "\n" not in msg and not os.path.exists(out),
+                    f"hf --control: a model that {'ignores' if variant == 'ignore' else 'inverts'} the 4-D mask is "
+                    "refused with one line naming the reason, no file", msg)
+    # ... unless the mask hides nothing (T <= W + S): then there is nothing to get wrong
+    model, cfg, *_ = build_fake_hf(torch, "llama", seed=3, mask="ignore")
+    out = os.path.join(tmp, "hf_loss_ignore_short.h5")
+    with mod.QKDumpWriter(out, "float32") as w:
+        mod.dump_hf_model(model, cfg, ids, w, control=True, control_window=T - 1, control_sinks=1)
+    R.check(os.path.exists(out), "hf --control: T <= W + S hides nothing; accepted even from a model that ignores "
+            "the mask", "")
+
+    # --layers that stops early: no nll (said once); with --control a usage error
+    model, cfg, *_ = build_fake_hf(torch, "llama", seed=3)
+    out = os.path.join(tmp, "hf_loss_early.h5")
+    try:
+        with mod.QKDumpWriter(out, "float32") as w:
+            mod.dump_hf_model(model, cfg, ids, w, wanted=[0], control=True)
+        R.not_ok("hf: --control with --layers stopping early is a usage error", "no error")
+    except mod.UsageError as e:
+        R.check(not os.path.exists(out), "hf: --control with --layers stopping early is a usage error", str(e))
+    said = io.StringIO()
+    with mod.QKDumpWriter(out, "float32") as w, contextlib.redirect_stderr(said):
+        mod.dump_hf_model(model, cfg, ids, w, wanted=[0])
+    said = said.getvalue().splitlines()
+    out2 = os.path.join(tmp, "hf_loss_last.h5")
+    with mod.QKDumpWriter(out2, "float32") as w:
+        mod.dump_hf_model(model, cfg, ids, w, wanted=[2])
+    with h5py.File(out, "r") as f, h5py.File(out2, "r") as g:
+        R.check("nll" not in f["tokens"] and "nll" in g["tokens"] and len(said) == 1
+                and said[0].startswith("pe-dump: ") and "nll" in said[0]
+                and rel_err(g["tokens/nll"][:-1], direct(model)[:-1]) <= 1e-5,
+                "hf: --layers 0 writes no nll and says so in one line; --layers 2 (the last) runs to the "
+                "logits and writes it", f"stderr {said}")
+
+
 # ---------------------------------------------------------------------------
 
 def main():
@@ -856,12 +1091,15 @@ def main():
             test_errors(model, tmp)
             test_documents(model, tmp)
             test_long_sample_rotated(model, tmp)
+            test_loss(model, ref, tmp)
+            test_loss_usage(model, tmp)
             test_reexec(model, tmp)
         else:
             R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
-                   "gzip, errors, documents)", f"model file {model} is absent")
+                   "gzip, errors, documents, loss)", f"model file {model} is absent")
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
+        test_hf_loss(tmp)
     print(f"# pe-dump tests: {R.passed} passed, {R.failed} failed, {R.skipped} skipped")
     return 1 if R.failed else 0
 
