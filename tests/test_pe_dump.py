@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 import types
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -632,11 +633,14 @@ def test_loss(model, ref, tmp):
 def test_loss_usage(model, tmp):
     out = os.path.join(tmp, "never.h5")
     cases = [
+        ("--stream without --sample", ["--tokens", os.path.join(tmp, "ids.txt"), "--stream"]),
+        ("--stream with --documents 2", ["--sample", "10", "--documents", "2", "--stream"]),
         ("--control-window without --control", ["--sample", "10", "--control-window", "4"]),
         ("--control-sinks without --control", ["--sample", "10", "--control-sinks", "0"]),
         ("--control-window 0", ["--sample", "10", "--control", "--control-window", "0"]),
         ("--control-sinks -1", ["--sample", "10", "--control", "--control-sinks", "-1"]),
         ("--control without a known W (--train-len 0)", ["--sample", "10", "--control", "--train-len", "0"]),
+        ("--stream with a window of 1", ["--sample", "10", "--stream", "--train-len", "1"]),
     ]
     failed = []
     for name, args in cases:
@@ -644,11 +648,73 @@ def test_loss_usage(model, tmp):
         lines = err.strip().splitlines()
         if rc != 2 or len(lines) != 1 or not lines[0].startswith("pe-dump: ") or os.path.exists(out):
             failed.append(f"{name}: rc {rc} err {err!r}")
-    R.check(not failed, "usage errors of --control/--control-window/--control-sinks: exit 2, one line",
+    R.check(not failed, "usage errors of --stream/--control/--control-window/--control-sinks: exit 2, one line",
             "; ".join(failed))
     rc, out_text, _ = run_dumper("--help")
-    R.check(rc == 0 and all(w in out_text for w in ("--control", "--control-window", "--control-sinks")),
-            "--help names --control, --control-window, --control-sinks", "")
+    R.check(rc == 0 and all(w in out_text for w in ("--stream", "--control", "--control-window", "--control-sinks",
+                                                    "--sample 4096 --stream --control")),
+            "--help names --stream, --control, --control-window, --control-sinks and the stream example", "")
+
+
+def test_stream(model, ref, tmp):
+    L, N, seed = 16, 40, 5
+    a, b, c = (os.path.join(tmp, f"stream{n}.h5") for n in "abc")
+    args = ["--llama2c", model, "--sample", N, "--stream", "--train-len", L, "--seed", seed, "--layers", "0"]
+    rc1, _, e1 = run_dumper(*args, "-o", a)
+    rc2, _, e2 = run_dumper(*args, "-o", b)
+    rc3, _, e3 = run_dumper("--llama2c", model, "--sample", N, "--train-len", L, "--seed", seed, "--layers", "0",
+                            "-o", c)
+    if not R.check(rc1 == rc2 == rc3 == 0, "--sample 40 --stream --train-len 16 runs", e1 + e2 + e3):
+        return
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb, h5py.File(c, "r") as fc:
+        ids, again, doc = (list(map(int, f["tokens/ids"][...])) for f in (fa, fb, fc))
+        src = fa["tokens"].attrs.get("source", "")
+        R.check(ids == again and len(ids) == N and ids[0] == 1, "--stream: same seed, identical ids (BOS first)", "")
+        R.check(ids[:L + 1] == doc[:L + 1],
+                "--stream: up to position L the ids are those of one document sampled with the same seed",
+                f"stream {ids[:L + 1]} document {doc[:L + 1]}")
+        R.check(ids[L + 1:] != doc[L + 1:], "--stream: beyond L the context is the window, not the whole prefix", "")
+        R.check(src.startswith("stream") and f"seed {seed}" in src and f"last {L - 1} tokens" in src
+                and "document_starts" not in fa["tokens"].attrs,
+                "--stream: the tokens source says it is a stream, its window, seed and how it was sampled", src)
+    # The cache at layer 0: BOS at slot 0 and the last L-1 tokens, unrotated keys and values as a
+    # fresh run over that window computes them (layer 0 depends on the token alone).  The cache's
+    # layers 1.. hold what each token computed with the context it had when added; so the stream
+    # is drawn as the window-masked pass (the control) sees it, not as a fresh run over the window:
+    # only a one-layer model makes the two the same (checked with the byte-level checkpoint).
+    mod = load_dumper_module()
+    m = mod.Llama2c(model)
+    dec = m.decoder(L, rolling=True)
+    for pos in range(N - 1):
+        logits = dec.step(ids[pos], pos)
+        if pos == 30:
+            break
+    window = [1] + ids[pos - L + 2:pos + 1]
+    flogits, _, fks = ref.run(window)
+    k0 = np.stack(fks[0]).reshape(L, ref.n_kv, ref.hs)
+    v0 = np.stack(ref.vs[0]).reshape(L, ref.n_kv, ref.hs)
+    R.check(rel_err(dec.ku[0], k0) <= 1e-5 and rel_err(dec.vc[0], v0) <= 1e-5,
+            "rolling cache at layer 0 holds exactly BOS + the last L-1 tokens (keys unrotated, values)",
+            f"{rel_err(dec.ku[0], k0):.3g} {rel_err(dec.vc[0], v0):.3g}")
+    gap = float(np.max(np.abs(logits - flogits[-1])))
+    print(f"# note: stories260K logits from the rolling cache vs a fresh run over BOS + window differ by up to "
+          f"{gap:.2f} at position 31 (its layers 1.. keep the context they were computed with; not asserted)",
+          flush=True)
+    # the full-length stream of the help's example, timed (printed, never asserted)
+    full = os.path.join(tmp, "stream4096.h5")
+    t0 = time.time()
+    rc, _, err = run_dumper("--llama2c", model, "--sample", 4096, "--stream", "--control", "--dtype", "float16",
+                            "--gzip", 9, "--seed", 1, "-o", full)
+    took = time.time() - t0
+    if R.check(rc == 0, f"--sample 4096 --stream --control --dtype float16 --gzip 9 runs (took {took:.1f} s)", err):
+        with h5py.File(full, "r") as f:
+            ids = f["tokens/ids"][...]
+            a, c = f["tokens/nll"][...], f["tokens/nll_control"][...]
+            R.check(len(ids) == 4096 and ids[0] == 1 and np.array_equal(a[:512], c[:512])
+                    and f["tokens/nll_control"].attrs["control"] == "window:512:1"
+                    and np.nanmean(c[512:]) < np.nanmean(a[512:]),
+                    "4096-token stream: nll_control = nll below 512, window:512:1, lower loss beyond L",
+                    f"means {np.nanmean(a[512:]):.3f} {np.nanmean(c[512:]):.3f}")
 
 
 def test_reexec(model, tmp):
@@ -1093,10 +1159,11 @@ def main():
             test_long_sample_rotated(model, tmp)
             test_loss(model, ref, tmp)
             test_loss_usage(model, tmp)
+            test_stream(model, ref, tmp)
             test_reexec(model, tmp)
         else:
             R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
-                   "gzip, errors, documents, loss)", f"model file {model} is absent")
+                   "gzip, errors, documents, loss, stream)", f"model file {model} is absent")
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
         test_hf_loss(tmp)
