@@ -717,6 +717,112 @@ def test_stream(model, ref, tmp):
                     f"means {np.nanmean(a[512:]):.3f} {np.nanmean(c[512:]):.3f}")
 
 
+# ---------------------------------------------------------------------------
+# byte-level checkpoints (vocab 256), built here with random weights
+
+def write_checkpoint(path, dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len, seed):
+    """A llama2.c legacy checkpoint with random float32 weights (shared classifier)."""
+    rng = np.random.default_rng(seed)
+    hs = dim // n_heads
+    kv = n_kv * hs
+
+    def w(*shape, scale=None):
+        return rng.normal(0.0, scale if scale else 1.0 / math.sqrt(shape[-1]), size=shape)
+
+    parts = [w(vocab, dim, scale=1.0), 1 + 0.1 * w(n_layers, dim, scale=1.0),
+             w(n_layers, dim, dim, scale=0.6), w(n_layers, kv, dim, scale=0.6), w(n_layers, kv, dim),
+             w(n_layers, dim, dim), 1 + 0.1 * w(n_layers, dim, scale=1.0),
+             w(n_layers, hidden, dim), w(n_layers, dim, hidden), w(n_layers, hidden, dim),
+             1 + 0.1 * w(dim, scale=1.0), np.zeros(seq_len * hs // 2), np.zeros(seq_len * hs // 2)]
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<7i", dim, hidden, n_layers, n_heads, n_kv, vocab, seq_len))
+        for part in parts:
+            fh.write(np.asarray(part, dtype="<f4").tobytes())
+
+
+def test_byte_text(model, tmp):
+    ckpt = os.path.join(tmp, "bytes.bin")
+    write_checkpoint(ckpt, 32, 48, 2, 2, 1, 256, 8, seed=11)
+    ref = Reference(ckpt)
+    data = bytes([1, 0, 255, 128]) + "héllo, wörld\n".encode("utf-8") + b"\xff\xfe tail"
+    txt = os.path.join(tmp, "bytes.txt")
+    with open(txt, "wb") as fh:
+        fh.write(data)
+    out = os.path.join(tmp, "bytes.h5")
+    rc, _, err = run_dumper("--llama2c", ckpt, "--text", txt, "--control", "--rotated", "-o", out)
+    if not R.check(rc == 0, "--llama2c byte-level checkpoint (dim 32, head_dim 16, 1 kv head) --text FILE runs", err):
+        return
+    ids = list(data)
+    T, D = len(ids), ref.hs
+    logits, qs, ks = ref.run(ids)
+    wlogits = ref.run(ids, window=(8, 1))[0]
+    with h5py.File(out, "r") as f:
+        got = list(map(int, f["tokens/ids"][...]))
+        if not R.check(got == ids and "bytes" in f["tokens"].attrs.get("source", ""),
+                       "--text with a byte-level checkpoint: the ids are the file's bytes, no BOS added",
+                       f"{got[:8]} vs {ids[:8]}"):
+            return
+        errs = []
+        for l in range(ref.n_layers):
+            errs.append(rel_err(f[f"layers/{l:03d}/q"][...], np.stack(qs[l]).reshape(T, ref.n_heads, D).transpose(1, 0, 2)))
+            errs.append(rel_err(f[f"layers/{l:03d}/k"][...], np.stack(ks[l]).reshape(T, ref.n_kv, D).transpose(1, 0, 2)))
+        rot = rel_err(f["layers/001/k_rot"][...], rotate_interleaved(f["layers/001/k"][...], np.arange(T)[None, :], D))
+        a, c = f["tokens/nll"][...], f["tokens/nll_control"][...]
+        e1 = rel_err(a[:-1], Reference.nll(logits, ids)[:-1])
+        e2 = rel_err(c[:-1], Reference.nll(wlogits, ids)[:-1])
+        attrs = (int(f.attrs["head_dim"]), int(f.attrs["n_kv_heads"]), int(f.attrs["train_len"]),
+                 f["tokens/nll_control"].attrs["control"])
+        R.check(max(errs) <= 1e-5 and rot <= 1e-5 and e1 <= 1e-4 and e2 <= 1e-4 and attrs == (16, 1, 8, "window:8:1"),
+                "byte-level checkpoint: q, k, k_rot, nll and nll_control (default window = seq_len 8) "
+                "agree with the independent reference",
+                f"q/k {max(errs):.3g}, rot {rot:.3g}, nll {e1:.3g}, control {e2:.3g}, attrs {attrs}")
+    if model is not None:
+        rc, _, err = run_dumper("--llama2c", model, "--text", txt, "-o", out + ".no")
+        lines = err.strip().splitlines()
+        R.check(rc == 1 and len(lines) == 1 and lines[0].startswith("pe-dump: ") and "--tokens" in err
+                and "256" in err and not os.path.exists(out + ".no"),
+                "--text with a checkpoint whose vocabulary is not bytes is refused in one line naming --tokens, exit 1",
+                f"rc {rc}, err {err!r}")
+
+    # One layer: the rolling cache holds exactly what a fresh run over BOS + window computes
+    # (layer-0 keys and values depend on the token alone), so its logits must equal the
+    # reference's over [BOS] + the last L-1 tokens at positions 0..L-1.
+    one = os.path.join(tmp, "bytes1.bin")
+    write_checkpoint(one, 32, 48, 1, 2, 1, 256, 8, seed=12)
+    ref1 = Reference(one)
+    mod = load_dumper_module()
+    m = mod.Llama2c(one)
+    L = m.seq_len
+    seq = random_ids(40, 256, 99)
+    dec = m.decoder(L, rolling=True)
+    errs = []
+    for pos in range(len(seq) - 1):
+        logits = dec.step(seq[pos], pos)
+        if pos in (L - 1, L, L + 3, 3 * L + 1):
+            window = [1] + seq[max(1, pos - L + 2):pos + 1]
+            errs.append(rel_err(logits, ref1.run(window)[0][-1]))
+    R.check(len(errs) == 4 and max(errs) <= 1e-4,
+            "one-layer model: the rolling re-based cache's logits beyond L equal a fresh reference run over "
+            "BOS + the last L-1 tokens at positions 0..L-1", f"relative errors {errs}")
+    s1 = os.path.join(tmp, "bytes_stream.h5")
+    rc, _, err = run_dumper("--llama2c", one, "--sample", 30, "--stream", "--seed", 4, "-o", s1)
+    if R.check(rc == 0, "--stream on the one-layer byte-level checkpoint runs", err):
+        with h5py.File(s1, "r") as f:
+            ids = list(map(int, f["tokens/ids"][...]))
+        # replay the sampler with the reference: each id must be the one the seeded draw picks
+        # from the reference's distribution over BOS + the last L-1 tokens
+        rng = np.random.Generator(np.random.PCG64(4))
+        replay = [1]
+        for j in range(1, 30):
+            ctx = [1] + replay[max(1, j - L + 1):j] if j > L else replay[:j]
+            z = np.asarray(ref1.run(ctx)[0][-1], dtype=np.float64)
+            p = np.exp(z - z.max())
+            cdf = np.cumsum(p / p.sum())
+            replay.append(int(min(np.searchsorted(cdf, rng.random(), side="right"), 255)))
+        R.check(ids == replay, "--stream on a one-layer model: every id is the seeded draw from the reference's "
+                "distribution given BOS + the last L-1 tokens", f"{ids} vs {replay}")
+
+
 def test_reexec(model, tmp):
     """From a python3 without numpy, the script re-executes itself with /usr/bin/python3."""
     bare = None
@@ -1164,6 +1270,7 @@ def main():
         else:
             R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
                    "gzip, errors, documents, loss, stream)", f"model file {model} is absent")
+        test_byte_text(model if os.path.exists(model) else None, tmp)
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
         test_hf_loss(tmp)
