@@ -5,14 +5,17 @@
  * reads the small vectors (positions, frequencies, the recorded loss) and
  * keeps the file open; pe_dump_read_head then reads one head at a time with a
  * hyperslab, converts to double, un-rotates rotated-only layers and refuses
- * NaN or infinite values.  A pe_inputs pools several files that agree.
+ * NaN or infinite values.  A pe_inputs (pe_inputs.h) pools several files
+ * that agree.
  *
  * Ownership: pe_dump_open returns a pe_dump the caller closes with
  * pe_dump_close; the pe_meta inside it is owned by the pe_dump.  Buffers
  * passed to the read functions are borrowed.
- * Threads: HDF5 is built without thread safety, so every HDF5 call in this
- * module takes one process-wide lock; conversion and un-rotation run outside
- * it, so several threads may call pe_dump_read_head at once.
+ * Threads: HDF5 is built without thread safety, so every HDF5 call of the
+ * reader takes one process-wide lock (pe_h5.h); conversion (pe_convert.h)
+ * and un-rotation run outside it, so several threads may call
+ * pe_dump_read_head at once.  The crash guard (pe_guard.h) turns a crash or
+ * a hang inside HDF5 into a one-line error.
  */
 #ifndef PE_DUMP_H
 #define PE_DUMP_H
@@ -101,51 +104,15 @@ int pe_dump_read_stored(pe_dump *d, size_t slot, pe_tensor t, int rotated, int h
  * "bfloat16", "float32", "float64", or "float<bits>"), for --check. */
 const char *pe_dump_dtype(pe_dump *d, size_t slot, pe_tensor t, int rotated);
 
-/* Installs the crash guard: a fatal signal inside the HDF5 library (which a
- * damaged file can cause) prints "prog: FILE: object: the HDF5 library
- * crashed ..." and exits with status 1; and pe_dump_open stops a file whose
- * metadata HDF5 has not read after PE_HDF5_TIMEOUT seconds (default 30; an
- * endless loop on a damaged file) the same way, using SIGALRM.  Called once
- * by each tool's main before any thread starts; without it, signals keep
- * their default action and nothing is timed. */
-void pe_dump_guard(const char *prog);
-
-/* Refuses, before anything is allocated, a run that needs `need` bytes (plus
- * 16 MiB for the program and its libraries) when that is more than max_memory (when > 0) or the available memory: fills e
- * with "WHAT needs N, more than the M allowed by --max-memory" (or
- * "available") and returns -1; else 0. */
-int pe_memory_check(double need, double max_memory, const char *what, pe_err *e);
-
-/* The machine's available memory in bytes (MemAvailable), or 0 if unknown. */
-double pe_available_memory(void);
-
-/* The linked HDF5 version as "1.10.8". */
+/* The linked HDF5 version as "1.10.8" (pe_h5.c). */
 const char *pe_hdf5_version(void);
 
-/* ---- several files, pooled ---- */
-
-typedef struct pe_inputs {
-    size_t n;
-    pe_dump **dumps;
-    const pe_meta *meta; /* the first file's; the others agree (see below) */
-    long train_len;      /* --train-len, else the files' (0 = unknown) */
-    size_t n_layers;     /* selected layers, by index */
-    long *layers;
-    size_t n_heads;      /* selected query heads */
-    int *heads;
-    size_t n_dist;       /* max over files of (pos[T-1] - pos[0]) + 1 */
-} pe_inputs;
-
-/* Opens every file and checks that they agree on n_heads, n_kv_heads,
- * head_dim, rotary_dim, rope_pairing, attn_scale, attn_softcap, train_len and
- * the frequencies of every selected layer (relative 1e-6); names the first
- * field that differs.  layers/heads: NULL selects all (the first file's
- * layers; every query head); a selected layer missing from a file or a head
- * out of range is a usage error (e->kind == PE_ERRK_USAGE).  train_len > 0
- * overrides the files. */
-int pe_inputs_open(pe_inputs *in, char *const *paths, size_t n_paths, const pe_open_opts *opts,
-                   const long *layers, size_t n_layers, const long *heads, size_t n_heads,
-                   long train_len, pe_err *e);
-void pe_inputs_close(pe_inputs *in);
+/* The rest of the reader's public side, declared in the headers of the
+ * modules that own it, included here so that the tools need only this one:
+ * pe_dump_guard (pe_guard.h), pe_memory_check and pe_available_memory
+ * (pe_memory.h), pe_inputs_open and pe_inputs_close (pe_inputs.h). */
+#include "pe_guard.h"
+#include "pe_inputs.h"
+#include "pe_memory.h"
 
 #endif
