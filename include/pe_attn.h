@@ -1,5 +1,5 @@
-/* pe_attn.h: attention patterns against distance (analyses.md sections 4
- * and 5): the causal softmax of every evaluated query row of a head, reduced
+/* pe_attn.h: attention patterns against distance (man peanalyze(1),
+ * What is measured): the causal softmax of every evaluated query row of a head, reduced
  * to per-distance sums (logits, probabilities, the last row) and per-row
  * statistics (sink mass, normalised entropy, logit exceedance beyond the
  * training length), without ever holding the T x T matrix.
@@ -49,7 +49,7 @@
 /* The default block buffer size aimed at (bytes). */
 #define PE_ATTN_BLOCK_BYTES (16u << 20)
 
-/* Defaults of the thresholds (analyses.md section 4). */
+/* Defaults of the thresholds (man peanalyze(1), OPTIONS). */
 #define PE_ATTN_MARGIN 0.05
 #define PE_ATTN_EXCEED_THRESHOLD 0.01
 #define PE_ATTN_ENTROPY_THRESHOLD 0.1

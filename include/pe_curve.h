@@ -1,4 +1,4 @@
-/* pe_curve.h: curves over distance: the binning rule (analyses.md section 2)
+/* pe_curve.h: curves over distance: the binning rule (man pedecomp(1), CHOICES)
  * and the U-score (section 5).
  *
  * A curve is given as per-distance sums and pair counts, so that every mean

@@ -1,5 +1,5 @@
 /* pe_decomp.h: the per-component decomposition of the attention logit
- * (analyses.md sections 2 and 3).
+ * (man pedecomp(1), The decomposition; TABLES, profile and summary).
  *
  * For one head, c_i(m,n) = s * Re(zq_{m,i} conj(zk_{n,i}) exp(j (p_m - p_n) theta_i))
  * is the contribution of RoPE pair i to the logit of query m and key n.
@@ -62,7 +62,7 @@ typedef struct pe_head_input {
 } pe_head_input;
 
 /* Adds the head's sums into p.  The FFT method needs contiguous positions and
- * silently uses the direct sum otherwise (analyses.md section 2).  Distances
+ * silently uses the direct sum otherwise (man pedecomp(1), CHOICES).  Distances
  * at or beyond p->n_dist are an error.  Returns 0 or -1. */
 int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_method method,
                    pe_err *e);

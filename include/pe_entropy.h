@@ -1,4 +1,4 @@
-/* pe_entropy.h: DoPE's truncated matrix entropy (analyses.md section 6).
+/* pe_entropy.h: DoPE's truncated matrix entropy (man peentropy(1)).
  *
  * Pure computation on in-memory arrays: the stage's rotation of a head's
  * T x D matrix X, the preparation, the Gram matrix G = X^T X (BLAS dsyrk, in

@@ -1,4 +1,5 @@
-/* pe_rope.h: the geometry of the rotary embedding (analyses.md section 1).
+/* pe_rope.h: the geometry of the rotary embedding (man pedecomp(1),
+ * Frequency classes).
  *
  * Pure functions on small arrays: which dims form pair i, the frequencies
  * theta_i, wavelength, turns within the training length, HoPE's frequency
@@ -76,7 +77,7 @@ pe_class pe_rope_classify(double theta, long train_len, const pe_class_rule *rul
  * by exp(j * direction * pos[m] * theta_i).  Pass-through dims are untouched. */
 void pe_rope_rotate(double *x, size_t T, const pe_geom *g, const int64_t *pos, int direction);
 
-/* ---- Scaling what-if (analyses.md section 1) ---- */
+/* ---- Scaling what-if (man pedecomp(1), TABLES, freqs) ---- */
 
 typedef enum {
     PE_SCALE_NONE = 0,

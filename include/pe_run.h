@@ -107,7 +107,7 @@ typedef struct pe_table_def {
 } pe_table_def;
 
 typedef struct pe_tool_def {
-    const pe_tool *cli;
+    pe_tool cli;
     /* The table the parsed options ask for. */
     const pe_table_def *(*table)(const void *opts);
     /* Checks of the options alone, before any file is opened. */
@@ -156,6 +156,9 @@ struct pe_run {
     const char **colnames;
     struct pe_run_priv *priv;
 };
+
+/* The linked libraries and their versions, for --version. */
+const char *pe_run_libraries(void);
 
 /* The whole run; returns the exit status. */
 int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts);

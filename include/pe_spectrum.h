@@ -1,5 +1,5 @@
-/* pe_spectrum.h: spectral purity of a component's profile (analyses.md
- * section 7, FoPE's "spectral damage").
+/* pe_spectrum.h: spectral purity of a component's profile (man
+ * pedecomp(1), TABLES, spectrum; FoPE's "spectral damage").
  *
  * RoPE gives pair i the single frequency theta_i, so with stationary content
  * its mean logit against distance is a cosine at theta_i plus a constant.  The

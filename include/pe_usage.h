@@ -1,4 +1,4 @@
-/* pe_usage.h: how much each frequency pair is used (analyses.md section 7,
+/* pe_usage.h: how much each frequency pair is used (man pedecomp(1), usage,
  * Barbero et al. "Round and Round We Go", Figures 3-4; FoPE Figure 7).
  *
  * Per head and tensor: the mean norm of each pair over tokens (the rotation

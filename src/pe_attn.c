@@ -1,5 +1,5 @@
 /* pe_attn.c: blocked causal softmax statistics of one head (see pe_attn.h
- * and analyses.md sections 4 and 5). */
+ * and man peanalyze(1), What is measured). */
 #include "pe_attn.h"
 
 #include <cblas.h>

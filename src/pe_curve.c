@@ -1,4 +1,4 @@
-/* pe_curve.c: the binning rule (analyses.md section 2) and the U-score
+/* pe_curve.c: the binning rule (man pedecomp(1), CHOICES) and the U-score
  * (section 5) of curves given as per-distance sums and pair counts. */
 #include "pe_curve.h"
 

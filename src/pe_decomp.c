@@ -1,5 +1,5 @@
 /* pe_decomp.c: the per-component decomposition of the attention logit and its
- * per-pair summary (analyses.md sections 2 and 3).
+ * per-pair summary (man pedecomp(1), The decomposition; TABLES, summary).
  *
  * For every component (a RoPE pair, or the pass-through dims) the head's sums
  * over causal pairs at each distance are Re(r(delta) exp(j delta theta)), with

@@ -1,5 +1,5 @@
 /* pe_entropy.c: DoPE's truncated matrix entropy (see pe_entropy.h and
- * analyses.md section 6). */
+ * man peentropy(1)). */
 #include "pe_entropy.h"
 
 #include <cblas.h>

@@ -1,4 +1,5 @@
-/* pe_rope.c: pairs, frequencies, classes and rotation (analyses.md section 1).
+/* pe_rope.c: pairs, frequencies, classes and rotation (man pedecomp(1),
+ * Frequency classes and TABLES, freqs).
  * The scaling what-ifs live in pe_scaling.c. */
 #include "pe_rope.h"
 

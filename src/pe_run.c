@@ -2,6 +2,7 @@
 #include "pe_run.h"
 
 #include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pe_fft.h"
 #include "pe_version.h"
 
 #define N_SLOTS 4
@@ -256,6 +258,20 @@ void pe_run_key_done(pe_run *r, const pe_task *t, size_t f)
 
 /* ---- small shared pieces ---- */
 
+const char *pe_run_libraries(void)
+{
+    static char buf[320];
+    char blas[64] = "OpenBLAS";
+    const char *cfg = openblas_get_config();
+    int maj = 0, min = 0, patch = 0;
+    /* "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": the first two words. */
+    if (cfg && sscanf(cfg, "%*s %40s", blas + 9) == 1) blas[8] = ' ';
+    LAPACKE_ilaver(&maj, &min, &patch);
+    snprintf(buf, sizeof buf, "HDF5 %s, FFTW %s, %s (kernels %s), LAPACK %d.%d.%d", pe_hdf5_version(), pe_fft_version(),
+             blas, openblas_get_corename(), maj, min, patch);
+    return buf;
+}
+
 void pe_run_meta_geometry(pe_run *r, const char *softcap_note)
 {
     const pe_meta *m = r->in.meta;
@@ -408,7 +424,7 @@ static int close_outputs(pe_run *r, pe_err *e)
 static int run(pe_run *r, int argc, char **argv, pe_err *e)
 {
     int first;
-    switch (pe_cli_parse(argc, argv, r->tool->cli, &r->c, r->opts, &first)) {
+    switch (pe_cli_parse(argc, argv, &r->tool->cli, &r->c, r->opts, &first)) {
     case PE_CLI_EXIT_OK: return PE_EXIT_OK;
     case PE_CLI_EXIT_USAGE: return PE_EXIT_USAGE;
     default: break;
@@ -499,7 +515,7 @@ int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts)
     memset(&r, 0, sizeof r);
     memset(&priv, 0, sizeof priv);
     r.tool = tool;
-    r.prog = tool->cli->name;
+    r.prog = tool->cli.name;
     r.opts = opts;
     r.priv = &priv;
     priv.t0 = now();

@@ -1,4 +1,4 @@
-/* pe_scaling.c: the rope-scaling what-ifs (analyses.md section 1).
+/* pe_scaling.c: the rope-scaling what-ifs (man pedecomp(1), TABLES, freqs).
  *
  * pe_scaling_parse reads a --scale spec; pe_scaling_apply writes the scaled
  * frequencies theta'_i.  The formulas follow the Hugging Face code
@@ -378,7 +378,7 @@ int pe_scaling_apply(const pe_scaling *s, int rotary_dim, double base, long trai
          * between.  HF floors the low end and ceils the high end (truncate). */
         double lo = floor(yarn_find_dim(s->beta_fast, R, base, train_len));
         double hi = ceil(yarn_find_dim(s->beta_slow, R, base, train_len));
-        /* Both ends clamped to [0, R-1] (analyses.md; pe_rope.h).  HF clamps
+        /* Both ends clamped to [0, R-1] (man pedecomp(1), freqs; pe_rope.h).  HF clamps
          * only low from below and high from above (max(low, 0), min(high,
          * R-1)); the two agree unless L < ~2 pi beta_slow or L > ~2 pi
          * beta_fast * b^((R-1)*2/R), where HF's ramp inverts.  The bound is

@@ -7,7 +7,6 @@
  * of one head on a window of rows), loss (the model's recorded loss against
  * position, the ground truth).  --fail-on ood|ushape turns a finding into
  * exit status 3 for CI.  The run itself is pe_run's. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +73,13 @@ static const pe_option analyze_options[] = {
     {"pixels", OPT_PIXELS, "N", "heatmap: at most N key columns (default 512)"},
     {"block", OPT_BLOCK, "N", "query rows per block (default: a 16 MiB buffer); the output is the same"},
     {NULL, 0, NULL, NULL}};
+
+/* The text after the option list of --help. */
+static const char epilog[] =
+    "Several FILEs are pooled: each mean is a sum over all files divided by\n"
+    "the total count.  Rows with position p < L are in-train, the others beyond.\n"
+    "A head is ood when its exceedance, entropy shift or sink shift passes its\n"
+    "threshold.\n";
 
 static int parse_fail_on(const char *arg, int *out, pe_err *e)
 {
@@ -143,26 +149,6 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-static const char *libraries(void)
-{
-    static char buf[256];
-    snprintf(buf, sizeof buf, "HDF5 %s, %s (kernels %s)", pe_hdf5_version(), openblas_get_config(),
-             openblas_get_corename());
-    return buf;
-}
-
-static const pe_tool cli = {
-    .name = PROG,
-    .synopsis = "[OPTION]... FILE...",
-    .purpose = "Attention against distance in qkdump files: U-shape, sinks, and what breaks beyond L.",
-    .options = analyze_options,
-    .epilog = "Several FILEs are pooled: each mean is a sum over all files divided by\n"
-              "the total count.  Rows with position p < L are in-train, the others beyond.\n"
-              "A head is ood when its exceedance, entropy shift or sink shift passes its\n"
-              "threshold.\n",
-    .libraries = libraries,
-    .found = "--fail-on found a flagged head",
-    .handle = handle_option};
 
 /* ---- per-head tables: profile, heads, layers ---- */
 
@@ -660,7 +646,8 @@ static int check(pe_run *r, pe_err *e)
     return 0;
 }
 
-static const pe_tool_def tool = {&cli, table_of, check, cleanup};
+static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "Attention against distance in qkdump files: U-shape, sinks, and what breaks beyond L.", analyze_options, epilog, pe_run_libraries, "--fail-on found a flagged head", handle_option},
+                                  table_of, check, cleanup};
 
 int main(int argc, char **argv)
 {

@@ -15,9 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pe_check.h"
 #include "pe_curve.h"
 #include "pe_decomp.h"
-#include "pe_fft.h"
 #include "pe_run.h"
 #include "pe_spectrum.h"
 #include "pe_usage.h"
@@ -66,6 +66,12 @@ static const pe_option decomp_options[] = {
     {"rope-theta", OPT_ROPE_THETA, "B", "freqs without an input file: base (default 10000)"},
     {NULL, 0, NULL, NULL}};
 
+/* The text after the option list of --help. */
+static const char epilog[] =
+    "Several FILEs are pooled: each mean is a sum over all files divided by\n"
+    "the total count.  Classes: hf (>= 1 turn within L), act (0.5 to 1 turn),\n"
+    "tlf (less), nope (theta 0).\n";
+
 static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
 {
     decomp_opts *o = ctx;
@@ -93,24 +99,6 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-static const char *libraries(void)
-{
-    static char buf[160];
-    snprintf(buf, sizeof buf, "HDF5 %s, FFTW %s", pe_hdf5_version(), pe_fft_version());
-    return buf;
-}
-
-static const pe_tool cli = {
-    .name = PROG,
-    .synopsis = "[OPTION]... FILE...",
-    .purpose = "Split attention logits of qkdump files into RoPE frequency components.",
-    .options = decomp_options,
-    .epilog = "Several FILEs are pooled: each mean is a sum over all files divided by\n"
-              "the total count.  Classes: hf (>= 1 turn within L), act (0.5 to 1 turn),\n"
-              "tlf (less), nope (theta 0).\n",
-    .libraries = libraries,
-    .found = "--check found a mismatch",
-    .handle = handle_option};
 
 /* ---- profile, summary, spectrum: one head's profile ---- */
 
@@ -658,113 +646,31 @@ static int finish_freqs(pe_run *r, pe_err *e)
     return 0;
 }
 
-/* ---- --check ---- */
-
-static double dtype_eps(const char *name)
-{
-    if (!name) return 0;
-    if (strcmp(name, "float16") == 0) return 0x1p-10;
-    if (strcmp(name, "bfloat16") == 0) return 0x1p-7;
-    if (strcmp(name, "float32") == 0) return 0x1p-23;
-    if (strcmp(name, "float64") == 0) return 0x1p-52;
-    return 0;
-}
-
-/* One file, checked on its own (no pooling): reads every selected head of
- * every selected layer, so that damage anywhere shows, and where q/k and
- * q_rot/k_rot are both stored compares the rotation of q/k with them; a
- * difference above the tolerance of the stored and source types is a
- * mismatch (exit status 3). */
-static int check_file(pe_run *r, pe_dump *d, const char *path, double *x, double *y, pe_err *e)
-{
-    const pe_common_opts *c = &r->c;
-    const pe_meta *m = pe_dump_meta(d);
-    size_t td = m->T * (size_t)m->head_dim;
-    int group = m->n_heads / m->n_kv_heads;
-    pe_table *t = r->table;
-    for (size_t s = 0; s < m->n_layers; s++) {
-        const pe_layer_info *L = &m->layers[s];
-        pe_geom g = {m->head_dim, m->rotary_dim, m->n_pairs, m->pairing, L->theta};
-        int wanted = !c->layers;
-        for (size_t j = 0; c->layers && j < c->n_layers; j++) wanted |= c->layers[j] == L->index;
-        if (!wanted) continue;
-        for (int tn = 0; tn < 2; tn++) {
-            int nh = tn == 0 ? m->n_heads : m->n_kv_heads, nread = 0;
-            double maxdiff = 0, maxabs = 0;
-            for (int h = 0; h < nh; h++) {
-                /* With --heads: those query heads and the key heads they use. */
-                int use = !c->heads;
-                for (size_t j = 0; c->heads && j < c->n_heads; j++)
-                    use |= tn == 0 ? c->heads[j] == h : c->heads[j] / group == h;
-                if (!use) continue;
-                nread++;
-                if (L->has_plain && pe_dump_read_stored(d, s, (pe_tensor)tn, 0, h, x, e) < 0) return -1;
-                if (L->has_rot && pe_dump_read_stored(d, s, (pe_tensor)tn, 1, h, y, e) < 0) return -1;
-                if (!(L->has_plain && L->has_rot)) continue;
-                pe_rope_rotate(x, m->T, &g, m->positions, +1);
-                for (size_t j = 0; j < td; j++) {
-                    maxdiff = fmax(maxdiff, fabs(x[j] - y[j]));
-                    maxabs = fmax(maxabs, fabs(y[j]));
-                }
-            }
-            const char *dt_plain = pe_dump_dtype(d, s, (pe_tensor)tn, 0);
-            const char *dt_rot = pe_dump_dtype(d, s, (pe_tensor)tn, 1);
-            pe_table_str(t, path);
-            pe_table_int(t, L->index);
-            pe_table_str(t, tn == 0 ? "q" : "k");
-            pe_table_str(t, L->has_plain ? dt_plain : dt_rot);
-            pe_table_int(t, nread);
-            if (L->has_plain && L->has_rot) {
-                double eps = fmax(fmax(dtype_eps(dt_plain), dtype_eps(dt_rot)), dtype_eps(m->source_dtype));
-                double tol = 8 * fmax(eps, 0x1p-52);
-                /* An all-zero stored tensor with a nonzero rotation is a
-                 * mismatch of unbounded relative size: rel_diff 1. */
-                double rel = maxabs > 0 ? maxdiff / maxabs : (maxdiff > 0 ? 1 : 0);
-                r->found |= rel > tol;
-                pe_table_dbl(t, maxdiff);
-                pe_table_dbl(t, rel);
-                pe_table_dbl(t, tol);
-                pe_table_str(t, rel <= tol ? "ok" : "mismatch");
-            } else {
-                pe_table_nan(t);
-                pe_table_nan(t);
-                pe_table_nan(t);
-                pe_table_str(t, "read");
-            }
-            pe_table_end_row(t);
-        }
-    }
-    return 0;
-}
+/* ---- --check: each file alone (pe_check.h) ---- */
 
 /* Every selected layer and head must exist in every file. */
 static int prepare_check(pe_run *r, pe_err *e)
 {
     const pe_common_opts *c = &r->c;
     for (size_t f = 0; f < r->n_files; f++) {
-        const pe_meta *m = pe_dump_meta(r->each[f]);
         for (size_t j = 0; c->layers && j < c->n_layers; j++)
             if (pe_dump_find_layer(r->each[f], c->layers[j]) < 0)
                 return pe_fail_usage(e, "--layers: layer %ld is not in %s", c->layers[j], r->files[f]);
         for (size_t j = 0; c->heads && j < c->n_heads; j++)
-            if (c->heads[j] >= m->n_heads)
+            if (c->heads[j] >= pe_dump_meta(r->each[f])->n_heads)
                 return pe_fail_usage(e, "--heads: head %ld does not exist (%s has %d query heads)", c->heads[j],
-                                     r->files[f], m->n_heads);
+                                     r->files[f], pe_dump_meta(r->each[f])->n_heads);
     }
     return 0;
 }
 
 static int finish_check(pe_run *r, pe_err *e)
 {
-    for (size_t f = 0; f < r->n_files; f++) {
-        const pe_meta *m = pe_dump_meta(r->each[f]);
-        size_t td = m->T * (size_t)m->head_dim;
-        double *x = pe_alloc(td, sizeof *x, 0, e), *y = x ? pe_alloc(td, sizeof *y, 0, e) : NULL;
-        int rc = y ? check_file(r, r->each[f], r->files[f], x, y, e) : -1;
-        free(x);
-        free(y);
-        if (rc < 0) return -1;
-    }
+    const pe_common_opts *c = &r->c;
+    for (size_t f = 0; f < r->n_files; f++)
+        if (pe_check_file(r->table, r->each[f], r->files[f], c->layers, c->n_layers, c->heads, c->n_heads, &r->found,
+                          e) < 0)
+            return -1;
     return 0;
 }
 
@@ -844,7 +750,8 @@ static int check(pe_run *r, pe_err *e)
     return 0;
 }
 
-static const pe_tool_def tool = {&cli, table_of, check, cleanup};
+static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "Split attention logits of qkdump files into RoPE frequency components.", decomp_options, epilog, pe_run_libraries, "--check found a mismatch", handle_option},
+                                  table_of, check, cleanup};
 
 int main(int argc, char **argv)
 {

@@ -8,8 +8,6 @@
  * and the per-file numbers are averaged with an order-independent sum.  The
  * run itself is pe_run's; a layer's rows are written when its last head is
  * done, the selection when every head is. */
-#include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +73,13 @@ static const pe_option ent_options[] = {
     {"mask", OPT_MASK, "FILE", "select: also write the DoPE mask (JSON) to FILE (-: stdout, not the table)"},
     {NULL, 0, NULL, NULL}};
 
+/* The text after the option list of --help. */
+static const char epilog[] =
+    "Scores: S_r = -sum_{i<=r} lambda_i ln lambda_i over the eigenvalues of\n"
+    "X^T X / trace (the default score; low = spiky spectrum), S_r / ln D, rho_r,\n"
+    "lambda_1, S_D and exp(S_D).  Several FILEs: each head's numbers are the\n"
+    "mean over the files of the per-file numbers (one sequence per file).\n";
+
 static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
 {
     ent_opts *o = ctx;
@@ -106,30 +111,6 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-static const char *libraries(void)
-{
-    static char buf[200];
-    char blas[64] = "OpenBLAS";
-    const char *cfg = openblas_get_config();
-    int maj = 0, min = 0, patch = 0;
-    /* "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ...": the first two words. */
-    if (cfg && sscanf(cfg, "%*s %40s", blas + 9) == 1) blas[8] = ' ';
-    LAPACKE_ilaver(&maj, &min, &patch);
-    snprintf(buf, sizeof buf, "HDF5 %s, %s, LAPACK %d.%d.%d", pe_hdf5_version(), blas, maj, min, patch);
-    return buf;
-}
-
-static const pe_tool cli = {
-    .name = PROG,
-    .synopsis = "[OPTION]... FILE...",
-    .purpose = "DoPE's truncated matrix entropy of the query and key heads of qkdump files.",
-    .options = ent_options,
-    .epilog = "Scores: S_r = -sum_{i<=r} lambda_i ln lambda_i over the eigenvalues of\n"
-              "X^T X / trace (the default score; low = spiky spectrum), S_r / ln D, rho_r,\n"
-              "lambda_1, S_D and exp(S_D).  Several FILEs: each head's numbers are the\n"
-              "mean over the files of the per-file numbers (one sequence per file).\n",
-    .libraries = libraries,
-    .handle = handle_option};
 
 
 /* ---- the run ---- */
@@ -528,7 +509,8 @@ static int check(pe_run *r, pe_err *e)
     return 0;
 }
 
-static const pe_tool_def tool = {&cli, table_of, check, cleanup};
+static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "DoPE's truncated matrix entropy of the query and key heads of qkdump files.", ent_options, epilog, pe_run_libraries, NULL, handle_option},
+                                  table_of, check, cleanup};
 
 int main(int argc, char **argv)
 {

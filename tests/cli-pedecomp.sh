@@ -146,7 +146,7 @@ golden pedecomp-dims.tsv "$PEDECOMP" -t dims -f tsv -l 0 -H 3 f32.h5
 golden pedecomp-spectrum.tsv "$PEDECOMP" -t spectrum -f tsv spectral.h5
 golden pedecomp-power.json "$PEDECOMP" -t spectrum -f json --spectrum-of 2 -l 0 -H 0 f32.h5
 
-# Frequency usage (analyses.md section 7): the rotation does not change a
+# Frequency usage (man pedecomp(1), TABLES, usage): the rotation does not change a
 # pair's norm, so q_rot-only files give the same usage to 1e-12; shares sum
 # to 1; queries per query head, keys per key head.
 run "$PEDECOMP" -t usage -f tsv --digits 17 f32.h5

@@ -125,7 +125,7 @@ golden peentropy-minimal.tsv "$PE" -f tsv -t bands -H 0 minimal.h5
 golden peentropy-real-select.tsv sh -c "cd '$TOP' && '$PE' -t select -f tsv -r 4 testdata/stories260K.h5"
 
 # -------------------------------------------- the test vectors through the tool
-# analyses.md section 6; ent-tv.h5 holds the 6 x 4 matrix as q and k.
+# The specification's test vectors; ent-tv.h5 holds the 6 x 4 matrix as q and k.
 check_vectors() {
     prep=$1 file=$2 stage=$3
     shift 3

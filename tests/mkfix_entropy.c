@@ -13,7 +13,7 @@
 
 /* ---- planted data ---- */
 
-/* analyses.md section 6: the 6 x 4 test-vector matrix. */
+/* The specification's 6 x 4 test-vector matrix. */
 static const double TV[6][4] = {{1.0, 0.5, -0.2, 0.0}, {0.9, 0.4, 0.1, 0.3}, {1.2, 0.6, 0.0, -0.1},
                                 {0.8, 0.7, -0.3, 0.2}, {1.1, 0.3, 0.2, 0.0}, {1.0, 0.5, 0.1, -0.2}};
 

@@ -1,5 +1,5 @@
 /* refattn: checks peanalyze's profile and heads tables against the
- * definitions (analyses.md sections 4 and 5), from the full matrix.
+ * definitions (man peanalyze(1)), from the full matrix.
  *
  *   refattn FILE.h5 LAYER PROFILE.tsv HEADS.tsv [ROWS]
  *

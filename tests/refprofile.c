@@ -5,7 +5,7 @@
  * TABLE is `pedecomp -f tsv --bins 0 --digits 17` output for FILE.  This
  * program reads FILE with HDF5 directly (not through the petools reader),
  * rotates every query and key at its position, and sums the pair dot
- * products over every causal pair: the O(T^2) definition of analyses.md
+ * products over every causal pair: the O(T^2) definition of man pedecomp(1)
  * section 2.  Every row must match to 1e-9 of the component's largest |C|.
  * Reads n_heads, n_kv_heads, head_dim, rotary_dim, rope_pairing, attn_scale
  * (default 1/sqrt(D)), rope_theta (default 1e4), /rope/inv_freq and

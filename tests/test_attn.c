@@ -1,6 +1,6 @@
 /* test_attn.c: the attention engine (pe_attn) against a full-matrix
  * reference written here: every T x T logit by a plain dot-product loop,
- * each row's softmax materialised, every statistic of analyses.md section 4
+ * each row's softmax materialised, every statistic of man peanalyze(1)
  * computed by its definition.  Random data on small T, with several block
  * sizes, softcap on and off, --rows subsampling, non-contiguous positions,
  * pooling, S = 1 and 3, L inside and beyond T; and byte-identical

@@ -1,4 +1,4 @@
-/* test_curve.c: the binning rule (analyses.md section 2) and the U-score
+/* test_curve.c: the binning rule (man pedecomp(1), CHOICES) and the U-score
  * (section 5) on cases whose answers are worked out by hand below. */
 #include <math.h>
 #include <stdio.h>

@@ -1,4 +1,4 @@
-/* test_decomp.c: the per-component decomposition (analyses.md section 2) and
+/* test_decomp.c: the per-component decomposition (man pedecomp(1), The decomposition) and
  * its summary (section 3).  Every number is checked against a computation
  * written here from the definitions: rotate q and k explicitly at their
  * positions and take dot products over all causal pairs (O(T^2)), or a closed
@@ -45,7 +45,7 @@ static void ref_free(ref_t *r)
     free(r->mag);
 }
 
-/* The pair layout as analyses.md section 1 states it. */
+/* The pair layout as man qkdump(5) states it. */
 static void ref_dims(int half, int R, int i, int *a, int *b)
 {
     if (half) {

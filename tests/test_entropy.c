@@ -1,11 +1,11 @@
-/* test_entropy.c: DoPE's truncated matrix entropy (analyses.md section 6).
+/* test_entropy.c: DoPE's truncated matrix entropy (man peentropy(1)).
  *
  *   test_entropy DIR                  the unit tests (DIR: the fixtures; unused)
  *   test_entropy --ref TABLE FILE...  checks a peentropy table against the
  *                                     definition, reading FILE... itself
  *
  * Every expected number is independent of the code under test: the test
- * vectors of analyses.md, closed forms, or a reference written here from the
+ * vectors of the specification, closed forms, or a reference written here from the
  * definitions: the Gram matrix by loops, the eigenvalues by a cyclic Jacobi
  * method (no LAPACK), the rotation as a complex product (cexp), and, for
  * --ref, the qkdump file read with HDF5 directly (not through pe_dump), so
@@ -220,7 +220,7 @@ static const double TV[6][4] = {{1.0, 0.5, -0.2, 0.0}, {0.9, 0.4, 0.1, 0.3}, {1.
 
 static void test_vectors(void)
 {
-    /* analyses.md section 6: lambda, S_1, S_2, S_4, rho_2, rho_4. */
+    /* The specification's test vectors: lambda, S_1, S_2, S_4, rho_2, rho_4. */
     static const double want[2][9] = {
         {0.939298071, 0.039434901, 0.018491581, 0.002775447, 0.058821114, 0.186318252, 0.276446693, 1.183966636,
          1.318436669},

@@ -1,8 +1,8 @@
 /* test_rope.c: the geometry of the rotary embedding and the scaling
- * what-ifs (analyses.md section 1).
+ * what-ifs (man pedecomp(1), Frequency classes, freqs).
  *
  * Every expected number is independent of the code under test: the
- * reference values printed in analyses.md, values worked out by hand, or a
+ * reference values of the specification, values worked out by hand, or a
  * closed form written differently from the implementation.
  */
 #include <math.h>
@@ -100,7 +100,7 @@ static void test_theta_classes(void)
     PE_CHECK_STR(pe_class_name(PE_CLASS_UNKNOWN), "unknown", "class name unknown");
 }
 
-/* analyses.md section 1, reference values of the classes. */
+/* The specification's reference values of the classes. */
 static void test_reference_classes(void)
 {
     double th[64];

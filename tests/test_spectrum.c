@@ -1,4 +1,4 @@
-/* test_spectrum: spectral purity (analyses.md section 7) on curves whose
+/* test_spectrum: spectral purity (man pedecomp(1), TABLES, spectrum) on curves whose
  * spectrum is known: a pure cosine, a cosine with a planted third harmonic,
  * constants, and curves too short to judge. */
 #include <math.h>
