@@ -497,7 +497,7 @@ static int read_truth(pe_dump *d, pe_err *e)
         char where[1100];
         snprintf(where, sizeof where, "%s: /tokens/nll", d->path);
         r = ds >= 0 ? pe_h5_attr_string(ds, where, "pe", &m->nll_pe, e) : 0;
-        H5Dclose(ds);
+        if (ds >= 0) H5Dclose(ds);
         if (r < 0) return -1;
         if (!m->nll_pe && !(m->nll_pe = pe_strdup("rope", e))) return -1;
     }
@@ -506,7 +506,7 @@ static int read_truth(pe_dump *d, pe_err *e)
     char where[1100], *ctl = NULL;
     snprintf(where, sizeof where, "%s: /tokens/nll_control", d->path);
     r = ds >= 0 ? pe_h5_attr_string(ds, where, "control", &ctl, e) : 0;
-    H5Dclose(ds);
+    if (ds >= 0) H5Dclose(ds);
     if (r < 0) return -1;
     if (r == 0) return pe_fail(e, "%s: control: missing (the control pass's window:W:S)", where);
     if (parse_control(ctl, &m->control_window, &m->control_sinks) < 0) {

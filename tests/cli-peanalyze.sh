@@ -333,13 +333,17 @@ fi
 if [ ! -r "$REAL" ]; then
     echo "skip - the real dump: $REAL is missing"
 else
+    run "$PA" -t loss --bins 6 -f tsv "$REAL"
+    got=$(data "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s%s", sep, ($1 < 512 ? ($6 == 0 ? "zero" : "nonzero") : ($6 > 1 ? "above1" : "below1")); sep = " " }')
+    is "real dump: the recorded excess loss is 0 below L = 512 and above 1 nat in every bin beyond it" \
+        "zero above1 above1 above1 above1 above1" "$got"
     run "$PA" -t heads -f tsv "$REAL"
-    n=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ && $4 == 512 && $5 == 1536' | wc -l)
-    if [ "$status" -eq 0 ] && [ "$n" -eq 40 ]; then ok "real dump: heads table of all 5 layers x 8 heads, 512 rows in-train and 1536 beyond"; else notok "real dump: heads table" "status $status, $n rows"; fi
+    n=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ && $4 == 512 && $5 == 2560' | wc -l)
+    if [ "$status" -eq 0 ] && [ "$n" -eq 40 ]; then ok "real dump: heads table of all 5 layers x 8 heads, 512 rows in-train and 2560 beyond"; else notok "real dump: heads table" "status $status, $n rows"; fi
     run "$PA" -t layers -f tsv "$REAL"
     n=$(data "$TMP/out" | awk -F'\t' '$1 ~ /^[0-9]/ && $2 == 8' | wc -l)
     if [ "$status" -eq 0 ] && [ "$n" -eq 5 ]; then ok "real dump: layers table of 5 layers of 8 heads"; else notok "real dump: layers table" "status $status, $n rows"; fi
-    refcheck "real dump layer 0 (T 2048, float16, interleaved): every column of 8 heads equals the full-matrix reference" "$REAL" 0
+    refcheck "real dump layer 0 (T 3072, float16, interleaved): every column of 8 heads equals the full-matrix reference" "$REAL" 0
     refcheck "real dump layer 4: the same" "$REAL" 4
     refcheck "real dump layer 2 --rows 100: the same" "$REAL" 2 100
     run "$PA" -t heatmap -f tsv --digits 17 -l 3 --head 5 --pixels 64 "$REAL"

@@ -296,7 +296,7 @@ else
 fi
 
 # The same on the real dump: float16 data converted by HDF5 itself in the
-# reference, interleaved pairs, T = 2048 (four times its training length).
+# reference, interleaved pairs, T = 3072 (six times its training length).
 REAL=$TOP/testdata/stories260K.h5
 run "$PEDECOMP" -f tsv --bins 0 --digits 17 -l 0 -H 0,7 "$REAL"
 if [ "$status" -eq 0 ] && "$BUILD/tests/refprofile" "$REAL" "$TMP/out" >"$TMP/ref.log" 2>&1; then

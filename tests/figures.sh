@@ -362,7 +362,7 @@ else
         [ -s "$f" ] || missing="$missing $f(printed, absent)"
     done
     if [ -z "$missing" ]; then ok "demo: prints each file with what it shows"; else notok "demo: prints each file with what it shows" "$missing"; fi
-    contains "demo: the figure lines name L" "$TMP/demo.out" "components-L0H0.png: " "components-L2H2.png: " \
+    contains "demo: the figure lines name L" "$TMP/demo.out" "loss.png: " "components-L0H0.png: " "components-L2H2.png: " \
         "heatmap-L2H2.png: " "freqmap-yarn4.png: " "usage-q.png: " "usage-k.png: " "purity.png: " "L = 512 marked"
     if [ ! -e "$DEMO/.demo-stderr" ]; then ok "demo: leaves no scratch file"; else notok "demo: leaves no scratch file"; fi
     expect 1 "demo: $TMP/no-build/pedecomp is missing" "demo: a missing build: status 1, one line" \

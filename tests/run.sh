@@ -58,7 +58,7 @@ for t in tests/cli-*.sh tests/figures.sh tests/docs.sh; do
 done
 
 if "$PYTHON" -c 'import numpy, h5py' 2>/dev/null; then
-    "$PYTHON" tests/test_pe_dump.py >"$LOGS/pe-dump.log" 2>&1
+    PE_BUILD=$BUILD "$PYTHON" tests/test_pe_dump.py >"$LOGS/pe-dump.log" 2>&1
     tally pe-dump "$LOGS/pe-dump.log" $?
 else
     echo "pe-dump: skip - the dumper's tests: $PYTHON cannot import numpy and h5py"

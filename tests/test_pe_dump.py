@@ -630,6 +630,51 @@ def test_loss(model, ref, tmp):
                     f"tokens {list(f['tokens'])}, stderr {err!r}")
 
 
+def test_loss_table(model, ref, tmp):
+    """The chain end to end: a stream dump with its control, binned by peanalyze -t loss,
+    against the independent reference's loss of the same ids, binned here."""
+    peanalyze = os.path.join(os.environ.get("PE_BUILD", os.path.join(ROOT, "build")), "peanalyze")
+    if not os.access(peanalyze, os.X_OK):
+        R.skip("peanalyze -t loss on a stream dump against the reference", f"{peanalyze} is not built")
+        return
+    W, T, B = 16, 64, 4
+    out = os.path.join(tmp, "stream_loss.h5")
+    rc, _, err = run_dumper("--llama2c", model, "--sample", T, "--stream", "--control", "--train-len", W,
+                            "--seed", 5, "-o", out)
+    if not R.check(rc == 0, "--sample 64 --stream --control --train-len 16 runs", err):
+        return
+    with h5py.File(out, "r") as f:
+        ids = [int(v) for v in f["tokens/ids"][...]]
+    plain = Reference.nll(ref.run(ids)[0], ids)
+    windowed = Reference.nll(ref.run(ids, window=(W, 1))[0], ids)
+    p = subprocess.run([peanalyze, "-t", "loss", "--bins", str(B), "--digits", "17", "-f", "tsv", out],
+                       capture_output=True, text=True, timeout=60)
+    rows = [line.split("\t") for line in p.stdout.splitlines() if line and not line.startswith("#")][1:]
+    want, bad = [], []
+    for b in range(B):
+        lo, hi = b * T // B, (b + 1) * T // B - 1
+        sel = [m for m in range(lo, hi + 1) if m < T - 1]
+        n = len(sel)
+        a = sum(plain[m] for m in sel) / n
+        c = sum(windowed[m] for m in sel) / n
+        want.append((lo, hi, n, a, c, a - c))
+    if len(rows) != B:
+        bad.append(f"{len(rows)} rows, status {p.returncode}: {p.stderr.strip()}")
+    for got, w in zip(rows, want):
+        if [int(got[0]), int(got[1]), int(got[2])] != list(w[:3]):
+            bad.append(f"bin {got[:3]} want {w[:3]}")
+        for j in range(3, 5):
+            if abs(float(got[j]) - w[j]) > 1e-4 * abs(w[j]):
+                bad.append(f"bin {w[0]}: column {j} {got[j]} want {w[j]:.9g}")
+        if abs(float(got[5]) - w[5]) > 1e-4 * max(abs(w[3]), 1e-12):
+            bad.append(f"bin {w[0]}: excess {got[5]} want {w[5]:.9g}")
+    R.check(not bad, "peanalyze -t loss of a stream dump: n, nll, nll_control and excess per bin equal the "
+            "independent reference's loss binned here (1e-4 relative)", "; ".join(bad))
+    R.check(not bad and float(rows[0][5]) == 0 and all(float(r[5]) > 0 for r in rows[1:]),
+            "peanalyze -t loss: the excess is 0 below the window and positive beyond it",
+            str([r[5] for r in rows]))
+
+
 def test_loss_usage(model, tmp):
     out = os.path.join(tmp, "never.h5")
     cases = [
@@ -1264,6 +1309,7 @@ def main():
             test_documents(model, tmp)
             test_long_sample_rotated(model, tmp)
             test_loss(model, ref, tmp)
+            test_loss_table(model, ref, tmp)
             test_loss_usage(model, tmp)
             test_stream(model, ref, tmp)
             test_reexec(model, tmp)
