@@ -201,6 +201,61 @@ for t in heads bands; do
     fi
 done
 
+# peanalyze -t loss pools by its merge rules (n added, the means weighted by
+# n) and rebins by position like a profile by distance: the bins are over
+# positions 0 .. Pmax of the longest input, so only --bins 0 shards rebin.
+tables whole "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5 truth-short.h5
+tables a "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5
+tables b "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth-short.h5
+pooled "peanalyze loss: files of different lengths, --bins 0" "$TMP/whole" "$TMP/b" "$TMP/a"
+if [ "$(grep -v '^# input:' "$TMP/merged" | grep '^#')" = "$(grep -v '^# input:' "$TMP/whole" | grep '^#')" ]; then
+    ok "peanalyze loss: the comment lines of the unsplit table (bins of the longest input)"
+else
+    notok "peanalyze loss: the comment lines of the unsplit table (bins of the longest input)" "$(grep '^# bins' "$TMP/merged")"
+fi
+tables whole "$PEANALYZE" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-short.h5
+pooled "peanalyze loss: pemerge --bins 4 bins the pooled positions as peanalyze does" "$TMP/whole" --bins 4 "$TMP/a" "$TMP/b"
+if grep -q '^# bins: 4 over positions 0\.\.39$' "$TMP/merged"; then
+    ok "peanalyze loss: pemerge --bins 4 writes the bins line"
+else
+    notok "peanalyze loss: pemerge --bins 4 writes the bins line" "$(grep '^# bins' "$TMP/merged")"
+fi
+tables a "$PEANALYZE" -t loss --bins 4 -f tsv truth.h5
+tables b "$PEANALYZE" -t loss --bins 4 -f tsv truth-short.h5
+expect 1 "pemerge: the shards have different bins" "peanalyze loss: binned shards of files of different lengths are refused" \
+    "$PEMERGE" "$TMP/a" "$TMP/b"
+
+# pemerge knows no table: a table it has never seen pools by its merge line.
+custom() { # custom FILE 'MERGE LINE' INPUT-LINE ROW...
+    f=$1 m=$2 i=$3
+    shift 3
+    {
+        printf '# sometool table: custom\n# version: 9\n# input: %s\n# merge: %s\n# unit: widgets\n' "$i" "$m"
+        printf 'layer\titem\tn\tvalue\ttotal\n'
+        printf '%s\n' "$@" | tr ' ' '\t'
+    } >"$TMP/$f"
+}
+rules='layer:block item:key n:sum value:mean(n) total:sum'
+ina='a.h5 (T 10, positions 0..9, 1 layer, model x)'
+inb='b.h5 (T 30, positions 0..29, 1 layer, model x)'
+custom ca "$rules" "$ina" '0 x 2 1.5 3' '0 y 1 4 4' '1 x 3 2 6'
+custom cb "$rules" "$inb" '0 x 4 3 12' '0 y 3 0.5 1.5' '1 x 1 10 10'
+custom cw "$rules" "$ina" '0 x 6 2.5 15' '0 y 4 1.375 5.5' '1 x 4 4 16'
+sed "3a\\
+# input: $inb" "$TMP/cw" >"$TMP/cwhole"
+merged "a new table: pooled by its merge line (n and total added, value weighted by n)" "$TMP/cwhole" "$TMP/ca" "$TMP/cb"
+custom cb "layer:block item:key n:sum value:mean(total) total:sum" "$inb" '0 x 4 3 12' '0 y 3 0.5 1.5' '1 x 1 10 10'
+expect 1 "pemerge: $TMP/cb: its settings differ from the first shard: \"# merge: layer:block item:key n:sum value:mean(total)" \
+    "shards whose merge lines differ are refused" "$PEMERGE" "$TMP/ca" "$TMP/cb"
+custom ca "layer:block item:key n:sum value:median(n) total:sum" "$ina" '0 x 2 1.5 3'
+custom cb "layer:block item:key n:sum value:median(n) total:sum" "$inb" '0 x 4 3 12'
+expect 1 "pemerge: $TMP/ca: column value: unknown merge rule \"median(n)\"" \
+    "an unknown merge rule is refused, naming the column and the rule" "$PEMERGE" "$TMP/ca" "$TMP/cb"
+tables a "$PEDECOMP" -f tsv --bins 4 f32.h5
+grep -v '^# merge:' "$TMP/a" >"$TMP/old"
+expect 1 "pemerge: $TMP/old: no \"# merge:\" line" "a table without a merge line (an older petools) is refused" \
+    "$PEMERGE" "$TMP/a" "$TMP/old"
+
 # What cannot be pooled is refused, with the reason.
 tables a "$PEDECOMP" -t summary -f tsv f32.h5
 tables b "$PEDECOMP" -t summary -f tsv offset.h5
