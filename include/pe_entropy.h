@@ -46,6 +46,7 @@ enum {
     PE_ENT_LAMBDA1,   /* the largest eigenvalue */
     PE_ENT_FULL,      /* S_D */
     PE_ENT_EFF_RANK,  /* exp(S_D) */
+    PE_ENT_ENERGY,    /* energy_r = sum_{i<=r} lambda_i: the share of the spectrum in the top r directions */
     PE_ENT_NSCORES
 };
 

@@ -1,7 +1,10 @@
 # pe-fig-entropy-map.gp: DoPE's truncated matrix entropy of every head, as a
 # map: heads (x) by layers (y), coloured by the score of one tensor and one
-# stage (dark = low entropy = a spiky spectrum, the heads DoPE denoises),
-# with the heads of a select table marked by their rank when one is given.
+# stage, with the heads of a select table marked by their rank when one is
+# given.  The colour key says which way each score runs: energy_r and
+# lambda1 are high for a spiky spectrum (dark there), full and eff_rank low
+# (dark there); S_r (score, score_norm) is not monotone in spikiness, since
+# -x ln x rises below 1/e: the key says so instead of "low = spiky".
 #
 #   gnuplot -c scripts/pe-fig-entropy-map.gp TABLE OUT [SELECT] [tensor=q|k] [stage=S] [value=COLUMN]
 #
@@ -9,6 +12,7 @@
 #         or tsv).  Columns are used by NUMBER:
 #           1 layer  2 head  3 kv_head  4 tensor  5 stage  6 prep  7 r
 #           8 score  9 score_norm  10 rho  11 lambda1  12 full  13 eff_rank
+#           14 energy_r
 #         Comment lines read: "# input: ...", "# broadcast: ...".
 # OUT     the figure; its extension picks the terminal: .png (pngcairo),
 #         .svg (svg), .pdf (pdfcairo), .txt (dumb: a text rendering, without
@@ -18,7 +22,8 @@
 #         was made with another stage, prep, rank or broadcast setting.
 # tensor=q|k    which tensor (default: k when the table has keys, else q).
 # stage=S       which stage (default: the first of the table).
-# value=COLUMN  score (default), score_norm, rho, lambda1, full or eff_rank.
+# value=COLUMN  score (default), score_norm, rho, lambda1, full, eff_rank or
+#               energy_r.
 #
 # Layers are drawn in the order of the table, one row each (a table of
 # layers 0 and 3 has two rows).  Exit status: 0 done; 1 unreadable or
@@ -43,7 +48,7 @@ SELECT = ""
 TENSOR = ""
 STAGE = ""
 VALUE = "score"
-VALUES = "score score_norm rho lambda1 full eff_rank"
+VALUES = "score score_norm rho lambda1 full eff_rank energy_r"
 npos = 0
 do for [i = 3:ARGC] {
     a = value(sprintf("ARG%d", i))
@@ -65,7 +70,8 @@ do for [i = 3:ARGC] {
         }
     }
 }
-VCOL = VALUE eq "score" ? 8 : VALUE eq "score_norm" ? 9 : VALUE eq "rho" ? 10 : VALUE eq "lambda1" ? 11 : VALUE eq "full" ? 12 : 13
+VCOL = VALUE eq "score" ? 8 : VALUE eq "score_norm" ? 9 : VALUE eq "rho" ? 10 : VALUE eq "lambda1" ? 11 : \
+       VALUE eq "full" ? 12 : VALUE eq "eff_rank" ? 13 : 14
 
 dot = 0
 do for [i = 1:strlen(OUT)] { if (OUT[i:i] eq ".") { dot = i } }
@@ -150,16 +156,20 @@ if (EXT eq "pdf") { set terminal pdfcairo size 8in,4.7in noenhanced font "sans,9
 if (EXT eq "txt") { set terminal dumb size 110,34 noenhanced }
 
 VDESC = VALUE eq "score" ? "S_r" : VALUE eq "score_norm" ? "S_r / ln D" : VALUE eq "rho" ? "rho_r" : \
-        VALUE eq "lambda1" ? "lambda_1" : VALUE eq "full" ? "S_D" : "exp(S_D)"
+        VALUE eq "lambda1" ? "lambda_1" : VALUE eq "full" ? "S_D" : VALUE eq "eff_rank" ? "exp(S_D)" : "energy_r"
 HEADKIND = TENSOR eq "q" ? "query head" : (T_BROADCAST eq "yes" ? "query head (its key head's keys)" : "key head")
 set title sprintf("Truncated matrix entropy of the %s heads: %s, stage %s, prep %s, r %s", TENSOR, T_INPUT, STAGE, T_PREP, word(T_RANK, 1)) noenhanced
 set xlabel HEADKIND
 YLABEL = "layer"
 set ylabel YLABEL
 if (EXT eq "txt") { unset ylabel; set tmargin 5; set title offset 0, 2; set label 9 YLABEL at screen 0, graph 1 offset character 1, character 2 left }
-set cblabel sprintf("%s (%s)", VALUE, VDESC) . (VALUE eq "lambda1" ? ": high = spiky spectrum" : ": low = spiky spectrum")
-# Dark for low entropy (or, for lambda1, dark for a large top eigenvalue).
-if (VALUE eq "lambda1") {
+HIGH_SPIKY = VALUE eq "lambda1" || VALUE eq "energy_r"
+VDIR = HIGH_SPIKY ? ": high = spiky spectrum" : (VALUE eq "full" || VALUE eq "eff_rank") ? ": low = spiky spectrum" : \
+       VALUE eq "rho" ? ": low = top r uneven" : ": not monotone in spikiness (higher = spikier while every lambda < 1/e)"
+set cblabel sprintf("%s (%s)", VALUE, VDESC) . VDIR
+# Dark for the spiky end where the score has one (low entropy; a large top
+# eigenvalue or top-r energy).
+if (HIGH_SPIKY) {
     set palette defined (0 "#fde725", 0.25 "#5ec962", 0.5 "#21918c", 0.75 "#3b528b", 1 "#440154")
 } else {
     set palette defined (0 "#440154", 0.25 "#3b528b", 0.5 "#21918c", 0.75 "#5ec962", 1 "#fde725")

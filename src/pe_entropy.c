@@ -390,6 +390,7 @@ void pe_entropy_scores(const double *lambda, int D, int r, double *s)
     s[PE_ENT_LAMBDA1] = lambda[0];
     s[PE_ENT_FULL] = sd;
     s[PE_ENT_EFF_RANK] = exp(sd);
+    s[PE_ENT_ENERGY] = sum;
 }
 
 void pe_entropy_band(double a, double b, double c, double *v)

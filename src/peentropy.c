@@ -30,9 +30,20 @@ static const char *const stage_names[] = {"pre", "post", "ntk", "all", NULL};
 static const char *const prep_names[] = {"paper", "uncomp", NULL};
 static const char *const order_names[] = {"asc", "desc", NULL};
 /* --score names and the per-head number each picks. */
-static const char *const score_names[] = {"s", "norm", "rho", "full", "lambda1", NULL};
-static const int score_index[] = {PE_ENT_SCORE, PE_ENT_NORM, PE_ENT_RHO, PE_ENT_FULL, PE_ENT_LAMBDA1};
-static const char *const score_desc[] = {"S_r", "S_r / ln D", "rho_r", "S_D", "lambda_1"};
+static const char *const score_names[] = {"s", "norm", "rho", "full", "lambda1", "energy", NULL};
+static const int score_index[] = {PE_ENT_SCORE, PE_ENT_NORM, PE_ENT_RHO, PE_ENT_FULL, PE_ENT_LAMBDA1, PE_ENT_ENERGY};
+static const char *const score_desc[] = {"S_r", "S_r / ln D", "rho_r", "S_D", "lambda_1", "energy_r"};
+/* What each score's value says about the spectrum (man peentropy(1), The
+ * directions), stated wherever a score is shown. */
+enum { SCORE_S = 0, SCORE_NORM, SCORE_RHO, SCORE_FULL, SCORE_LAMBDA1, SCORE_ENERGY };
+static const char *const score_direction[] = {
+    "not monotone in spikiness: -x ln x rises for x < 1/e, so while every lambda_i < 1/e a more concentrated "
+    "head has a HIGHER S_r",
+    "S_r / ln D: as S_r, not monotone in spikiness",
+    "low = the top r eigenvalues are uneven (one dominates them)",
+    "low = a few directions hold the spectrum (spiky)",
+    "high = spiky (one direction dominates)",
+    "high = spiky (the top r directions hold most of the spectrum)"};
 
 enum {
     OPT_TENSOR = PE_OPT_TOOL,
@@ -69,7 +80,7 @@ static const pe_option ent_options[] = {
     {"broadcast", OPT_BROADCAST, NULL, "key rows per query head (default: one per key head)"},
     {"top", 'n', "N", "select: how many heads (default 8)"},
     {"order", OPT_ORDER, "O", "select: asc (lowest score first; default) or desc"},
-    {"score", OPT_SCORE, "V", "select: s (S_r; default), norm, rho, full or lambda1"},
+    {"score", OPT_SCORE, "V", "select: s (S_r; default), norm, rho, full, lambda1 or energy (energy_r)"},
     {"mask", OPT_MASK, "FILE", "select: also write the DoPE mask (JSON) to FILE (-: stdout, not the table)"},
     {NULL, 0, NULL, NULL}};
 
@@ -151,6 +162,8 @@ static int prepare(pe_run *r, pe_err *e)
     s->P = m->n_pairs;
     s->L = r->in.train_len;
     s->r_used = o->rank > s->D ? s->D : (int)o->rank;
+    if (o->table == TABLE_SELECT && o->score == SCORE_RHO && s->r_used == 1)
+        return pe_fail_usage(e, "--score rho with r 1: rho_1 is 1 for every head, nothing to rank; give -r 2 or more");
     if (o->stage == STAGE_ALL) {
         s->stages[s->n_stages++] = PE_STAGE_PRE;
         s->stages[s->n_stages++] = PE_STAGE_POST;
@@ -293,6 +306,10 @@ static void meta(pe_run *r)
     }
     pe_table_meta(t, "pooling", "each number is the mean over %zu file%s of the per-file numbers", r->in.n,
                   r->in.n == 1 ? "" : "s");
+    if (o->table == TABLE_HEADS)
+        pe_table_meta(t, "directions", "score (S_r) and score_norm: %s; rho: %s; lambda1: %s; full, eff_rank: %s; "
+                                       "energy_r: %s", score_direction[SCORE_S], score_direction[SCORE_RHO],
+                      score_direction[SCORE_LAMBDA1], score_direction[SCORE_FULL], score_direction[SCORE_ENERGY]);
     if (o->table == TABLE_SELECT) {
         pe_table_meta(t, "score", "%s (%s)", score_names[o->score], score_desc[o->score]);
         pe_table_meta(t, "order", "%s", order_names[o->order]);
@@ -402,6 +419,26 @@ static int finish_select(pe_run *r, pe_err *e)
             }
         }
     if (pe_entropy_rank(cand, n, o->order == 1, (size_t)o->top, order, &n_sel, e) < 0) goto done;
+    if (r->table) {
+        /* S_r's direction depends on the spectra: below 1/e, higher is spikier. */
+        double l1max = 0;
+        for (size_t lj = 0; lj < r->in.n_layers; lj++)
+            for (int tn = 0; tn < 2; tn++) {
+                if (!tensor_selected(r, tn)) continue;
+                size_t nr = tensor_rows(r, lj, (pe_tensor)tn, rows);
+                for (size_t j = 0; j < nr; j++) l1max = fmax(l1max, result(r, rows[j].task, 0)[PE_ENT_LAMBDA1]);
+            }
+        const char *tail = "";
+        if (o->score <= SCORE_NORM && l1max < 1 / M_E)
+            tail = o->order == 1 ? "; here every lambda_i < 1/e, so a higher S_r is a spikier spectrum: desc picks the "
+                                   "spikiest heads"
+                                 : "; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the "
+                                   "flattest heads, not the spikiest (use --score energy or lambda1 --order desc)";
+        else if (o->score <= SCORE_NORM)
+            tail = "; here some lambda_1 >= 1/e: S_r does not order these heads by spikiness";
+        pe_table_meta(r->table, "direction", "%s, %s first: %s%s", score_desc[o->score],
+                      o->order == 1 ? "highest" : "lowest", score_direction[o->score], tail);
+    }
     for (size_t k = 0; r->table && k < n_sel; k++) {
         const pe_entropy_cand *c = &cand[order[k]];
         pe_table_int(r->table, (long long)k + 1);
@@ -452,7 +489,8 @@ static void cleanup(pe_run *r)
                   {"stage", "block(pre,post,ntk)"}
 static const pe_column heads_cols[] = {HEAD_COLS,         {"prep", "key"},         {"r", "key"},
                                        {"score", "mean(files)"}, {"score_norm", "mean(files)"}, {"rho", "mean(files)"},
-                                       {"lambda1", "mean(files)"}, {"full", "mean(files)"}, {"eff_rank", "mean(files)"}};
+                                       {"lambda1", "mean(files)"}, {"full", "mean(files)"}, {"eff_rank", "mean(files)"},
+                                       {"energy_r", "mean(files)"}};
 static const pe_column bands_cols[] = {HEAD_COLS,            {"band", "key"},          {"theta", "key"},
                                        {"class", "key"},     {"mu1", "mean(files)"},   {"mu2", "mean(files)"},
                                        {"entropy", "mean(files)"}};

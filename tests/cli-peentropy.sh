@@ -65,7 +65,7 @@ option --rank needs an argument|missing argument|ent-gqa.h5 --rank
 --stage: unknown value 'mid' (one of: pre, post, ntk, all)|unknown stage|--stage mid ent-gqa.h5
 --prep: unknown value 'pca' (one of: paper, uncomp)|unknown preparation|--prep pca ent-gqa.h5
 --order: unknown value 'up' (one of: asc, desc)|unknown order|-t select --order up ent-gqa.h5
---score: unknown value 'h' (one of: s, norm, rho, full, lambda1)|unknown score|-t select --score h ent-gqa.h5
+--score: unknown value 'h' (one of: s, norm, rho, full, lambda1, energy)|unknown score|-t select --score h ent-gqa.h5
 --rank: 0 is out of range [1, 1000000]|rank 0|-r 0 ent-gqa.h5
 --rank: '4x' is not an integer|rank with garbage|-r 4x ent-gqa.h5
 --top: 0 is out of range|top 0|-t select -n 0 ent-gqa.h5
@@ -368,7 +368,7 @@ for r in 1 4 8; do
 done
 bad=$(paste "$TMP/real-r1.tsv" "$TMP/real-r4.tsv" "$TMP/real-r8.tsv" | awk -F'\t' '
     /^#/ || $1 !~ /^[0-9]+$/ { next } { n++ }
-    !($8 <= $21 + 1e-15 && $21 <= $34 + 1e-15 && $34 == $38 && $12 == $25 && $25 == $38) { bad++ }
+    !($8 <= $22 + 1e-15 && $22 <= $36 + 1e-15 && $36 == $40 && $12 == $26 && $26 == $40) { bad++ }
     END { print (n == 120 ? bad + 0 : "rows " n) }')
 if [ "$bad" = 0 ]; then ok "real dump: S_1 <= S_4 <= S_8 = full, and full does not depend on r"; else notok "real dump: S_r grows with r" "$bad"; fi
 
@@ -492,3 +492,63 @@ expect 0 "pe-fig-bands: warning: $TMP/nolen.tsv gives no training length" "band 
     gnuplot -c "$BANDS" "$TMP/nolen.tsv" "$TMP/nolen.txt"
 expect 0 "pe-fig-entropy-map: warning: $TMP/sel2.gp was made with stage post, prep paper, rank 2" "a select table of other settings: a warning" \
     gnuplot -c "$MAP" "$TMP/heads.gp" "$TMP/x.txt" "$TMP/sel2.gp"
+
+# ------------------------------------------------- the directions of the scores
+# S_r is not monotone in spikiness (-x ln x rises below 1/e): every table,
+# selection and figure says which way each score runs.
+run "$PE" -f tsv -r 4 "$REAL"
+cp "$TMP/out" "$TMP/dir-heads.tsv"
+if grep -q '^# directions: score (S_r) and score_norm: not monotone in spikiness.*energy_r: high = spiky' "$TMP/dir-heads.tsv"; then
+    ok "heads table: a directions line says S_r is not monotone and energy_r is high for a spiky spectrum"
+else
+    notok "heads table: the directions line" "$(grep '^# directions' "$TMP/dir-heads.tsv")"
+fi
+# energy_r is the sum of the top r eigenvalues: lambda1 <= energy_4 <= 1, and
+# energy_1 = lambda1 (a separate run at r 1).
+bad=$(data "$TMP/dir-heads.tsv" | awk -F'\t' 'NR > 1 { n++; if (!($11 <= $14 + 1e-15 && $14 <= 1 + 1e-12)) bad++ } END { print n == 60 ? bad + 0 : "rows " n }')
+is "heads table: lambda1 <= energy_r <= 1 for the 60 rows of the real dump" 0 "$bad"
+run "$PE" -f tsv --digits 17 -r 1 "$REAL"
+bad=$(data "$TMP/out" | awk -F'\t' 'NR > 1 { n++; if ($11 != $14) bad++ } END { print n == 60 ? bad + 0 : "rows " n }')
+is "heads table, r 1: energy_r equals lambda1 exactly" 0 "$bad"
+l1max=$(data "$TMP/dir-heads.tsv" | awk -F'\t' 'NR > 1 && $11 > m { m = $11 } END { print (m < exp(-1)) ? "below" : "above" }')
+is "real dump: every head's lambda_1 is below 1/e (so a lower S_r is a flatter spectrum here)" below "$l1max"
+run "$PE" -t select -r 4 "$REAL"
+if grep -q '^# direction: S_r, lowest first: not monotone in spikiness.*here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the flattest heads' "$TMP/out"; then
+    ok "-t select, S_r asc: the header says that here it picks the flattest heads"
+else
+    notok "-t select, S_r asc: the direction line" "$(grep '^# direction' "$TMP/out")"
+fi
+run "$PE" -t select -r 4 -n 5 -f tsv --score energy --order desc "$REAL"
+cp "$TMP/out" "$TMP/sel-energy.tsv"
+if grep -q '^# direction: energy_r, highest first: high = spiky' "$TMP/sel-energy.tsv"; then
+    ok "-t select --score energy --order desc: the header says high = spiky, highest first"
+else
+    notok "-t select --score energy: the direction line" "$(grep '^# direction' "$TMP/sel-energy.tsv")"
+fi
+# The selection is the 5 largest energy_r of the heads table (q rows and k rows).
+want=$(data "$TMP/dir-heads.tsv" | awk -F'\t' 'NR > 1 { print $14 "\t" $1 "\t" $2 "\t" $4 }' | sort -t "$(printf '\t')" -k1,1gr -k2,2n -k3,3n -k4,4 | head -n 5 | cut -f 2-4 | tr '\t\n' ' |')
+got=$(data "$TMP/sel-energy.tsv" | awk -F'\t' 'NR > 1 { print $2 "\t" $3 "\t" $5 }' | tr '\t\n' ' |')
+is "-t select --score energy --order desc: the 5 heads of largest energy_r, in order" "$want" "$got"
+expect 2 "peentropy: --score rho with r 1: rho_1 is 1 for every head, nothing to rank; give -r 2 or more" \
+    "--score rho with -r 1 is a usage error" "$PE" -t select --score rho -r 1 "$REAL"
+run "$PE" -t select -r 4 -n 3 --score energy --order desc --mask - "$REAL"
+if [ "$status" -eq 0 ] && jq -e '.selection.score == "energy" and .selection.order == "desc" and (.heads | length) == 3' "$TMP/out" >/dev/null 2>&1; then
+    ok "--mask records --score energy"
+else
+    notok "--mask records --score energy" "status $status"
+fi
+run "$PE" -t select -r 4 "$REAL"
+cp "$TMP/out" "$TMP/dir-sel.gp"
+"$PE" -r 4 "$REAL" >"$TMP/dir-heads.gp"
+for v in score energy_r lambda1 full rho; do
+    expect 0 "" "entropy map value=$v (txt)" gnuplot -c "$MAP" "$TMP/dir-heads.gp" "$TMP/dir-$v.txt" "$TMP/dir-sel.gp" tensor=k value=$v
+done
+contains() { f=$1; shift; for w in "$@"; do grep -qF -- "$w" "$f" || return 1; done; }
+if contains "$TMP/dir-score.txt" "score (S_r): not monotone in spikiness" && contains "$TMP/dir-energy_r.txt" "energy_r (energy_r): high = spiky spectrum" &&
+    contains "$TMP/dir-lambda1.txt" "lambda1 (lambda_1): high = spiky spectrum" && contains "$TMP/dir-full.txt" "full (S_D): low = spiky spectrum" &&
+    contains "$TMP/dir-rho.txt" "rho (rho_r): low = top r uneven"; then
+    ok "entropy map: the colour key says which way each score runs (S_r: not monotone)"
+else
+    notok "entropy map: the colour key says which way each score runs" "$(grep -h 'spiky\|monotone\|uneven' "$TMP"/dir-*.txt | head -n 3 | tr '\n' ' ')"
+fi
+exit 0

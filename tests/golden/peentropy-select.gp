@@ -14,6 +14,7 @@
 # score: s (S_r)
 # order: asc
 # top: 8
+# direction: S_r, lowest first: not monotone in spikiness: -x ln x rises for x < 1/e, so while every lambda_i < 1/e a more concentrated head has a HIGHER S_r; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the flattest heads, not the spikiest (use --score energy or lambda1 --order desc)
 rank	layer	head	kv_head	tensor	score
 1	0	7	1	q	1.94480453
 2	3	1	0	q	1.95437979
