@@ -74,13 +74,15 @@ size_t pe_head_max_distance(size_t T, const int64_t *pos);
 typedef struct pe_pair_summary {
     double magnitude_share; /* M_i */
     double lo_in, hi_in;    /* min, max of C_i(delta) over delta < L with pairs */
-    double value_ood;       /* E_i */
+    double value_ood;       /* E_i over the distances with at least min_pairs pairs */
+    size_t ood_distances;   /* how many distances >= L it was taken over */
     double angle_ood;       /* fraction of delta in [L, Dmax] outside the trained arc */
     double du;              /* U(F) - U(F - C_i) on delta < L */
 } pe_pair_summary;
 
-/* Fills out[P].  train_len L > 0.  theta: the P frequencies. */
-int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
+/* Fills out[P].  train_len L > 0.  theta: the P frequencies.  min_pairs:
+ * the value OOD counts only distances with at least that many pairs. */
+int pe_profile_summary(const pe_profile *p, const double *theta, long train_len, double min_pairs,
                        pe_pair_summary *out, pe_err *e);
 
 /* The angle OOD of one pair (data-free): the fraction of integer delta in
@@ -88,10 +90,14 @@ int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
  * (L-1)*theta)]; 0 when dmax < L. */
 double pe_angle_ood(double theta, long train_len, size_t dmax);
 
-/* The value OOD of one curve: E = max over delta >= L with pairs of
- * dist(C(delta), [lo, hi]) / W, W = max(hi - lo, 1e-12 * max(1, |hi|)); 0 when
- * no distance with pairs reaches L. lo and hi as in pe_pair_summary. */
-double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len,
-                    double *lo, double *hi);
+/* The value OOD of one curve (man pedecomp(1), summary): E = max over
+ * delta >= L with at least min_pairs pairs of dist(C(delta), [lo, hi]) / W,
+ * W = max(hi - lo, 1e-12 * max(1, |hi|)); 0 when no distance with pairs
+ * reaches L, NaN when some do but none has min_pairs pairs (the largest
+ * distances have a pair or two, whose key is the first token: a maximum
+ * over them measures noise and the sink).  lo and hi as in
+ * pe_pair_summary; *n_used (may be NULL) counts the distances taken. */
+double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len, double min_pairs,
+                    double *lo, double *hi, size_t *n_used);
 
 #endif

@@ -653,9 +653,10 @@ double pe_angle_ood(double theta, long train_len, size_t dmax)
     return (double)outside / (double)n;
 }
 
-double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len,
-                    double *lo, double *hi)
+double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len, double min_pairs,
+                    double *lo, double *hi, size_t *n_used)
 {
+    size_t used = 0;
     const size_t L = train_len > 0 ? (size_t)train_len : 0;
     const size_t nin = L < n_dist ? L : n_dist;
     double mn = NAN, mx = NAN;
@@ -670,22 +671,26 @@ double pe_value_ood(const double *sum, const double *count, size_t n_dist, long 
     if (lo) *lo = mn;
     if (hi) *hi = mx;
     double worst = 0;
+    if (n_used) *n_used = 0;
     for (size_t d = nin; d < n_dist; d++) {
         if (!(count[d] > 0)) continue;
+        have_beyond = 1;
+        if (count[d] < min_pairs) continue;
         double c = sum[d] / count[d];
         if (isnan(c)) return NAN;
         double x = c < mn ? mn - c : c > mx ? c - mx : 0;
         if (x > worst) worst = x;
-        have_beyond = 1;
+        used++;
     }
+    if (n_used) *n_used = used;
     if (!have_beyond) return 0;
-    if (!have_in) return NAN; /* nothing seen in training to compare with */
+    if (!have_in || used == 0) return NAN; /* nothing to compare with, or nothing to compare */
     /* The floor keeps a flat in-train curve (W = 0) from dividing by 0. */
     double w = fmax(mx - mn, 1e-12 * fmax(1.0, fabs(mx)));
     return worst / w;
 }
 
-int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
+int pe_profile_summary(const pe_profile *p, const double *theta, long train_len, double min_pairs,
                        pe_pair_summary *out, pe_err *e)
 {
     if (!p || !p->sum || !p->count || !p->mag) return pe_fail(e, "profile not initialised");
@@ -706,7 +711,7 @@ int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
         const double *C = p->sum + (size_t)i * nd;
         pe_pair_summary *o = &out[i];
         o->magnitude_share = magtot > 0 ? p->mag[i] / magtot : NAN;
-        o->value_ood = pe_value_ood(C, p->count, nd, train_len, &o->lo_in, &o->hi_in);
+        o->value_ood = pe_value_ood(C, p->count, nd, train_len, min_pairs, &o->lo_in, &o->hi_in, &o->ood_distances);
         o->angle_ood = pe_angle_ood(theta[i], train_len, nd - 1);
         for (size_t d = 0; d < nin; d++) diff[d] = F[d] - C[d];
         o->du = uF - pe_u_score(diff, p->count, nin, NULL);

@@ -36,7 +36,8 @@ enum {
     OPT_ACT_TURNS,
     OPT_ROTARY_DIM,
     OPT_ROPE_THETA,
-    OPT_SPECTRUM_OF
+    OPT_SPECTRUM_OF,
+    OPT_MIN_PAIRS
 };
 
 typedef struct decomp_opts {
@@ -51,6 +52,8 @@ typedef struct decomp_opts {
     double rope_theta;
     int rope_theta_given;
     long spectrum_of; /* -1, or the pair whose power spectrum -t spectrum writes */
+    long min_pairs;   /* summary: value_ood over distances with at least this many pairs */
+    int seen_min_pairs;
 } decomp_opts;
 
 static const pe_option decomp_options[] = {
@@ -59,6 +62,7 @@ static const pe_option decomp_options[] = {
     {"method", OPT_METHOD, "M", "fft (default) or direct, the O(T^2) sum that checks it"},
     {"scale", OPT_SCALE, "SPEC", "freqs: what-if pi:S, ntk:S, dynamic:S:T, yarn:S[:BF:BS], llama3:S:LO:HI:OL"},
     {"spectrum-of", OPT_SPECTRUM_OF, "I", "spectrum: write pair I's whole power spectrum instead"},
+    {"min-pairs", OPT_MIN_PAIRS, "N", "summary: value_ood over distances with at least N pairs (default 256)"},
     {"check", OPT_CHECK, NULL, "read every head; compare stored q_rot/k_rot with rotated q/k"},
     {"hf-turns", OPT_HF_TURNS, "X", "class hf when turns within L >= X (default 1)"},
     {"act-turns", OPT_ACT_TURNS, "X", "class act when turns within L >= X (default 0.5)"},
@@ -92,6 +96,9 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     case OPT_ACT_TURNS: return pe_parse_double("--act-turns", arg, 0, 1e300, &o->rule.act_turns, e);
     case OPT_ROTARY_DIM: return pe_parse_long("--rotary-dim", arg, 0, 1000000, &o->rotary_dim, e);
     case OPT_SPECTRUM_OF: return pe_parse_long("--spectrum-of", arg, 0, 1000000, &o->spectrum_of, e);
+    case OPT_MIN_PAIRS:
+        o->seen_min_pairs = 1;
+        return pe_parse_long("--min-pairs", arg, 1, 1L << 40, &o->min_pairs, e);
     case OPT_ROPE_THETA:
         o->rope_theta_given = 1;
         return pe_parse_double("--rope-theta", arg, 1e-300, 1e300, &o->rope_theta, e);
@@ -258,7 +265,7 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     }
     if (o->table == TABLE_SUMMARY) {
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) return -1;
-        return pe_profile_summary(prof, pe_run_theta(r, t->lj), r->in.train_len, out->sum, e);
+        return pe_profile_summary(prof, pe_run_theta(r, t->lj), r->in.train_len, (double)o->min_pairs, out->sum, e);
     }
     if (o->table == TABLE_SPECTRUM) return work_spectrum(r, prof, pe_run_theta(r, t->lj), out, e);
     size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)o->bins), rows = (size_t)P + 2;
@@ -405,6 +412,7 @@ static int emit_summary(pe_run *r, const pe_task *t, void *res, pe_err *e)
         pe_table_dbl(tb, s->value_ood);
         pe_table_dbl(tb, s->angle_ood);
         pe_table_dbl(tb, s->du);
+        pe_table_int(tb, (long long)s->ood_distances);
         pe_table_end_row(tb);
     }
     pe_table_break(tb, 2);
@@ -529,6 +537,9 @@ static void meta_heads(pe_run *r)
     for (size_t f = 0; f < r->in.n; f++) gappy |= !pe_dump_meta(r->in.dumps[f])->contiguous;
     pe_run_meta_geometry(r, NULL);
     size_t Dw = r->in.n_dist < (size_t)r->in.train_len ? r->in.n_dist : (size_t)r->in.train_len;
+    if (o->table == TABLE_SUMMARY)
+        pe_table_meta(r->table, "min_pairs", "%ld (value_ood over the distances >= L with at least so many pairs)",
+                      o->min_pairs);
     if (o->table == TABLE_SPECTRUM)
         pe_table_meta(r->table, "window", "distances 0..%zu (min(Dmax + 1, L) - 1), Hann, %zu-point FFT", Dw - 1,
                       pe_spectrum_size(Dw));
@@ -684,7 +695,8 @@ static const pe_column profile_cols[] = {HEAD_COLS,          PAIR_COLS,         
 static const pe_column summary_cols[] = {HEAD_COLS,           {"component", "key"},      {"theta", "key"},
                                          {"wavelength", "key"}, {"rho", "key"},            {"class", "key"},
                                          FIXED("magnitude_share"), FIXED("lo_in"),          FIXED("hi_in"),
-                                         FIXED("value_ood"),  FIXED("angle_ood"),        FIXED("du")};
+                                         FIXED("value_ood"),  FIXED("angle_ood"),        FIXED("du"),
+                                         FIXED("ood_distances")};
 static const pe_column spectrum_cols[] = {HEAD_COLS,         PAIR_COLS,         FIXED("peak_freq"), FIXED("line_freq"),
                                           FIXED("purity"),   FIXED("leakage"),  FIXED("dc")};
 static const pe_column power_cols[] = {HEAD_COLS, {"component", "key"}, {"bin", "key"}, {"freq", "key"}, FIXED("power")};
@@ -747,6 +759,7 @@ static int check(pe_run *r, pe_err *e)
     if (o->check && (o->table != TABLE_PROFILE || o->scale_spec))
         return pe_fail_usage(e, "--check: writes its own table; leave out -t and --scale");
     if (o->spectrum_of >= 0 && o->table != TABLE_SPECTRUM) return pe_fail_usage(e, "--spectrum-of: only for -t spectrum");
+    if (o->seen_min_pairs && o->table != TABLE_SUMMARY) return pe_fail_usage(e, "--min-pairs: only for -t summary");
     return 0;
 }
 
@@ -755,6 +768,6 @@ static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "Split attention 
 
 int main(int argc, char **argv)
 {
-    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0, -1};
+    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0, -1, 256, 0};
     return pe_run_main(argc, argv, &tool, &o);
 }

@@ -131,7 +131,7 @@ golden pedecomp-profile-full.tsv "$PEDECOMP" -f tsv -l 2 -H 1 --bins 0 f32.h5
 golden pedecomp-profile.json "$PEDECOMP" -f json -l 0 -H 0 --bins 4 f32.h5
 golden pedecomp-summary.gp "$PEDECOMP" -t summary f32.h5
 golden pedecomp-summary.tsv "$PEDECOMP" -t summary -f tsv -H 2 f32.h5
-golden pedecomp-summary.json "$PEDECOMP" -t summary -f json -l 2 -H 2 f32.h5
+golden pedecomp-summary.json "$PEDECOMP" -t summary -f json --min-pairs 1 -l 2 -H 2 f32.h5
 golden pedecomp-freqs.gp "$PEDECOMP" -t freqs f32.h5
 golden pedecomp-freqs-yarn.tsv "$PEDECOMP" -t freqs -f tsv --rotary-dim 128 -L 4096 --scale yarn:4
 golden pedecomp-freqs-llama3.json "$PEDECOMP" -t freqs -f json --rotary-dim 128 --rope-theta 500000 -L 8192 --scale llama3:8:1:4:8192
@@ -304,6 +304,28 @@ if [ "$status" -eq 0 ] && "$BUILD/tests/refprofile" "$REAL" "$TMP/out" >"$TMP/re
 else
     notok "real dump: FFT profile equals the direct O(T^2) sum" "$(tail -n 2 "$TMP/ref.log" | tr '\n' ' ')"
 fi
+
+# value_ood of the real dump, from the profile (itself checked against the
+# direct sum above, here layer 0 heads 0 and 7) worked out here: the in-train
+# range over distances < 512, then the largest distance from it over the
+# distances >= 512 with at least 256 pairs, in units of the range; and the
+# number of such distances.  No pair's value is then set by a distance of a
+# few pairs, whose key is the first token.
+cp "$TMP/out" "$TMP/real-prof.tsv"
+run "$PEDECOMP" -t summary -f tsv --digits 17 -l 0 -H 0,7 "$REAL"
+bad=$(awk -F'\t' -v L=512 '
+    FNR == 1 { file++ } /^#/ || $1 !~ /^[0-9]+$/ { next }
+    file == 1 && $4 ~ /^[0-9]+$/ { k = $2 SUBSEP $4; d = $7; c = $10
+        if (d < L) { if (!(k in lo) || c < lo[k]) lo[k] = c; if (!(k in hi) || c > hi[k]) hi[k] = c }
+        else if ($9 >= 256) { v[k, ++nv[k]] = c } next }
+    file == 2 { k = $2 SUBSEP $4; w = hi[k] - lo[k]; e = 0
+        for (j = 1; j <= nv[k]; j++) { c = v[k, j]; x = c < lo[k] ? lo[k] - c : c > hi[k] ? c - hi[k] : 0; if (x / w > e) e = x / w }
+        n++; diff = $12 - e; if (diff < 0) diff = -diff; if (diff > 1e-9 * (e > 1 ? e : 1) || $15 != nv[k]) bad++ }
+    END { print (n == 8 ? bad + 0 : "rows " n) }' "$TMP/real-prof.tsv" "$TMP/out")
+is "real dump: value_ood and ood_distances equal the worked-out maximum over distances >= L with at least 256 pairs" 0 "$bad"
+run "$PEDECOMP" -t summary -f tsv --digits 17 --min-pairs 1 -l 0 -H 0,7 "$REAL"
+more=$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $15 == 2560 { n++ } END { print n + 0 }')
+is "real dump: --min-pairs 1 takes every distance >= L (2560) for all 8 pairs" 8 "$more"
 
 # From the real checkpoint through the dumper to pedecomp: --check reads every
 # head and finds the stored rotation equal to its own.

@@ -472,29 +472,46 @@ static void test_value_ood(void)
     double c[6] = {1, 3, 2, 4, 0.5, 2.5}, s[6];
     for (int d = 0; d < 6; d++) s[d] = c[d] * cnt[d];
     double lo = 0, hi = 0;
-    PE_CHECK_NEAR(pe_value_ood(s, cnt, 6, 3, &lo, &hi), 0.5, 1e-15, "value OOD: E = 1/2");
+    PE_CHECK_NEAR(pe_value_ood(s, cnt, 6, 3, 1, &lo, &hi, NULL), 0.5, 1e-15, "value OOD: E = 1/2");
     PE_CHECK_NEAR(lo, 1.0, 1e-15, "value OOD: lo = 1");
     PE_CHECK_NEAR(hi, 3.0, 1e-15, "value OOD: hi = 3");
     /* No distance with pairs reaches L. */
     double cnt2[6] = {6, 5, 4, 0, 0, 0};
-    PE_CHECK_NEAR(pe_value_ood(s, cnt2, 6, 3, &lo, &hi), 0.0, 0, "value OOD: no pairs beyond L -> 0");
-    PE_CHECK_NEAR(pe_value_ood(s, cnt, 6, 6, &lo, &hi), 0.0, 0, "value OOD: L = n_dist -> 0");
+    PE_CHECK_NEAR(pe_value_ood(s, cnt2, 6, 3, 1, &lo, &hi, NULL), 0.0, 0, "value OOD: no pairs beyond L -> 0");
+    PE_CHECK_NEAR(pe_value_ood(s, cnt, 6, 6, 1, &lo, &hi, NULL), 0.0, 0, "value OOD: L = n_dist -> 0");
     PE_CHECK_NEAR(hi, 4.0, 1e-15, "value OOD: L = n_dist, hi over all");
     /* A distance with no pairs inside L is not part of the range. */
     double cnt3[6] = {6, 0, 4, 3, 2, 1};
-    PE_CHECK_NEAR(pe_value_ood(s, cnt3, 6, 3, &lo, &hi), 2.0, 1e-15, "value OOD: empty distance skipped");
+    PE_CHECK_NEAR(pe_value_ood(s, cnt3, 6, 3, 1, &lo, &hi, NULL), 2.0, 1e-15, "value OOD: empty distance skipped");
     PE_CHECK_NEAR(hi, 2.0, 0, "value OOD: hi without the empty distance");
     /* W floor: flat in-train curve at 5, beyond 5 + 1e-10: W = 5e-12 -> E ~ 20. */
     double sf[4] = {5, 5, 5, 5 + 1e-10}, cf[4] = {1, 1, 1, 1};
-    PE_CHECK_REL(pe_value_ood(sf, cf, 4, 3, &lo, &hi), (sf[3] - 5) / 5e-12, 1e-12,
+    PE_CHECK_REL(pe_value_ood(sf, cf, 4, 3, 1, &lo, &hi, NULL), (sf[3] - 5) / 5e-12, 1e-12,
                  "value OOD: W floored at 1e-12 |hi|");
     /* |hi| < 1: the floor is 1e-12 itself. */
     double sg[4] = {0.25, 0.25, 0.25, 0.25 - 1e-13};
-    PE_CHECK_REL(pe_value_ood(sg, cf, 4, 3, &lo, &hi), (0.25 - sg[3]) / 1e-12, 1e-12,
+    PE_CHECK_REL(pe_value_ood(sg, cf, 4, 3, 1, &lo, &hi, NULL), (0.25 - sg[3]) / 1e-12, 1e-12,
                  "value OOD: W floored at 1e-12 when |hi| < 1");
     double cz[4] = {0, 0, 0, 1};
-    PE_CHECK(isnan(pe_value_ood(sg, cz, 4, 3, &lo, &hi)) && isnan(lo) && isnan(hi),
+    PE_CHECK(isnan(pe_value_ood(sg, cz, 4, 3, 1, &lo, &hi, NULL)) && isnan(lo) && isnan(hi),
              "value OOD: no pairs in training -> lo, hi, E NaN");
+    /* At least min_pairs pairs: with 3, distance 3 (3 pairs, value 4) sets E =
+     * 1/2 over one distance; with 2, distance 4 (0.5, 2 pairs) joins: E still
+     * 1/2 (it is 0.5 below lo, 1/4 of W), over 2 distances; with 4 none
+     * beyond L has enough: NaN, 0 distances. */
+    size_t used = 99;
+    PE_CHECK(pe_value_ood(s, cnt, 6, 3, 3, &lo, &hi, &used) == 0.5 && used == 1,
+             "value OOD: --min-pairs 3: one distance, E = 1/2");
+    PE_CHECK(pe_value_ood(s, cnt, 6, 3, 2, &lo, &hi, &used) == 0.5 && used == 2,
+             "value OOD: --min-pairs 2: two distances");
+    double c4[6] = {1, 3, 2, 2.5, 0.5, 4}; /* the far, rare distance is the one outside */
+    double s4[6];
+    for (int d = 0; d < 6; d++) s4[d] = c4[d] * cnt[d];
+    PE_CHECK(pe_value_ood(s4, cnt, 6, 3, 1, &lo, &hi, &used) == 0.5 && used == 3 &&
+                 pe_value_ood(s4, cnt, 6, 3, 3, &lo, &hi, &used) == 0 && used == 1,
+             "value OOD: a value set by a distance of 1 pair is gone with --min-pairs 3");
+    PE_CHECK(isnan(pe_value_ood(s, cnt, 6, 3, 4, &lo, &hi, &used)) && used == 0,
+             "value OOD: no distance beyond L with --min-pairs pairs -> NaN, 0 used");
 }
 
 /* A profile filled by hand: every field of the summary worked out below. */
@@ -527,7 +544,7 @@ static void test_summary(void)
     p.mag[0] = 1, p.mag[1] = 3;
     double theta[2] = {PI / 2, PI / 8};
     pe_pair_summary out[2];
-    int rc = pe_profile_summary(&p, theta, 5, out, &e);
+    int rc = pe_profile_summary(&p, theta, 5, 1, out, &e);
     PE_CHECK(rc == 0, "summary: succeeds");
     PE_CHECK_NEAR(out[0].magnitude_share, 0.25, 1e-15, "summary: M0 = 1/4");
     PE_CHECK_NEAR(out[1].magnitude_share, 0.75, 1e-15, "summary: M1 = 3/4");
@@ -541,9 +558,9 @@ static void test_summary(void)
     PE_CHECK_NEAR(out[0].du, 2.0 / 3.0, 1e-15, "summary: dU0 = 2/3");
     PE_CHECK_NEAR(out[1].du, -1.0 / 3.0, 1e-15, "summary: dU1 = -1/3");
     p.mag[0] = p.mag[1] = 0;
-    pe_profile_summary(&p, theta, 5, out, &e);
+    pe_profile_summary(&p, theta, 5, 1, out, &e);
     PE_CHECK(isnan(out[0].magnitude_share), "summary: no magnitude at all -> M NaN");
-    PE_CHECK(pe_profile_summary(&p, theta, 0, out, &e) == -1, "summary: L 0 is an error");
+    PE_CHECK(pe_profile_summary(&p, theta, 0, 1, out, &e) == -1, "summary: L 0 is an error");
     pe_profile_free(&p);
 }
 
