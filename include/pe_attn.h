@@ -52,8 +52,7 @@
 /* Defaults of the thresholds (man peanalyze(1), OPTIONS). */
 #define PE_ATTN_MARGIN 0.05
 #define PE_ATTN_EXCEED_THRESHOLD 0.01
-#define PE_ATTN_ENTROPY_THRESHOLD 0.1
-#define PE_ATTN_SINK_THRESHOLD 0.1
+#define PE_ATTN_UNSEEN_THRESHOLD 0.05
 
 typedef struct pe_attn_params {
     double scale;       /* attn_scale s */
@@ -63,6 +62,16 @@ typedef struct pe_attn_params {
     double margin;      /* exceedance band: [lo - margin W, hi + margin W] */
     size_t block;       /* query rows per block; 0 = pe_attn_default_block(T) */
 } pe_attn_params;
+
+/* Per-row diagnostics of one sequence (the calibration of peanalyze -t
+ * loss): arrays of T doubles the caller owns, written at the evaluated rows
+ * only.  unseen: attention on keys at distance >= L that are not sinks
+ * (n >= S); entropy: -sum p ln p in nats; sink: attention on keys n < S;
+ * exceed: the share of the row's logits outside the in-train band (beyond
+ * rows only; NaN in-train or while no in-train range is known). */
+typedef struct pe_attn_rows {
+    double *unseen, *entropy, *sink, *exceed;
+} pe_attn_rows;
 
 /* One head of one sequence. */
 typedef struct pe_attn_seq {
@@ -74,6 +83,7 @@ typedef struct pe_attn_seq {
     const size_t *rows; /* evaluated query rows (token indices), strictly
                            increasing, < T; NULL = every row */
     size_t n_rows;      /* ignored when rows is NULL */
+    pe_attn_rows *out;  /* per-row diagnostics, or NULL */
 } pe_attn_seq;
 
 typedef enum {
@@ -95,11 +105,16 @@ typedef struct pe_attn_acc {
     double *last;       /* sum over sequences of p(T-1, n) of their last row,
                            when that row is evaluated */
     double *last_count; /* how many sequences gave last[delta] */
+    /* The same sums over the pairs whose key is a sink token (n < S), so
+     * that the U-score can leave them out (man peanalyze(1), CHOICES). */
+    double *sink_logit, *sink_count, *sink_logit_in, *sink_count_in;
     /* Per row, split at L. */
     double rows_in, rows_beyond;
     double sink_in, sink_beyond;         /* sums of sink mass */
     double ent_rows_in, ent_rows_beyond; /* rows with m >= 1 */
     double ent_in, ent_beyond;           /* sums of normalised entropy */
+    double nats_in, nats_beyond;         /* sums of entropy in nats (rows m >= 1) */
+    double unseen_beyond;                /* sum of unseen-distance mass, beyond rows */
     double lo, hi;       /* min, max logit over in-train rows' pairs (+inf, -inf: none yet) */
     double pairs_beyond; /* pairs of beyond rows */
     double exceed;       /* of them, outside the band (counted only when lo <= hi) */
@@ -139,8 +154,11 @@ int pe_attn_add(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *p, p
 typedef struct pe_attn_stats {
     double rows_in, rows_beyond;
     double sink_in, sink_beyond;       /* means over rows; NaN without rows */
-    double entropy_in, entropy_beyond; /* means over rows m >= 1; NaN without */
-    double u_in, u_all;                /* U-scores of the mean logit (NaN: < 3 bins) */
+    double entropy_in, entropy_beyond; /* normalised; means over rows m >= 1; NaN without */
+    double nats_in, nats_beyond;       /* the same in nats */
+    double unseen;                     /* mean unseen-distance mass of the beyond rows */
+    double sink_ratio;                 /* sink_beyond / sink_in (NaN when sink_in is 0) */
+    double u_in, u_all;                /* U-scores of the mean logit over non-sink keys (NaN: < 3 bins) */
     int near_gt_far_in, near_gt_far_all;
     size_t dmax_in, dmax_all;          /* largest distance with pairs (0 when none) */
     double lo_in, hi_in;               /* NaN without in-train rows */
@@ -150,14 +168,17 @@ typedef struct pe_attn_stats {
 void pe_attn_summary(const pe_attn_acc *a, pe_attn_stats *s);
 
 typedef struct pe_attn_thresholds {
+    double unseen;  /* default 0.05 */
     double exceed;  /* default 0.01 */
-    double entropy; /* default 0.1 */
-    double sink;    /* default 0.1 */
+    double entropy; /* < 0: off (the default) */
+    double sink;    /* < 0: off (the default) */
 } pe_attn_thresholds;
 
-/* 1 when exceedance > exceed, or |entropy_beyond - entropy_in| > entropy,
- * or |sink_beyond - sink_in| > sink; a NaN term flags nothing, so a head
- * without beyond rows is never flagged. */
+/* The verdict (man peanalyze(1), What is measured): 1 when, over the beyond
+ * rows, unseen > unseen or exceedance > exceed; and, when those thresholds
+ * are on, |entropy_beyond - entropy_in| > entropy or |sink_beyond -
+ * sink_in| > sink.  A NaN term flags nothing, so a head without beyond rows
+ * is never flagged. */
 int pe_attn_ood(const pe_attn_stats *s, const pe_attn_thresholds *t);
 
 /* The heat map of one head: the probabilities of query rows m0 .. m1-1

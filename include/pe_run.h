@@ -44,13 +44,18 @@
 #include "pe_pool.h"
 #include "pe_table.h"
 
-/* A column and how pemerge pools it across shards (man pedecomp(1), MERGING):
- *   block       identifies a block of rows (sorted numerically)
+/* A column and how pemerge pools it across shards (the comment block at the
+ * top of scripts/pemerge, which is also its --help):
+ *   block       identifies a block of rows; blocks sort by the first block
+ *               column, then the word ones, then the other numbers
  *   block(a,b)  the same for a word column, sorted in the order given
  *   key         identifies a row within its block
  *   lo, hi      the first and last distance (or position) of a bin
  *   sum         added
- *   mean(C)     mean weighted by column C of the same row
+ *   mean(C)     mean weighted by column C of the same row (a nan makes
+ *               the pooled value nan)
+ *   known(C)    the same over the shards that have a value (nan: no value
+ *               here, as an exceedance in-train)
  *   mean(tokens), mean(files)
  *               mean weighted by the tokens, or by the files, of each shard
  *   share(C)    C's pooled value over the sum of C in its block

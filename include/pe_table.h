@@ -82,6 +82,13 @@ pe_table *pe_table_fork(pe_table *t, pe_table_state at, pe_err *e);
 int pe_table_join(pe_table *t, pe_table *fork, pe_err *e);
 void pe_table_fork_free(pe_table *fork);
 
+/* Ends the rows and starts a section of other columns (peanalyze -t loss's
+ * calibration): gnuplot: two blank lines, "# section: NAME" and a header
+ * line; tsv: the comment and the header line; json: the field NAME,
+ * {"columns": [...], "rows": [...]}, after "rows".  Then its rows as any
+ * others; columns are borrowed until pe_table_finish. */
+void pe_table_section(pe_table *t, const char *name, const char *const *columns, int ncol);
+
 /* Writes what is pending (the header of an empty table, the end of the JSON
  * document) and frees t.  Write errors are left in the stream's error flag,
  * where pe_output_close finds and names them.  Returns 0. */

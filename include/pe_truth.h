@@ -37,4 +37,41 @@ void pe_loss_free(pe_loss_acc *a);
  * NaN (the last one: no next token) is left out; so is its control. */
 void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *nll_control);
 
+/* ---- calibration: does a diagnostic explain the excess loss? ---- */
+
+/* Spearman's rank correlation of x and y (n pairs), ties given their
+ * average rank: the Pearson correlation of the ranks.  NaN when n < 3 or
+ * when either side is constant.  NULL with e filled when out of memory is
+ * reported as -1 in *ok (may be NULL). */
+double pe_spearman(const double *x, const double *y, size_t n, int *ok);
+
+/* One sequence's tokens for pe_calibrate: positions, the excess loss
+ * nll - nll_control and a diagnostic, NaN where either is unknown. */
+typedef struct pe_calib_seq {
+    size_t T;
+    const int64_t *pos;
+    const double *excess;
+    const double *diag;
+} pe_calib_seq;
+
+typedef struct pe_calib {
+    double across;   /* Spearman over the bins beyond L of the bins' means */
+    size_t n_bins;   /* bins with beyond-L tokens */
+    double within;   /* token-level Spearman within each bin beyond L, the
+                        bins' values averaged weighted by their tokens */
+    size_t n_tokens; /* beyond-L tokens with both values */
+} pe_calib;
+
+/* The two rank correlations of the calibration (man peanalyze(1), -t loss):
+ * over the tokens at positions >= L of every sequence, binned by position
+ * like pe_loss_add (nb bins of positions 0 .. n_pos-1).  across: the
+ * Spearman correlation, over the bins that hold such tokens, of the bins'
+ * mean diagnostic and mean excess (NaN with fewer than 3 bins): anything
+ * that grows with position passes it.  within: in each bin, the Spearman
+ * correlation of the tokens' diagnostic and their own excess; the bins'
+ * values averaged, weighted by their token counts (bins whose correlation is
+ * undefined left out; NaN when none is defined): only this one separates
+ * "explains the loss" from "grows with position".  Returns 0 or -1. */
+int pe_calibrate(const pe_calib_seq *seqs, size_t n_seqs, size_t n_pos, size_t nb, long L, pe_calib *out, pe_err *e);
+
 #endif

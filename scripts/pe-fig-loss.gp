@@ -65,7 +65,7 @@ if (strstrt(FILES, "o") == 0) { print ME . ": OUT '" . OUT . "': its folder does
 # The rows, reduced to "centre nll nll_control excess" (columns by name).
 AWKQ = 'function gs(n, s) { gsub(q, q q, s); printf "%s = %s%s%s; ", n, q, s, q } '
 AWK(prog) = system("awk -F '\t' -v q=\"'\" '" . AWKQ . prog . "' " . Q)
-COLS = '/^#/ { next } !hdr && NF { for (i = 1; i <= NF; i++) c[$i] = i; hdr = 1; next } ' . \
+COLS = '/^# section: / { exit } /^#/ { next } !hdr && NF { for (i = 1; i <= NF; i++) c[$i] = i; hdr = 1; next } ' . \
        '!NF || !c["bin_lo"] || !c["bin_hi"] || !c["nll"] || !c["nll_control"] || !c["excess"] || $c["bin_lo"] !~ /^[0-9]+$/ { next } '
 eval(AWK( \
     '/^# train_len: / { if (tl == "") tl = substr($0, 14); next } ' . \

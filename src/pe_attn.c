@@ -17,7 +17,8 @@ int pe_attn_init(pe_attn_acc *a, size_t n_dist, pe_err *e)
     memset(a, 0, sizeof *a);
     size_t n = n_dist ? n_dist : 1;
     double **arrays[] = {&a->logit, &a->count, &a->logit_in, &a->count_in,
-                         &a->prob,  &a->prob_u, &a->last,    &a->last_count};
+                         &a->prob,  &a->prob_u, &a->last,    &a->last_count,
+                         &a->sink_logit, &a->sink_count, &a->sink_logit_in, &a->sink_count_in};
     for (size_t i = 0; i < sizeof arrays / sizeof arrays[0]; i++) {
         if (!(*arrays[i] = pe_alloc(n, sizeof(double), 1, e))) {
             pe_attn_free(a);
@@ -40,6 +41,10 @@ void pe_attn_free(pe_attn_acc *a)
     free(a->prob_u);
     free(a->last);
     free(a->last_count);
+    free(a->sink_logit);
+    free(a->sink_count);
+    free(a->sink_logit_in);
+    free(a->sink_count_in);
     memset(a, 0, sizeof *a);
 }
 
@@ -234,6 +239,7 @@ static void add_row(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *
                      *restrict cnti = a->count_in, *restrict pr = a->prob, *restrict pru = a->prob_u;
 
     /* Pass 1: softcap, max, logit sums, range or exceedance. */
+    double row_exceed = NAN;
     if (cap > 0)
         for (size_t n = 0; n < nk; n++) l[n] = cap * tanh(l[n] / cap);
     double mx = -INFINITY;
@@ -287,6 +293,18 @@ static void add_row(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *
         }
         a->pairs_beyond += (double)nk;
         if (band) a->exceed += (double)out;
+        row_exceed = band ? (double)out / (double)nk : NAN;
+    }
+    /* The pairs whose key is a sink token, which the U-score leaves out. */
+    size_t ns = p->sink_tokens < nk ? p->sink_tokens : nk;
+    for (size_t n = 0; n < ns; n++) {
+        size_t d = (size_t)(pm - pos[n]);
+        a->sink_logit[d] += l[n];
+        a->sink_count[d] += 1;
+        if (in_train) {
+            a->sink_logit_in[d] += l[n];
+            a->sink_count_in[d] += 1;
+        }
     }
 
     /* Pass 2: exponentials, their sum Z and sum e (l - max) for the entropy. */
@@ -323,26 +341,51 @@ static void add_row(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *
         }
     }
     double es = 0;
-    size_t ns = p->sink_tokens < nk ? p->sink_tokens : nk;
     for (size_t n = 0; n < ns; n++) es += l[n];
     double sink = es * inv;
+    /* Unseen-distance mass: the keys n >= S with p_m - p_n >= L, which are
+     * n <= nl (positions increase). */
+    double unseen = 0;
+    if (p->train_len > 0 && pm - pos[0] >= (int64_t)p->train_len) {
+        size_t lo = 0, hi = nk; /* the first key whose distance is below L */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (pm - pos[mid] >= (int64_t)p->train_len)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        double eu = 0;
+        for (size_t n = ns; n < lo; n++) eu += l[n];
+        unseen = eu * inv;
+    }
+    /* -sum p ln p = ln Z - sum p (l - max). */
+    double nats = log(Z) - S1 * inv;
     if (in_train) {
         a->rows_in += 1;
         a->sink_in += sink;
     } else {
         a->rows_beyond += 1;
         a->sink_beyond += sink;
+        a->unseen_beyond += unseen;
     }
     if (m >= 1) {
-        /* -sum p log p = log Z - sum p (l - max). */
-        double h = (log(Z) - S1 * inv) / log((double)nk);
+        double h = nats / log((double)nk);
         if (in_train) {
             a->ent_rows_in += 1;
             a->ent_in += h;
+            a->nats_in += nats;
         } else {
             a->ent_rows_beyond += 1;
             a->ent_beyond += h;
+            a->nats_beyond += nats;
         }
+    }
+    if (s->out) {
+        s->out->unseen[m] = unseen;
+        s->out->entropy[m] = nats;
+        s->out->sink[m] = sink;
+        s->out->exceed[m] = row_exceed;
     }
 }
 
@@ -441,6 +484,25 @@ static size_t last_with_pairs(const double *count, size_t n)
     return n; /* distances with pairs are < n */
 }
 
+/* The U-score of the mean logit over the pairs whose key is not a sink. */
+static double u_without_sinks(const double *lg, const double *cnt, const double *slg, const double *scnt, size_t n,
+                              int *near_gt_far)
+{
+    double *sum = malloc((n ? n : 1) * sizeof *sum), *c = malloc((n ? n : 1) * sizeof *c);
+    double u = NAN;
+    if (sum && c) {
+        for (size_t d = 0; d < n; d++) {
+            sum[d] = lg[d] - slg[d];
+            c[d] = cnt[d] - scnt[d];
+        }
+        /* The curve ends at the largest distance with a pair left. */
+        u = pe_u_score(sum, c, last_with_pairs(c, n), near_gt_far);
+    }
+    free(sum);
+    free(c);
+    return u;
+}
+
 void pe_attn_summary(const pe_attn_acc *a, pe_attn_stats *s)
 {
     memset(s, 0, sizeof *s);
@@ -453,8 +515,12 @@ void pe_attn_summary(const pe_attn_acc *a, pe_attn_stats *s)
     size_t n_in = last_with_pairs(a->count_in, a->n_dist), n_all = last_with_pairs(a->count, a->n_dist);
     s->dmax_in = n_in ? n_in - 1 : 0;
     s->dmax_all = n_all ? n_all - 1 : 0;
-    s->u_in = pe_u_score(a->logit_in, a->count_in, n_in, &s->near_gt_far_in);
-    s->u_all = pe_u_score(a->logit, a->count, n_all, &s->near_gt_far_all);
+    s->nats_in = a->ent_rows_in > 0 ? a->nats_in / a->ent_rows_in : NAN;
+    s->nats_beyond = a->ent_rows_beyond > 0 ? a->nats_beyond / a->ent_rows_beyond : NAN;
+    s->unseen = a->rows_beyond > 0 ? a->unseen_beyond / a->rows_beyond : NAN;
+    s->sink_ratio = s->sink_in > 0 ? s->sink_beyond / s->sink_in : NAN;
+    s->u_in = u_without_sinks(a->logit_in, a->count_in, a->sink_logit_in, a->sink_count_in, n_in, &s->near_gt_far_in);
+    s->u_all = u_without_sinks(a->logit, a->count, a->sink_logit, a->sink_count, n_all, &s->near_gt_far_all);
     int have_in = a->lo <= a->hi;
     s->lo_in = have_in ? a->lo : NAN;
     s->hi_in = have_in ? a->hi : NAN;
@@ -464,8 +530,9 @@ void pe_attn_summary(const pe_attn_acc *a, pe_attn_stats *s)
 int pe_attn_ood(const pe_attn_stats *s, const pe_attn_thresholds *t)
 {
     /* Comparisons with NaN are false: an undefined term flags nothing. */
-    return s->exceedance > t->exceed || fabs(s->entropy_beyond - s->entropy_in) > t->entropy ||
-           fabs(s->sink_beyond - s->sink_in) > t->sink;
+    return s->unseen > t->unseen || s->exceedance > t->exceed ||
+           (t->entropy >= 0 && fabs(s->entropy_beyond - s->entropy_in) > t->entropy) ||
+           (t->sink >= 0 && fabs(s->sink_beyond - s->sink_in) > t->sink);
 }
 
 /* ---- heat map ---- */

@@ -47,6 +47,7 @@ struct pe_table {
     size_t spare_cap[PE_TABLE_SPARES];
     int n_spare;
     int matrix_done; /* json: pe_table_matrix closed the document */
+    int sections;    /* json: sections opened after the rows (each closes with "]}") */
 };
 
 /* The first write error's errno: stdio keeps only a flag, and errno at
@@ -462,11 +463,43 @@ void pe_table_matrix(pe_table *t, size_t nr, size_t nc, const int64_t *y, const 
     t->matrix_done = 1;
 }
 
+void pe_table_section(pe_table *t, const char *name, const char *const *columns, int ncol)
+{
+    write_header(t);
+    if (t->fmt == PE_FMT_JSON) {
+        fputs(t->rows ? "\n],\n" : "],\n", t->out);
+        json_string(t->out, name);
+        fputs(":{\"columns\":[", t->out);
+        for (int i = 0; i < ncol; i++) {
+            if (i) fputc(',', t->out);
+            json_string(t->out, columns[i]);
+        }
+        fputs("],\"rows\":[", t->out);
+        t->sections++;
+    } else {
+        if (t->fmt == PE_FMT_GNUPLOT && t->rows) fputs("\n\n", t->out);
+        fprintf(t->out, "# section: %s\n", name);
+        for (int i = 0; i < ncol; i++) {
+            if (i) fputc('\t', t->out);
+            fputs(columns[i], t->out);
+        }
+        fputc('\n', t->out);
+    }
+    t->cols = columns;
+    t->ncol = ncol;
+    t->rows = 0;
+    t->pending = 0;
+}
+
 int pe_table_finish(pe_table *t, pe_err *e)
 {
     if (!t) return 0;
     write_header(t);
-    if (t->fmt == PE_FMT_JSON && !t->matrix_done) fputs(t->rows ? "\n]}\n" : "]}\n", t->out);
+    if (t->fmt == PE_FMT_JSON && !t->matrix_done) {
+        fputs(t->rows ? "\n]" : "]", t->out);
+        for (int i = 0; i < t->sections; i++) fputs("}", t->out);
+        fputs("}\n", t->out);
+    }
     int oom = t->oom;
     free(t->line);
     free(t->prefix);

@@ -52,3 +52,148 @@ void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll
         }
     }
 }
+
+/* ---- calibration ---- */
+
+typedef struct ranked {
+    double v;
+    size_t i;
+} ranked;
+
+static int cmp_ranked(const void *a, const void *b)
+{
+    double x = ((const ranked *)a)->v, y = ((const ranked *)b)->v;
+    if (x < y) return -1;
+    if (x > y) return 1;
+    size_t i = ((const ranked *)a)->i, j = ((const ranked *)b)->i;
+    return (i > j) - (i < j);
+}
+
+/* Ranks 1..n of v into r, ties sharing their average rank. */
+static void ranks(const double *v, size_t n, ranked *tmp, double *r)
+{
+    for (size_t i = 0; i < n; i++) tmp[i] = (ranked){v[i], i};
+    qsort(tmp, n, sizeof *tmp, cmp_ranked);
+    for (size_t a = 0; a < n;) {
+        size_t b = a + 1;
+        while (b < n && tmp[b].v == tmp[a].v) b++;
+        double avg = 0.5 * (double)(a + 1 + b); /* ranks a+1 .. b */
+        for (size_t k = a; k < b; k++) r[tmp[k].i] = avg;
+        a = b;
+    }
+}
+
+double pe_spearman(const double *x, const double *y, size_t n, int *ok)
+{
+    if (ok) *ok = 1;
+    if (n < 3) return NAN;
+    ranked *tmp = malloc(n * sizeof *tmp);
+    double *rx = malloc(n * sizeof *rx), *ry = malloc(n * sizeof *ry), rho = NAN;
+    if (!tmp || !rx || !ry) {
+        if (ok) *ok = -1;
+    } else {
+        ranks(x, n, tmp, rx);
+        ranks(y, n, tmp, ry);
+        double mean = 0.5 * (double)(n + 1), sxy = 0, sxx = 0, syy = 0;
+        for (size_t i = 0; i < n; i++) {
+            double a = rx[i] - mean, b = ry[i] - mean;
+            sxy += a * b;
+            sxx += a * a;
+            syy += b * b;
+        }
+        if (sxx > 0 && syy > 0) rho = sxy / sqrt(sxx * syy);
+    }
+    free(tmp);
+    free(rx);
+    free(ry);
+    return rho;
+}
+
+/* The bin of position p (the rule of pe_bin_range): the largest b with
+ * floor(b n / nb) <= p. */
+static size_t bin_of(size_t p, size_t n, size_t nb)
+{
+    size_t b = (size_t)((long double)p * (long double)nb / (long double)n);
+    if (b >= nb) b = nb - 1;
+    while (b > 0) {
+        size_t lo, hi;
+        pe_bin_range(n, nb, b, &lo, &hi);
+        if (lo <= p) break;
+        b--;
+    }
+    while (b + 1 < nb) {
+        size_t lo, hi;
+        pe_bin_range(n, nb, b + 1, &lo, &hi);
+        if (lo > p) break;
+        b++;
+    }
+    return b;
+}
+
+int pe_calibrate(const pe_calib_seq *seqs, size_t n_seqs, size_t n_pos, size_t nb, long L, pe_calib *out, pe_err *e)
+{
+    size_t total = 0;
+    int rc = -1, ok = 1;
+    out->across = out->within = NAN;
+    out->n_bins = out->n_tokens = 0;
+    for (size_t f = 0; f < n_seqs; f++) total += seqs[f].T;
+    /* The tokens that count, bin by bin (counting sort by bin). */
+    size_t *count = pe_alloc(nb + 1, sizeof *count, 1, e), *at = pe_alloc(nb + 1, sizeof *at, 1, e);
+    double *xs = pe_alloc(total ? total : 1, sizeof *xs, 0, e), *ys = pe_alloc(total ? total : 1, sizeof *ys, 0, e);
+    double *bx = pe_alloc(nb ? nb : 1, sizeof *bx, 0, e), *by = pe_alloc(nb ? nb : 1, sizeof *by, 0, e);
+    if (!count || !at || !xs || !ys || !bx || !by) goto done;
+#define USABLE(s, m) ((s)->pos[m] >= (int64_t)L && !isnan((s)->excess[m]) && !isnan((s)->diag[m]))
+    for (size_t f = 0; f < n_seqs; f++)
+        for (size_t m = 0; m < seqs[f].T; m++)
+            if (USABLE(&seqs[f], m)) count[bin_of((size_t)seqs[f].pos[m], n_pos, nb) + 1]++;
+    for (size_t b = 0; b < nb; b++) at[b + 1] = at[b] + count[b + 1];
+    size_t *fill = count; /* reused: the next free slot of each bin */
+    for (size_t b = 0; b < nb; b++) fill[b] = at[b];
+    for (size_t f = 0; f < n_seqs; f++)
+        for (size_t m = 0; m < seqs[f].T; m++)
+            if (USABLE(&seqs[f], m)) {
+                size_t b = bin_of((size_t)seqs[f].pos[m], n_pos, nb), k = fill[b]++;
+                xs[k] = seqs[f].diag[m];
+                ys[k] = seqs[f].excess[m];
+            }
+#undef USABLE
+    double wsum = 0, wrho = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t n = at[b + 1] - at[b];
+        if (n == 0) continue;
+        double sx = 0, sy = 0;
+        for (size_t k = at[b]; k < at[b + 1]; k++) {
+            sx += xs[k];
+            sy += ys[k];
+        }
+        bx[out->n_bins] = sx / (double)n;
+        by[out->n_bins] = sy / (double)n;
+        out->n_bins++;
+        out->n_tokens += n;
+        double rho = pe_spearman(xs + at[b], ys + at[b], n, &ok);
+        if (ok < 0) break;
+        if (!isnan(rho)) {
+            wrho += (double)n * rho;
+            wsum += (double)n;
+        }
+    }
+    if (ok < 0) {
+        pe_fail(e, "out of memory (the calibration's ranks)");
+        goto done;
+    }
+    out->within = wsum > 0 ? wrho / wsum : NAN;
+    out->across = pe_spearman(bx, by, out->n_bins, &ok);
+    if (ok < 0) {
+        pe_fail(e, "out of memory (the calibration's ranks)");
+        goto done;
+    }
+    rc = 0;
+done:
+    free(count);
+    free(at);
+    free(xs);
+    free(ys);
+    free(bx);
+    free(by);
+    return rc;
+}

@@ -29,6 +29,7 @@ enum {
     OPT_SINK,
     OPT_MARGIN,
     OPT_EXCEED,
+    OPT_UNSEEN,
     OPT_ENTROPY,
     OPT_SINK_T,
     OPT_U,
@@ -63,9 +64,10 @@ static const pe_option analyze_options[] = {
     {"rows", OPT_ROWS, "N", "evaluate N evenly spaced query rows per file (default all)"},
     {"sink-tokens", OPT_SINK, "S", "sink mass: attention on the first S tokens (default 1)"},
     {"margin", OPT_MARGIN, "X", "exceedance band: in-train logit range +- X times its width (default 0.05)"},
+    {"unseen-threshold", OPT_UNSEEN, "X", "ood when the unseen-distance mass beyond L is above X (default 0.05)"},
     {"exceed-threshold", OPT_EXCEED, "X", "ood when the exceedance is above X (default 0.01)"},
-    {"entropy-threshold", OPT_ENTROPY, "X", "ood when |entropy_beyond - entropy_in| > X (default 0.1)"},
-    {"sink-threshold", OPT_SINK_T, "X", "ood when |sink_beyond - sink_in| > X (default 0.1)"},
+    {"entropy-threshold", OPT_ENTROPY, "X", "also ood when |entropy_beyond - entropy_in| > X (default: off)"},
+    {"sink-threshold", OPT_SINK_T, "X", "also ood when |sink_beyond - sink_in| > X (default: off)"},
     {"u-threshold", OPT_U, "X", "label u-shape when the U-score >= X (default 0.1)"},
     {"fail-on", OPT_FAIL_ON, "WHAT", "exit 3 when a head is flagged: ood, ushape or ood,ushape"},
     {"head", OPT_HEAD, "H", "heatmap: the query head (default 0)"},
@@ -131,6 +133,7 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     case OPT_SINK: return pe_parse_long("--sink-tokens", arg, 0, 1L << 40, &o->sink_tokens, e);
     case OPT_MARGIN: return pe_parse_double("--margin", arg, 0, 1e6, &o->margin, e);
     case OPT_EXCEED: return pe_parse_double("--exceed-threshold", arg, 0, 1, &o->thr.exceed, e);
+    case OPT_UNSEEN: return pe_parse_double("--unseen-threshold", arg, 0, 1, &o->thr.unseen, e);
     case OPT_ENTROPY: return pe_parse_double("--entropy-threshold", arg, 0, 1, &o->thr.entropy, e);
     case OPT_SINK_T: return pe_parse_double("--sink-threshold", arg, 0, 1, &o->thr.sink, e);
     case OPT_U: return pe_parse_double("--u-threshold", arg, 0, 1, &o->u_threshold, e);
@@ -153,24 +156,37 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
 /* ---- per-head tables: profile, heads, layers ---- */
 
 #define PROF_COLS 5 /* n_pairs, mean_logit, mean_prob, mean_prob_u, last_prob */
+/* The per-token diagnostics of -t loss, in the order of pe_attn_rows. */
+#define N_DIAG 4
+static const char *const diag_names[N_DIAG] = {"unseen_mass", "entropy_nats", "sink_mass", "exceedance"};
 
 typedef struct head_result {
     size_t nb;
     double *prof; /* PROF_COLS x nb */
+    double *rows; /* loss: N_DIAG x the tokens of every file (pe_attn_rows) */
     pe_attn_stats st;
     int ood;
 } head_result;
 
+#define LAYER_MEANS 7
+
 typedef struct state {
     pe_attn_work **work; /* one per thread */
-    /* the layers table, filled as heads are emitted */
-    long heads, ood, n_ent, n_sink, n_exceed;
-    double ent_shift, sink_shift, exceed;
+    /* the layers table, filled as heads are emitted: the heads, the flagged
+     * ones, and per column of layer_means the sum and count of its values */
+    long heads, ood, n[LAYER_MEANS];
+    double sum[LAYER_MEANS];
     /* --fail-on */
     size_t n_ood, n_ushape;
     const pe_task *first_ood, *first_ushape;
     size_t done;
-    const char *no_control; /* loss: a file without the control, or NULL */
+    /* loss */
+    const char *no_control; /* a file without the control, or NULL */
+    size_t *off, total;     /* per file, where its tokens start among all */
+    double *layer_sum;      /* N_DIAG x total: the current layer's heads summed */
+    double *diag;           /* layers x N_DIAG x total: per token, the mean over the layer's heads */
+    pe_column *cols;        /* the table's columns: 6, then N_DIAG per layer */
+    char (*names)[48];
 } state;
 
 static const analyze_opts *opts_of(const pe_run *r)
@@ -190,6 +206,7 @@ static void result_free(void *res)
 {
     head_result *h = res;
     free(h->prof);
+    free(h->rows);
     memset(h, 0, sizeof *h);
 }
 
@@ -219,6 +236,11 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     int rc = -1, have_key = 0;
 
     if (pe_attn_init(&acc, r->in.n_dist, e) < 0) return -1;
+    if (o->table == TABLE_LOSS) {
+        size_t n = N_DIAG * st->total;
+        if (!(out->rows = pe_alloc(n, sizeof *out->rows, 0, e))) goto done;
+        for (size_t i = 0; i < n; i++) out->rows[i] = NAN;
+    }
     int two = r->in.n > 1 && L > 0;
     for (int ph = two ? PE_ATTN_IN : PE_ATTN_ALL; ph <= (two ? PE_ATTN_BEYOND : PE_ATTN_ALL); ph++) {
         for (size_t f = 0; f < r->in.n; f++) {
@@ -241,7 +263,12 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
                 }
                 loaded = f;
             }
-            pe_attn_seq s = {mf->T, mf->head_dim, q, k, mf->positions, rows, n_rows};
+            pe_attn_rows ro = {0};
+            if (out->rows) {
+                double *b = out->rows + st->off[f];
+                ro = (pe_attn_rows){b, b + st->total, b + 2 * st->total, b + 3 * st->total};
+            }
+            pe_attn_seq s = {mf->T, mf->head_dim, q, k, mf->positions, rows, n_rows, out->rows ? &ro : NULL};
             pe_attn_params p = params_of(r, mf);
             if (pe_attn_add(&acc, &s, &p, (pe_attn_phase)ph, st->work[pe_pool_worker()], e) < 0) {
                 char msg[sizeof e->msg];
@@ -328,49 +355,53 @@ static int emit_heads(pe_run *r, const pe_task *t, void *res, pe_err *e)
     pe_table_str(tb, pe_u_label(s->u_all, s->near_gt_far_all, ut));
     pe_table_dbl(tb, s->exceedance);
     pe_table_int(tb, h->ood);
+    pe_table_dbl(tb, s->unseen);
+    pe_table_dbl(tb, s->nats_in);
+    pe_table_dbl(tb, s->nats_beyond);
+    pe_table_dbl(tb, s->sink_ratio);
     pe_table_end_row(tb);
     if (pe_run_last_of_layer(r, t)) pe_table_break(tb, 2);
     return 0;
 }
 
-static double mean_or_nan(double sum, long n)
+/* The per-head values the layers table averages (NaN left out), in the
+ * order of its columns after ood_heads. */
+static void layer_values(const pe_attn_stats *s, double *v)
 {
-    return n > 0 ? sum / (double)n : NAN;
+    v[0] = fabs(s->entropy_beyond - s->entropy_in);
+    v[1] = fabs(s->sink_beyond - s->sink_in);
+    v[2] = s->exceedance;
+    v[3] = s->unseen;
+    v[4] = s->nats_in;
+    v[5] = s->nats_beyond;
+    v[6] = s->sink_ratio;
 }
 
 static int emit_layers(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     (void)e;
     const head_result *h = res;
-    const pe_attn_stats *s = &h->st;
     state *a = r->state;
-    double es = fabs(s->entropy_beyond - s->entropy_in), ss = fabs(s->sink_beyond - s->sink_in);
+    double v[LAYER_MEANS];
     note_flags(r, t, h);
+    layer_values(&h->st, v);
     a->heads++;
     a->ood += h->ood;
-    if (!isnan(es)) {
-        a->ent_shift += es;
-        a->n_ent++;
-    }
-    if (!isnan(ss)) {
-        a->sink_shift += ss;
-        a->n_sink++;
-    }
-    if (!isnan(s->exceedance)) {
-        a->exceed += s->exceedance;
-        a->n_exceed++;
-    }
+    for (int i = 0; i < LAYER_MEANS; i++)
+        if (!isnan(v[i])) {
+            a->sum[i] += v[i];
+            a->n[i]++;
+        }
     if (!pe_run_last_of_layer(r, t)) return 0;
     pe_table *tb = r->table;
     pe_table_int(tb, t->layer);
     pe_table_int(tb, a->heads);
     pe_table_int(tb, a->ood);
-    pe_table_dbl(tb, mean_or_nan(a->ent_shift, a->n_ent));
-    pe_table_dbl(tb, mean_or_nan(a->sink_shift, a->n_sink));
-    pe_table_dbl(tb, mean_or_nan(a->exceed, a->n_exceed));
+    for (int i = 0; i < LAYER_MEANS; i++) pe_table_dbl(tb, a->n[i] > 0 ? a->sum[i] / (double)a->n[i] : NAN);
     pe_table_end_row(tb);
-    a->heads = a->ood = a->n_ent = a->n_sink = a->n_exceed = 0;
-    a->ent_shift = a->sink_shift = a->exceed = 0;
+    a->heads = a->ood = 0;
+    memset(a->sum, 0, sizeof a->sum);
+    memset(a->n, 0, sizeof a->n);
     return 0;
 }
 
@@ -406,9 +437,12 @@ static void meta_common(pe_run *r)
     }
     /* 15 digits: the options as typed (0.1, not 0.10000000000000001). */
     pe_table_meta(r->table, "margin", "%.15g", o->margin);
-    pe_table_meta(r->table, "thresholds",
-                  "exceedance > %.15g, |entropy shift| > %.15g, |sink shift| > %.15g, u-shape at U >= %.15g",
-                  o->thr.exceed, o->thr.entropy, o->thr.sink, o->u_threshold);
+    char extra[128] = "";
+    if (o->thr.entropy >= 0) snprintf(extra, sizeof extra, ", |entropy shift| > %.15g", o->thr.entropy);
+    if (o->thr.sink >= 0)
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ", |sink shift| > %.15g", o->thr.sink);
+    pe_table_meta(r->table, "thresholds", "unseen mass > %.15g, exceedance > %.15g%s, u-shape at U >= %.15g",
+                  o->thr.unseen, o->thr.exceed, extra, o->u_threshold);
 }
 
 /* What a run holds at its peak.  Per thread: one head's rotated q and k in
@@ -426,6 +460,11 @@ static double memory_need(pe_run *r)
         need += (m1 - m0) * fmin(m1, (double)o->pixels) * 8;
     } else if (o->table == TABLE_PROFILE) {
         need += (double)r->n_tasks * PROF_COLS * (o->bins ? fmin((double)o->bins, nd) : nd) * 8;
+    } else if (o->table == TABLE_LOSS) {
+        /* every token's diagnostics: per layer, the layer's running sums,
+         * and the rows of the heads in flight */
+        const state *s = r->state;
+        need += (double)N_DIAG * (double)s->total * 8 * ((double)r->in.n_layers + 1 + 2 * threads);
     }
     r->mem_jobs = (int)threads;
     return need;
@@ -437,6 +476,11 @@ static void cleanup(pe_run *r)
     if (!s) return;
     for (int j = 0; s->work && j < r->jobs; j++) pe_attn_work_free(s->work[j]);
     free(s->work);
+    free(s->off);
+    free(s->layer_sum);
+    free(s->diag);
+    free(s->cols);
+    free(s->names);
     free(s);
     r->state = NULL;
 }
@@ -473,7 +517,7 @@ static int finish_heatmap(pe_run *r, pe_err *e)
     if (!(q = pe_run_read(r, &t, 0, PE_TENSOR_Q, head, 1, 0, e)) ||
         !(k = pe_run_read(r, &t, 0, PE_TENSOR_K, t.kv_head, 1, 1, e)))
         goto done;
-    pe_attn_seq s = {T, m->head_dim, q, k, m->positions, NULL, 0};
+    pe_attn_seq s = {T, m->head_dim, q, k, m->positions, NULL, 0, NULL};
     pe_attn_params p = params_of(r, m);
     if (pe_attn_heatmap(&s, &p, m0, m1, ncol, v, NULL, e) < 0) goto done;
     for (size_t c = 0; c < ncol; c++) {
@@ -505,10 +549,11 @@ done:
     return rc;
 }
 
-/* ---- loss: the ground truth against position ---- */
+/* ---- loss: the ground truth, and which diagnostic explains it ---- */
 
 /* Every file must have /tokens/nll, run with the same positional spec; the
- * control columns are nan unless every file has the same control. */
+ * control columns are nan unless every file has the same control.  The
+ * columns: six, then per selected layer the bin means of its diagnostics. */
 static int prepare_loss(pe_run *r, pe_err *e)
 {
     const pe_inputs *in = &r->in;
@@ -531,52 +576,147 @@ static int prepare_loss(pe_run *r, pe_err *e)
                            pe_dump_path(in->dumps[0]));
         }
     }
-    state *s = pe_alloc(1, sizeof *s, 1, e);
-    if (!s) return -1;
+    if (prepare_heads(r, e) < 0) return -1;
+    state *s = r->state;
     s->no_control = no_control;
-    r->state = s;
+    size_t nl = in->n_layers, ncol = 6 + N_DIAG * nl;
+    if (!(s->off = pe_alloc(in->n + 1, sizeof *s->off, 1, e))) return -1;
+    for (size_t f = 0; f < in->n; f++) s->off[f + 1] = s->off[f] + pe_dump_meta(in->dumps[f])->T;
+    s->total = s->off[in->n];
+    if (!(s->layer_sum = pe_alloc(N_DIAG * s->total, sizeof(double), 1, e)) ||
+        !(s->diag = pe_alloc(nl * N_DIAG * s->total, sizeof(double), 0, e)) ||
+        !(s->cols = pe_alloc(ncol, sizeof *s->cols, 0, e)) || !(s->names = pe_alloc(ncol, sizeof *s->names, 0, e)))
+        return -1;
+    for (int c = 0; c < 6; c++) s->cols[c] = r->def->cols[c];
+    for (size_t lj = 0; lj < nl; lj++)
+        for (int d = 0; d < N_DIAG; d++) {
+            size_t c = 6 + lj * N_DIAG + (size_t)d;
+            snprintf(s->names[c], sizeof s->names[c], "l%ld_%s", in->layers[lj], diag_names[d]);
+            s->cols[c] = (pe_column){s->names[c], "known(n)"};
+        }
+    r->cols = s->cols;
+    r->ncol = (int)ncol;
     return 0;
+}
+
+/* A head's per-token diagnostics into its layer's sums, in head order; the
+ * layer's means once its last head is in. */
+static int emit_loss(pe_run *r, const pe_task *t, void *res, pe_err *e)
+{
+    (void)e;
+    const head_result *h = res;
+    state *s = r->state;
+    size_t n = N_DIAG * s->total;
+    for (size_t i = 0; i < n; i++) s->layer_sum[i] += h->rows[i];
+    s->heads++;
+    if (!pe_run_last_of_layer(r, t)) return 0;
+    double *d = s->diag + t->lj * n;
+    for (size_t i = 0; i < n; i++) d[i] = s->layer_sum[i] / (double)s->heads;
+    memset(s->layer_sum, 0, n * sizeof *s->layer_sum);
+    s->heads = 0;
+    return 0;
+}
+
+static void meta_loss(pe_run *r)
+{
+    const state *s = r->state;
+    const pe_meta *m0 = r->in.meta;
+    pe_table *t = r->table;
+    pe_table_meta(t, "train_len", "%ld", r->in.train_len);
+    pe_table_meta(t, "pe", "%s", m0->nll_pe);
+    if (s->no_control)
+        pe_table_meta(t, "control", "none (%s has no /tokens/nll_control): nll_control, excess and the calibration are nan",
+                      s->no_control);
+    else
+        pe_table_meta(t, "control", "window:%ld:%ld (query m saw key n only when m - n < %ld or n < %ld)",
+                      m0->control_window, m0->control_sinks, m0->control_window, m0->control_sinks);
+    pe_table_meta(t, "sink_tokens", "%ld", opts_of(r)->sink_tokens);
+    pe_table_meta(t, "margin", "%.15g", opts_of(r)->margin);
+    pe_table_meta(t, "units", "nats per token: nll = -ln p(next token); excess = nll - nll_control");
+    pe_table_meta(t, "diagnostics", "lL_NAME: the bin's mean over its tokens of each token's value averaged over "
+                                    "layer L's heads (exceedance: beyond-L rows only)");
 }
 
 static int finish_loss(pe_run *r, pe_err *e)
 {
     const pe_inputs *in = &r->in;
-    const pe_meta *m0 = pe_dump_meta(in->dumps[0]);
-    const char *no_control = ((state *)r->state)->no_control;
-    size_t n_pos = 0;
+    state *s = r->state;
+    const char *no_control = s->no_control;
+    size_t n_pos = 0, nl = in->n_layers, total = s->total;
     for (size_t f = 0; f < in->n; f++) {
         const pe_meta *m = pe_dump_meta(in->dumps[f]);
         if ((size_t)m->positions[m->T - 1] + 1 > n_pos) n_pos = (size_t)m->positions[m->T - 1] + 1;
     }
     pe_loss_acc acc;
     if (pe_loss_init(&acc, n_pos, (size_t)opts_of(r)->bins, e) < 0) return -1;
+    size_t nb = acc.nb;
+    /* Per bin, layer and diagnostic: the sum over the bin's tokens with a
+     * loss, and their count; then the excess of every token. */
+    double *sum = pe_alloc(nb * nl * N_DIAG * 2 + 1, sizeof *sum, 1, e), *cnt = sum ? sum + nb * nl * N_DIAG : NULL;
+    double *excess = pe_alloc(total + 1, sizeof *excess, 0, e);
+    pe_calib_seq *cs = pe_alloc(in->n, sizeof *cs, 0, e);
+    int rc = -1;
+    if (!sum || !excess || !cs) goto done;
     for (size_t f = 0; f < in->n; f++) {
         const pe_meta *m = pe_dump_meta(in->dumps[f]);
         pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
+        for (size_t k = 0; k < m->T; k++) {
+            size_t i = s->off[f] + k, b = 0, lo, hi;
+            excess[i] = no_control ? NAN : m->nll[k] - m->nll_control[k];
+            if (isnan(m->nll[k])) continue;
+            for (pe_bin_range(n_pos, nb, b, &lo, &hi); (size_t)m->positions[k] > hi;) pe_bin_range(n_pos, nb, ++b, &lo, &hi);
+            for (size_t lj = 0; lj < nl; lj++)
+                for (int d = 0; d < N_DIAG; d++) {
+                    double v = s->diag[(lj * N_DIAG + (size_t)d) * total + i];
+                    if (isnan(v)) continue;
+                    sum[(b * nl + lj) * N_DIAG + (size_t)d] += v;
+                    cnt[(b * nl + lj) * N_DIAG + (size_t)d] += 1;
+                }
+        }
     }
     pe_table *t = r->table;
-    pe_table_meta(t, "train_len", "%ld", in->train_len);
-    pe_table_meta(t, "pe", "%s", m0->nll_pe);
-    if (no_control)
-        pe_table_meta(t, "control", "none (%s has no /tokens/nll_control): nll_control and excess are nan", no_control);
-    else
-        pe_table_meta(t, "control", "window:%ld:%ld (query m saw key n only when m - n < %ld or n < %ld)",
-                      m0->control_window, m0->control_sinks, m0->control_window, m0->control_sinks);
-    pe_table_meta(t, "bins", "%zu over positions 0..%zu", acc.nb, n_pos - 1);
-    pe_table_meta(t, "units", "nats per token: nll = -ln p(next token); excess = nll - nll_control");
-    for (size_t b = 0; b < acc.nb; b++) {
+    pe_table_meta(t, "bins", "%zu over positions 0..%zu", nb, n_pos - 1);
+    for (size_t b = 0; b < nb; b++) {
         size_t lo, hi;
-        pe_bin_range(n_pos, acc.nb, b, &lo, &hi);
+        pe_bin_range(n_pos, nb, b, &lo, &hi);
         pe_table_int(t, (long long)lo);
         pe_table_int(t, (long long)hi);
         pe_table_int(t, (long long)acc.n[b]);
         pe_table_dbl(t, acc.n[b] > 0 ? acc.nll[b] / acc.n[b] : NAN);
         pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.ctl[b] / acc.n_ctl[b] : NAN);
         pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.excess[b] / acc.n_ctl[b] : NAN);
+        for (size_t k = 0; k < nl * N_DIAG; k++)
+            pe_table_dbl(t, cnt[b * nl * N_DIAG + k] > 0 ? sum[b * nl * N_DIAG + k] / cnt[b * nl * N_DIAG + k] : NAN);
         pe_table_end_row(t);
     }
+    /* The calibration: per layer and diagnostic, the two rank correlations
+     * with the excess over the tokens beyond L. */
+    static const char *const calib_cols[] = {"layer", "diagnostic", "across_bins", "n_bins", "within_bins", "n_tokens"};
+    pe_table_section(t, "calibration", calib_cols, 6);
+    for (size_t lj = 0; lj < nl; lj++)
+        for (int d = 0; d < N_DIAG; d++) {
+            pe_calib c;
+            for (size_t f = 0; f < in->n; f++) {
+                const pe_meta *m = pe_dump_meta(in->dumps[f]);
+                cs[f] = (pe_calib_seq){m->T, m->positions, excess + s->off[f],
+                                       s->diag + (lj * N_DIAG + (size_t)d) * total + s->off[f]};
+            }
+            if (pe_calibrate(cs, in->n, n_pos, nb, in->train_len, &c, e) < 0) goto done;
+            pe_table_int(t, in->layers[lj]);
+            pe_table_str(t, diag_names[d]);
+            pe_table_dbl(t, c.across);
+            pe_table_int(t, (long long)c.n_bins);
+            pe_table_dbl(t, c.within);
+            pe_table_int(t, (long long)c.n_tokens);
+            pe_table_end_row(t);
+        }
+    rc = 0;
+done:
     pe_loss_free(&acc);
-    return 0;
+    free(sum);
+    free(excess);
+    free(cs);
+    return rc;
 }
 
 /* ---- the tables ---- */
@@ -591,10 +731,13 @@ static const pe_column heads_cols[] = {HEAD_COLS,           FIXED("rows_in"),   
                                        FIXED("sink_in"),    FIXED("sink_beyond"), FIXED("entropy_in"),
                                        FIXED("entropy_beyond"), FIXED("u_in"),    FIXED("label_in"),
                                        FIXED("u_all"),      FIXED("label_all"),   FIXED("exceedance"),
-                                       FIXED("ood")};
+                                       FIXED("ood"),        FIXED("unseen_mass"), FIXED("entropy_nats_in"),
+                                       FIXED("entropy_nats_beyond"), FIXED("sink_ratio")};
 static const pe_column layers_cols[] = {{"layer", "block"},          FIXED("heads"),
                                         FIXED("ood_heads"),          FIXED("mean_entropy_shift"),
-                                        FIXED("mean_sink_shift"),    FIXED("mean_exceedance")};
+                                        FIXED("mean_sink_shift"),    FIXED("mean_exceedance"),
+                                        FIXED("mean_unseen_mass"),   FIXED("mean_entropy_nats_in"),
+                                        FIXED("mean_entropy_nats_beyond"), FIXED("mean_sink_ratio")};
 static const pe_column heatmap_cols[] = {FIXED("row"), FIXED("key_lo"), FIXED("key_hi"), FIXED("prob")};
 static const pe_column loss_cols[] = {{"bin_lo", "lo"},    {"bin_hi", "hi"},           {"n", "sum"},
                                       {"nll", "mean(n)"}, {"nll_control", "mean(n)"}, {"excess", "mean(n)"}};
@@ -612,8 +755,8 @@ static const pe_table_def tables[] = {
     [TABLE_LAYERS] = {"layers", PER_HEAD(layers, emit_layers)},
     [TABLE_HEATMAP] = {"heatmap", COLS(heatmap_cols), PE_TABLE_NO_TASKS, 0, prepare_heatmap, memory_need, NULL, NULL,
                        NULL, finish_heatmap, NULL},
-    [TABLE_LOSS] = {"loss", COLS(loss_cols), PE_TABLE_NO_TASKS, 0, prepare_loss, NULL, NULL, NULL, NULL, finish_loss,
-                    NULL},
+    [TABLE_LOSS] = {"loss", COLS(loss_cols), PE_TABLE_NEEDS_L, sizeof(head_result), prepare_loss, memory_need, meta_loss,
+                    work_head, emit_loss, finish_loss, result_free},
 };
 
 static const pe_table_def *table_of(const void *opts)
@@ -652,7 +795,7 @@ static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "Attention agains
 int main(int argc, char **argv)
 {
     analyze_opts o = {TABLE_PROFILE, 512, 0, 1, PE_ATTN_MARGIN,
-                      {PE_ATTN_EXCEED_THRESHOLD, PE_ATTN_ENTROPY_THRESHOLD, PE_ATTN_SINK_THRESHOLD},
+                      {PE_ATTN_UNSEEN_THRESHOLD, PE_ATTN_EXCEED_THRESHOLD, -1, -1},
                       PE_U_THRESHOLD, 0, 0, 0, 0, 512, 0, 0, 0, 0, 0, 0};
     return pe_run_main(argc, argv, &tool, &o);
 }

@@ -415,7 +415,7 @@ bad=$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $4 == 2 { k = $1 " " $2; if ($6 !=
         if (!(k in lo) || $10 < lo[k]) lo[k] = $10; if (!(k in hi) || $10 > hi[k]) hi[k] = $10; r[k]++ }
     END { for (k in r) { n++; s = lo[k] < 0 ? -lo[k] : lo[k]; if (r[k] != 40 || hi[k] - lo[k] > 1e-12 * (s > 1 ? s : 1)) bad++ } print n == 8 ? bad + 0 : "heads " n }')
 if [ "$bad" = 0 ]; then ok "theta 0: pedecomp: pair 2 (nope) has the same mean logit at all 40 distances, in all 8 heads"; else notok "theta 0: pair 2 is flat" "$bad"; fi
-run "$BUILD/pedecomp" -t summary -f tsv --digits 17 odd-freq0.h5
+run "$BUILD/pedecomp" -t summary -f tsv --digits 17 --min-pairs 1 odd-freq0.h5
 bad=$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $4 == 2 { n++; d = $14 < 0 ? -$14 : $14; if ($8 != "nope" || $6 != "nan" || $13 != 0 || $12 > 0.01 || d > 1e-9) bad++ }
     END { print n == 8 ? bad + 0 : "rows " n }')
 if [ "$bad" = 0 ]; then ok "theta 0: summary: nope, wavelength nan, no angle or value OOD, no part in the U (du 0)"; else notok "theta 0: summary" "$bad"; fi
@@ -563,7 +563,7 @@ cat >"$TMP/abuse-peentropy" <<'EOF'
 --stage ntk --ntk-len 64 --ntk-factor 0.5 f32.h5|--ntk-factor: 0.5 is out of range
 --stage ntk --ntk-len 64 --ntk-factor nan f32.h5|--ntk-factor: 'nan' is not a finite number
 -t select --order x f32.h5|--order: unknown value 'x' (one of: asc, desc)
--t select --score x f32.h5|--score: unknown value 'x' (one of: s, norm, rho, full, lambda1)
+-t select --score x f32.h5|--score: unknown value 'x' (one of: s, norm, rho, full, lambda1, energy)
 -t select --mask '' f32.h5|--mask: empty file name
 -t select --mask no/such/m.json f32.h5|--mask: cannot create 'no/such/m.json': No such file or directory
 -t select --mask . f32.h5|--mask: '.' is a directory

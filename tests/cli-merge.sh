@@ -204,16 +204,25 @@ done
 # peanalyze -t loss pools by its merge rules (n added, the means weighted by
 # n) and rebins by position like a profile by distance: the bins are over
 # positions 0 .. Pmax of the longest input, so only --bins 0 shards rebin.
+# The calibration section (rank correlations) does not pool: pemerge leaves
+# it out and says so; the rows are compared without it.
 tables whole "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5 truth-short.h5
+sed -i '/^# section: /,$d' "$TMP/whole"
 tables a "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5
 tables b "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth-short.h5
 pooled "peanalyze loss: files of different lengths, --bins 0" "$TMP/whole" "$TMP/b" "$TMP/a"
-if [ "$(grep -v '^# input:' "$TMP/merged" | grep '^#')" = "$(grep -v '^# input:' "$TMP/whole" | grep '^#')" ]; then
+if grep -q '^# note: the calibration section of the shards is not merged' "$TMP/merged"; then
+    ok "peanalyze loss: the calibration section is left out, with a note"
+else
+    notok "peanalyze loss: the calibration section is left out, with a note"
+fi
+if [ "$(grep -v '^# input:\|^# note:' "$TMP/merged" | grep '^#')" = "$(grep -v '^# input:' "$TMP/whole" | grep '^#')" ]; then
     ok "peanalyze loss: the comment lines of the unsplit table (bins of the longest input)"
 else
     notok "peanalyze loss: the comment lines of the unsplit table (bins of the longest input)" "$(grep '^# bins' "$TMP/merged")"
 fi
 tables whole "$PEANALYZE" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-short.h5
+sed -i '/^# section: /,$d' "$TMP/whole"
 pooled "peanalyze loss: pemerge --bins 4 bins the pooled positions as peanalyze does" "$TMP/whole" --bins 4 "$TMP/a" "$TMP/b"
 if grep -q '^# bins: 4 over positions 0\.\.39$' "$TMP/merged"; then
     ok "peanalyze loss: pemerge --bins 4 writes the bins line"

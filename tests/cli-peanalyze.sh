@@ -26,6 +26,9 @@ cell() {
         $1 == l && $2 == h { print $(col[c]); exit }' "$1"
 }
 
+# lossrows FILE: the rows of a loss table, without its calibration section.
+lossrows() { sed '/^# section: /,$d' "$1" | data /dev/stdin; }
+
 # ------------------------------------------------------------------ usage
 run "$PA" --help
 if [ "$status" -eq 0 ] && grep -q '^Usage: peanalyze' "$TMP/out" && [ ! -s "$TMP/err" ]; then
@@ -34,7 +37,7 @@ else
     notok "peanalyze --help" "status $status"
 fi
 for opt in --table --bins --rows --sink-tokens --margin --exceed-threshold --entropy-threshold --sink-threshold \
-    --u-threshold --fail-on --head --window --pixels --block --layers --heads --train-len --pairing --output \
+    --u-threshold --unseen-threshold --fail-on --head --window --pixels --block --layers --heads --train-len --pairing --output \
     --format --digits --jobs --max-memory --quiet --verbose --version; do
     if grep -q -- "$opt" "$TMP/out"; then ok "peanalyze --help lists $opt"; else notok "peanalyze --help lists $opt"; fi
 done
@@ -154,11 +157,15 @@ check_head() { # LAYER HEAD LABEL_IN LABEL_ALL OOD
     got="$(cell "$TMP/planted.tsv" "$1" "$2" label_in) $(cell "$TMP/planted.tsv" "$1" "$2" label_all) $(cell "$TMP/planted.tsv" "$1" "$2" ood)"
     if [ "$got" = "$3 $4 $5" ]; then ok "planted layer $1 head $2: $3 / $4, ood $5"; else notok "planted layer $1 head $2" "got '$got', want '$3 $4 $5'"; fi
 }
-check_head 0 0 u-shape u-shape 0
+# Every planted head attends to distances beyond L (tests/mkfix_attn.c), so
+# every one is ood: the periodic ones by their unseen-distance mass, the
+# decay and rise heads by their exceedance too, the sink head by the mass it
+# spreads evenly over the keys that are not the sink.
+check_head 0 0 u-shape u-shape 1
 check_head 0 1 decay decay 1
 check_head 0 2 rise rise 1
-check_head 1 0 u-shape u-shape 0
-check_head 1 1 u-shape u-shape 0
+check_head 1 0 u-shape u-shape 1
+check_head 1 1 u-shape u-shape 1
 check_head 1 2 rise rise 1
 n=$(awk -F'\t' '!/^#/ && $1 ~ /^[0-9]/ && $4 == 64 && $5 == 64' "$TMP/planted.tsv" | wc -l)
 if [ "$n" -eq 6 ]; then ok "planted: 64 rows in-train and 64 beyond for every head"; else notok "planted: rows split at L" "$n heads"; fi
@@ -185,6 +192,24 @@ near "planted sink: entropy_in by its closed form" "$(cell "$TMP/planted.tsv" 0 
 near "planted sink: entropy_beyond by its closed form" "$(cell "$TMP/planted.tsv" 0 2 entropy_beyond)" "$(ent_ref 64 127)" 1e-12
 run "$PA" -t heads -f tsv --digits 17 --sink-tokens 3 -l 0 -H 2 attn.h5
 cp "$TMP/out" "$TMP/sink3.tsv"
+# Unseen-distance mass of row m >= 64: the keys 1 .. m - 64 (distance >= 64,
+# not the sink), e^0 each against Z = e^5 + m; entropy in nats of row m:
+# ln(e^5 + m) - 5 e^5 / (e^5 + m); the sink ratio from sink_ref.
+unseen_ref() { awk 'BEGIN { a = exp(5); for (m = 64; m <= 127; m++) s += (m - 64) / (a + m); printf "%.17g", s / 64 }'; }
+nats_ref() { # FROM TO: mean entropy in nats over rows FROM..TO (m >= 1)
+    awk -v f="$1" -v t="$2" 'BEGIN { a = exp(5); if (f < 1) f = 1; for (m = f; m <= t; m++) s += log(a + m) - 5 * a / (a + m)
+        printf "%.17g", s / (t - f + 1) }'
+}
+near "planted sink: unseen_mass = mean of (m - 64)/(e^5+m) over m >= 64" "$(cell "$TMP/planted.tsv" 0 2 unseen_mass)" "$(unseen_ref)" 1e-12
+near "planted sink: entropy_nats_in by its closed form" "$(cell "$TMP/planted.tsv" 0 2 entropy_nats_in)" "$(nats_ref 1 63)" 1e-12
+near "planted sink: entropy_nats_beyond by its closed form" "$(cell "$TMP/planted.tsv" 0 2 entropy_nats_beyond)" "$(nats_ref 64 127)" 1e-12
+near "planted sink: sink_ratio = sink_beyond / sink_in" "$(cell "$TMP/planted.tsv" 0 2 sink_ratio)" \
+    "$(awk -v a="$(sink_ref 64 127 1)" -v b="$(sink_ref 0 63 1)" 'BEGIN { printf "%.17g", a / b }')" 1e-12
+# Heads that attend only within L (attn-local.h5: self and previous token).
+run "$PA" -t heads -f tsv --digits 17 attn-local.h5
+got=$(data "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s:%s:%s ", $2, $15, ($16 < 1e-6 && $14 == 0 ? "local" : "far") }')
+is "attn-local.h5: the self and previous-token heads attend within L: unseen mass < 1e-6, exceedance 0, not ood" "0:0:local 1:0:local " "$got"
+expect 0 "" "attn-local.h5: --fail-on ood passes a model whose heads attend only within L" "$PA" -t heads --fail-on ood attn-local.h5
 near "planted sink, --sink-tokens 3: sink_in = mean of (e^5 + min(2, m))/(e^5 + m)" "$(cell "$TMP/sink3.tsv" 0 2 sink_in)" "$(sink_ref 0 63 3)" 1e-12
 near "planted sink, --sink-tokens 3: sink_beyond" "$(cell "$TMP/sink3.tsv" 0 2 sink_beyond)" "$(sink_ref 64 127 3)" 1e-12
 # The profile of the decay head is the planted curve itself: 4 cos(0.024 d).
@@ -200,7 +225,7 @@ bad=$(awk -F'\t' '/^#/ || $1 !~ /^[0-9]/ { next } { w = ($4 == 0 ? 5 / 128 : 5 /
 if [ "$bad" = 0 ]; then ok "planted sink: mean_logit = 5 / (128 - d), last_prob at d 127 = e^5/(e^5+127)"; else notok "planted sink profile" "$bad rows"; fi
 run "$PA" -t layers -f tsv attn.h5
 got=$(awk -F'\t' '!/^#/ && $1 ~ /^[0-9]/ { printf "%s:%s/%s ", $1, $3, $2 }' "$TMP/out")
-if [ "$got" = "0:2/3 1:1/3 " ]; then ok "planted layers: 2 of 3 heads ood in layer 0, 1 of 3 in layer 1"; else notok "planted layers" "$got"; fi
+if [ "$got" = "0:3/3 1:3/3 " ]; then ok "planted layers: every head ood in both layers"; else notok "planted layers" "$got"; fi
 # --rows 5 of T 128: rows 0 31 63 95 127: three in-train, two beyond.
 run "$PA" -t heads -f tsv --rows 5 -l 0 -H 0 attn.h5
 got="$(cell "$TMP/out" 0 0 rows_in) $(cell "$TMP/out" 0 0 rows_beyond)"
@@ -216,24 +241,28 @@ if [ "$got" = "0 nan nan nan 0|0 nan nan nan 0|0 nan nan nan 0|" ]; then ok "-L 
 # ---------------------------------------------------------------- --fail-on
 run "$PA" -t heads attn.h5
 cp "$TMP/out" "$TMP/heads-plain.gp"
-expect 0 "" "--fail-on ood, the not-ood u-shape head: status 0" "$PA" -t heads --fail-on ood -l 0 -H 0 attn.h5
+expect 0 "" "--fail-on ood, with thresholds above the u-shape head's unseen mass: status 0" \
+    "$PA" -t heads --fail-on ood --unseen-threshold 0.5 -l 0 -H 0 attn.h5
 expect 3 "peanalyze: --fail-on ood: 1 of 1 heads are flagged ood (the first: layer 0 head 1)" \
     "--fail-on ood, the decay head: status 3, one line" "$PA" -t heads --fail-on ood -l 0 -H 1 attn.h5
-expect 3 "peanalyze: --fail-on ood: 3 of 6 heads are flagged ood (the first: layer 0 head 1)" \
+expect 3 "peanalyze: --fail-on ood: 6 of 6 heads are flagged ood (the first: layer 0 head 0)" \
     "--fail-on ood over every head: status 3" "$PA" -t heads --fail-on ood attn.h5
 if cmp -s "$TMP/out" "$TMP/heads-plain.gp"; then ok "--fail-on ood (status 3) still writes the whole table"; else notok "--fail-on ood writes the whole table"; fi
 expect 3 "" "-q: status 3 without the message" "$PA" -q -t heads --fail-on ood attn.h5
-expect 3 "peanalyze: --fail-on ood: 2 of 3" "--fail-on with -t layers" "$PA" -t layers --fail-on ood -l 0 attn.h5
+expect 3 "peanalyze: --fail-on ood: 3 of 3" "--fail-on with -t layers" "$PA" -t layers --fail-on ood -l 0 attn.h5
 if [ "$(grep -c '^[01]	3	' "$TMP/out")" -eq 1 ]; then ok "--fail-on with -t layers writes the layer row"; else notok "--fail-on with -t layers writes the layer row"; fi
 expect 3 "peanalyze: --fail-on ood: 1 of 1" "--fail-on with the profile table" "$PA" --fail-on ood -l 0 -H 2 attn.h5
 expect 0 "" "--fail-on ood when no row is beyond L: status 0" "$PA" -t heads --fail-on ood -L 1000 attn.h5
-expect 0 "" "--fail-on ood with thresholds above the decay head's shifts: status 0" \
-    "$PA" -t heads --fail-on ood --exceed-threshold 0.5 --entropy-threshold 0.2 -l 0 -H 1 attn.h5
+expect 0 "" "--fail-on ood with thresholds above the decay head's unseen mass and exceedance: status 0" \
+    "$PA" -t heads --fail-on ood --exceed-threshold 0.5 --unseen-threshold 0.2 -l 0 -H 1 attn.h5
+expect 3 "peanalyze: --fail-on ood: 1 of 1" "--fail-on ood with --entropy-threshold 0.2: the decay head's entropy shift flags it" \
+    "$PA" -t heads --fail-on ood --exceed-threshold 0.5 --unseen-threshold 0.2 --entropy-threshold 0.05 -l 0 -H 1 attn.h5
 expect 3 "peanalyze: --fail-on ushape: 1 of 3 heads have u_in >= --u-threshold (the first: layer 0 head 0)" \
     "--fail-on ushape: status 3 for the u-shape head" "$PA" -t heads --fail-on ushape -l 0 attn.h5
 expect 0 "" "--fail-on ushape without a u-shape head: status 0" "$PA" -t heads --fail-on ushape -l 0 -H 1,2 attn.h5
 expect 0 "" "--fail-on ushape --u-threshold 1: U 0.999 does not reach it" "$PA" -t heads --fail-on ushape --u-threshold 1 -l 0 attn.h5
-expect 3 "peanalyze: --fail-on ushape: 1 of 1" "--fail-on ood,ushape: ushape alone suffices" "$PA" -t heads --fail-on ood,ushape -l 0 -H 0 attn.h5
+expect 3 "peanalyze: --fail-on ushape: 1 of 1" "--fail-on ood,ushape: ushape alone suffices" \
+    "$PA" -t heads --fail-on ood,ushape --unseen-threshold 0.5 -l 0 -H 0 attn.h5
 expect 3 "peanalyze: --fail-on ood: 1 of 1" "-o with --fail-on: status 3" "$PA" -t heads --fail-on ood -l 0 -H 1 -o "$TMP/gated.gp" attn.h5
 if [ -s "$TMP/gated.gp" ] && grep -q '^0	1	1	64	64	' "$TMP/gated.gp"; then ok "-o with --fail-on: the file is written whole"; else notok "-o with --fail-on: the file is written"; fi
 
@@ -259,13 +288,18 @@ for f in f64 f16 bf16 deflate interleaved rotated both invfreq fixedstr; do
     run "$PA" -t heads -f tsv "$f.h5"
     same "heads of $f.h5 equal f32.h5 (same data, other storage)" "$TMP/out" "$TMP/ref.tsv"
 done
+# Positions from 100 with L 116 split the rows as positions from 0 with L
+# 16 (in-train rows p < L), and every statistic of the rows is the same; but
+# the distances stay below 40 < 116, all seen in training: unseen mass 0.
 run "$PA" -t heads -f tsv -L 116 offset.h5
-run2=$(data "$TMP/out" | cut -f 6-)
-if [ "$(data "$TMP/ref.tsv" | cut -f 6-)" = "$run2" ]; then
-    ok "offset.h5 (positions from 100) with L 116 equals f32.h5 with L 16"
+run2=$(data "$TMP/out" | cut -f 6-14)
+if [ "$(data "$TMP/ref.tsv" | cut -f 6-14)" = "$run2" ]; then
+    ok "offset.h5 (positions from 100) with L 116 equals f32.h5 with L 16, row statistics"
 else
-    notok "offset.h5 with L 116 equals f32.h5 with L 16"
+    notok "offset.h5 with L 116 equals f32.h5 with L 16, row statistics"
 fi
+is "offset.h5 with L 116: distances below 40 were all seen in training: unseen_mass 0 for every head" \
+    "0 0 0 0 0 0 0 0" "$(data "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s%s", sep, $16; sep = " " }')"
 
 # Pooling: counts add and means are pair-weighted (sums over sums).
 run "$PA" -f tsv --bins 0 --digits 17 -l 0 f32.h5
@@ -334,7 +368,7 @@ if [ ! -r "$REAL" ]; then
     echo "skip - the real dump: $REAL is missing"
 else
     run "$PA" -t loss --bins 6 -f tsv "$REAL"
-    got=$(data "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s%s", sep, ($1 < 512 ? ($6 == 0 ? "zero" : "nonzero") : ($6 > 1 ? "above1" : "below1")); sep = " " }')
+    got=$(lossrows "$TMP/out" | awk -F'\t' 'NR > 1 { printf "%s%s", sep, ($1 < 512 ? ($6 == 0 ? "zero" : "nonzero") : ($6 > 1 ? "above1" : "below1")); sep = " " }')
     is "real dump: the recorded excess loss is 0 below L = 512 and above 1 nat in every bin beyond it" \
         "zero above1 above1 above1 above1 above1" "$got"
     run "$PA" -t heads -f tsv "$REAL"
@@ -468,10 +502,13 @@ lossref() {
     }'
 }
 # lossgot TABLE: the rows of a tsv loss table in the same form.
-lossgot() { awk -F'\t' '/^#/ || $1 == "bin_lo" { next } { printf "%d %d %d %.9f %.9f %.9f\n", $1, $2, $3, $4, $5, $6 }' "$1"; }
+lossgot() { awk -F'\t' '/^# section: / { exit } /^#/ || $1 == "bin_lo" { next } { printf "%d %d %d %.9f %.9f %.9f\n", $1, $2, $3, $4, $5, $6 }' "$1"; }
+
 run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5
 is "loss: one file: bins, counts and means equal the token-by-token sums" "$(lossref 40)" "$(lossgot "$TMP/out")"
-is "loss: header" "bin_lo	bin_hi	n	nll	nll_control	excess" "$(data "$TMP/out" | head -n 1)"
+is "loss: header: the six columns, then four per layer" \
+    "bin_lo	bin_hi	n	nll	nll_control	excess	l0_unseen_mass	l0_entropy_nats	l0_sink_mass	l0_exceedance	l2_unseen_mass	l2_entropy_nats	l2_sink_mass	l2_exceedance" \
+    "$(data "$TMP/out" | head -n 1)"
 if grep -qx '# train_len: 16' "$TMP/out" && grep -q '^# control: window:16:1 ' "$TMP/out" && grep -qx '# pe: rope' "$TMP/out"; then
     ok "loss: train_len, control window and pe as comment lines"
 else
@@ -480,10 +517,10 @@ fi
 run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-short.h5
 is "loss: two files pool by summing per bin" "$(lossref 40 24)" "$(lossgot "$TMP/out")"
 run "$PA" -t loss -f tsv truth.h5
-is "loss: 16 position bins by default" "16" "$(data "$TMP/out" | awk 'NR > 1' | wc -l | tr -d ' ')"
+is "loss: 16 position bins by default" "16" "$(lossrows "$TMP/out" | awk 'NR > 1' | wc -l | tr -d ' ')"
 run "$PA" -t loss --bins 0 -f tsv truth.h5
-is "loss: --bins 0: one row per position, the last without a loss" "40 0" "$(data "$TMP/out" | awk -F'\t' 'NR > 1 { r++; last = $3 } END { print r, last }')"
-excess_in=$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $1 < 16 && $6 != 0 { bad++ } END { print bad + 0 }')
+is "loss: --bins 0: one row per position, the last without a loss" "40 0" "$(lossrows "$TMP/out" | awk -F'\t' 'NR > 1 { r++; last = $3 } END { print r, last }')"
+excess_in=$(lossrows "$TMP/out" | awk -F'\t' 'NR > 1 && $1 < 16 && $6 != 0 { bad++ } END { print bad + 0 }')
 is "loss: --bins 0: the excess is 0 at every position below L" "0" "$excess_in"
 run "$PA" -t loss --bins 4 -f tsv truth.h5 truth-nocontrol.h5
 if [ "$status" -eq 0 ] && [ "$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $5 == "nan" && $6 == "nan"' | wc -l)" -eq 4 ] &&
@@ -507,6 +544,30 @@ expect 1 "peanalyze: truth-otherpe.h5: /tokens/nll: pe: 'pi:4' differs from 'rop
 expect 2 "peanalyze: --rows: not for -t loss" "loss: --rows is refused" "$PA" -t loss --rows 3 truth.h5
 expect 2 "peanalyze: --fail-on: not for -t loss" "loss: --fail-on is refused" "$PA" -t loss --fail-on ood truth.h5
 expect 2 "peanalyze: --head: only for -t heatmap" "loss: --head is refused" "$PA" -t loss --head 1 truth.h5
+# The diagnostics and the calibration against the full-matrix reference
+# (tests/refattn.c --loss: per-token values from the T x T matrix, Spearman
+# by counting ranks), on the truth fixture and on the real dump.
+losscheck() { # DESC FILE LAYER
+    if "$PA" -t loss -f tsv --digits 17 -l "$3" "$2" >"$TMP/lc.tsv" 2>"$TMP/lc.err" &&
+        "$REF" --loss "$2" "$3" "$TMP/lc.tsv" >"$TMP/lc.log" 2>&1; then
+        ok "$1 ($(tail -n 1 "$TMP/lc.log"))"
+    else
+        notok "$1" "$(head -n 1 "$TMP/lc.err") $(tail -n 2 "$TMP/lc.log" | tr '\n' ' ')"
+    fi
+}
+losscheck "loss: truth.h5 layer 0: per-layer bin diagnostics and calibration equal the full-matrix reference" truth.h5 0
+losscheck "loss: truth.h5 layer 2: the same" truth.h5 2
+if [ -r "$REAL" ]; then
+    losscheck "loss: real dump layer 0: the same" "$REAL" 0
+    losscheck "loss: real dump layer 3: the same" "$REAL" 3
+fi
+awk -F'\t' 'BEGIN { OFS = "\t" } s && $2 == "unseen_mass" && !done { $5 = $5 + 1e-6; done = 1 } /^# section:/ { s = 1 } { print }' "$TMP/lc.tsv" >"$TMP/lc-bad.tsv"
+if "$REF" --loss "${REAL:-truth.h5}" 3 "$TMP/lc-bad.tsv" >/dev/null 2>&1; then
+    notok "refattn --loss refuses a table with one correlation off by 1e-6"
+else
+    ok "refattn --loss refuses a table with one correlation off by 1e-6"
+fi
+
 # The loss figure (scripts/pe-fig-loss.gp).
 G=$SCRIPTS/pe-fig-loss.gp
 "$PA" -t loss --bins 8 truth.h5 >"$TMP/loss.gp" && "$PA" -t loss --bins 8 -f tsv truth-nocontrol.h5 >"$TMP/loss-noctl.tsv"

@@ -23,6 +23,16 @@
  *                   amplitude (q = k = 1/sqrt 2); head 2 rise: q = 2, k = -2 in
  *                   pair 2, logit -4 cos(0.024 delta), which leaves the
  *                   in-train range upwards like head 1 of layer 0 downwards.
+ * Every planted head of attn.h5 puts attention on distances beyond L (the
+ * periodic ones repeat there, the sink head spreads the rest evenly, the
+ * decay and rise heads leave the in-train logit range), so each is ood.
+ * attn-local.h5 is the opposite, heads that attend only within L: T 128,
+ * L 64, head_dim 136 of which dims 8..135 pass through, attn_scale 1; head
+ * 0 has q_m = k_m = sqrt(20) e_(8+m), so a query meets only its own key
+ * (logit 20, all others 0): self attention; head 1 (its own key head) has
+ * k_n = sqrt(20) e_(8+(n+1) mod 128): the previous token.  The logits are 0
+ * and 20 in and beyond L, and the keys at distance >= 64 get e^-20 of the
+ * attention each: neither head is ood.
  * attn-softcap.h5 is the standard random data of fixtures.h with
  * attn_softcap 1.5 (and float64), attn-gappy.h5 the same data at positions
  * with gaps and train_len 30, attn-nolen.h5 the same data without train_len. */
@@ -53,6 +63,14 @@ static void set_freqs(hid_t f, const double *theta, hsize_t n)
     dset_write(f, "rope/inv_freq", H5T_IEEE_F64LE, 1, &n, H5T_NATIVE_DOUBLE, theta, 0);
 }
 
+#define LOCAL_T 128
+static double local(int layer, int tensor, int h, int t, int d)
+{
+    (void)layer;
+    int want = 8 + (tensor == 1 && h == 1 ? (t + 1) % LOCAL_T : t);
+    return d == want ? sqrt(20.0) : 0.0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
@@ -78,6 +96,23 @@ int main(int argc, char **argv)
         set_freqs(f, theta, 3);
         attr_double(f, "attn_scale", 1.0);
         attr_str(f, "model", "petools planted attention fixture");
+        H5Fclose(f);
+    }
+
+    s = standard();
+    s.heads = 2;
+    s.kv = 2;
+    s.D = 8 + LOCAL_T;
+    s.R = 8;
+    s.T = LOCAL_T;
+    s.train_len = AT_L;
+    s.dtype = FX_F64;
+    s.n_layers = 1;
+    s.value = local;
+    {
+        hid_t f = write_file(dir, "attn-local.h5", &s);
+        attr_double(f, "attn_scale", 1.0);
+        attr_str(f, "model", "petools local attention fixture");
         H5Fclose(f);
     }
 

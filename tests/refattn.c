@@ -2,6 +2,7 @@
  * definitions (man peanalyze(1)), from the full matrix.
  *
  *   refattn FILE.h5 LAYER PROFILE.tsv HEADS.tsv [ROWS]
+ *   refattn --loss FILE.h5 LAYER LOSS.tsv
  *
  * PROFILE is `peanalyze -f tsv --bins 0 --digits 17 -l LAYER [-H LIST]
  * [--rows ROWS] FILE`, HEADS the same with `-t heads`.  This program reads
@@ -9,12 +10,24 @@
  * converted by HDF5), rotates every query and key at its position itself,
  * materialises each listed head's T x T matrix of logits (softcap applied)
  * and probabilities, and computes every column by its definition, the
- * U-score included.  Defaults of peanalyze are assumed: one sink token,
- * margin 0.05, thresholds 0.01, 0.1, 0.1 and u-shape at 0.1.
+ * U-score (over the keys that are not sinks) included.  Defaults of
+ * peanalyze are assumed: one sink token, margin 0.05, the verdict unseen
+ * mass > 0.05 or exceedance > 0.01, and u-shape at 0.1.
  *
  * Tolerances: probabilities (mean_prob, last_prob, sink, entropy,
  * exceedance, U) 1e-6 absolute; logits and mean_prob_u 1e-6 relative (to
- * max(1, |value|)); counts and labels exact.  Prints the worst errors. */
+ * max(1, |value|)); the unseen-distance mass, the entropy in nats and the
+ * sink ratio 1e-9 (relative to max(1, |value|)); counts and labels exact.
+ * Prints the worst errors.
+ *
+ * --loss: LOSS is `peanalyze -t loss -f tsv --digits 17 -l LAYER FILE` (one
+ * file, every head of the layer).  Per token, the mean over the layer's
+ * heads of the unseen-distance mass, the entropy in nats, the sink mass and
+ * the exceedance (beyond rows; the in-train range of each head) from the
+ * full matrix; per bin their means over the tokens with a loss (the file's
+ * /tokens/nll, read here); and the calibration rows of the layer: Spearman
+ * correlations written here with an O(n^2) ranking, against the excess
+ * nll - nll_control.  Tolerance 1e-9 (relative to max(1, |value|)). */
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
@@ -155,7 +168,9 @@ static double *head(const char *tensor, int h)
 
 typedef struct refhead {
     double *logit, *count, *logit_in, *count_in, *prob, *prob_u, *last, *last_count;
+    double *ns_logit, *ns_count, *ns_logit_in, *ns_count_in; /* keys n >= 1 (not the sink) */
     double rows_in, rows_beyond, sink_in, sink_beyond, ent_in, ent_beyond, exceedance;
+    double nats_in, nats_beyond, unseen, sink_ratio;
     double u_in, u_all;
     const char *label_in, *label_all;
     int ood;
@@ -202,8 +217,9 @@ static void compute(refhead *r, int h, long nrows)
     double *q = head("q", h), *k = head("k", h / (H / KV));
     double *Lm = malloc((size_t)T * (size_t)T * sizeof *Lm), *Pm = malloc((size_t)T * (size_t)T * sizeof *Pm);
     long nd = (long)(pos[T - 1] - pos[0]) + 1;
-    double **arr[] = {&r->logit, &r->count, &r->logit_in, &r->count_in, &r->prob, &r->prob_u, &r->last, &r->last_count};
-    for (int i = 0; i < 8; i++) *arr[i] = calloc((size_t)nd, sizeof(double));
+    double **arr[] = {&r->logit,    &r->count,    &r->logit_in,    &r->count_in,   &r->prob,    &r->prob_u,
+                      &r->last,     &r->last_count, &r->ns_logit, &r->ns_count, &r->ns_logit_in, &r->ns_count_in};
+    for (int i = 0; i < 12; i++) *arr[i] = calloc((size_t)nd, sizeof(double));
     char *eval = calloc((size_t)T, 1);
     if (nrows <= 0 || nrows >= T) {
         memset(eval, 1, (size_t)T);
@@ -237,7 +253,7 @@ static void compute(refhead *r, int h, long nrows)
     for (long m = 0; m < T; m++) {
         if (!eval[m]) continue;
         int in = L <= 0 || pos[m] < L;
-        double ent = 0;
+        double ent = 0, unseen = 0;
         for (long n = 0; n <= m; n++) {
             long d = (long)(pos[m] - pos[n]);
             double l = Lm[(size_t)m * (size_t)T + (size_t)n], p = Pm[(size_t)m * (size_t)T + (size_t)n];
@@ -257,6 +273,15 @@ static void compute(refhead *r, int h, long nrows)
                 r->last_count[d] += 1;
             }
             if (p > 0) ent -= p * log(p);
+            if (n >= 1) {
+                r->ns_logit[d] += l;
+                r->ns_count[d] += 1;
+                if (in) {
+                    r->ns_logit_in[d] += l;
+                    r->ns_count_in[d] += 1;
+                }
+                if (L > 0 && pos[m] - pos[n] >= L) unseen += p;
+            }
         }
         double sink = Pm[(size_t)m * (size_t)T];
         if (in) {
@@ -265,13 +290,16 @@ static void compute(refhead *r, int h, long nrows)
         } else {
             r->rows_beyond++;
             r->sink_beyond += sink;
+            r->unseen += unseen;
         }
         if (m >= 1) {
             if (in) {
                 r->ent_in += ent / log((double)(m + 1));
+                r->nats_in += ent;
                 ne_in++;
             } else {
                 r->ent_beyond += ent / log((double)(m + 1));
+                r->nats_beyond += ent;
                 ne_b++;
             }
         }
@@ -280,10 +308,14 @@ static void compute(refhead *r, int h, long nrows)
     r->sink_beyond = r->rows_beyond ? r->sink_beyond / r->rows_beyond : NAN;
     r->ent_in = ne_in ? r->ent_in / ne_in : NAN;
     r->ent_beyond = ne_b ? r->ent_beyond / ne_b : NAN;
+    r->nats_in = ne_in ? r->nats_in / ne_in : NAN;
+    r->nats_beyond = ne_b ? r->nats_beyond / ne_b : NAN;
+    r->unseen = r->rows_beyond ? r->unseen / r->rows_beyond : NAN;
+    r->sink_ratio = r->sink_in > 0 ? r->sink_beyond / r->sink_in : NAN;
     r->exceedance = (lo <= hi && pairs_b > 0) ? out / pairs_b : NAN;
-    r->u_in = u_score(r->logit_in, r->count_in, nd, &r->label_in);
-    r->u_all = u_score(r->logit, r->count, nd, &r->label_all);
-    r->ood = r->exceedance > 0.01 || fabs(r->ent_beyond - r->ent_in) > 0.1 || fabs(r->sink_beyond - r->sink_in) > 0.1;
+    r->u_in = u_score(r->ns_logit_in, r->ns_count_in, nd, &r->label_in);
+    r->u_all = u_score(r->ns_logit, r->ns_count, nd, &r->label_all);
+    r->ood = r->unseen > 0.05 || r->exceedance > 0.01;
     free(q);
     free(k);
     free(Lm);
@@ -293,8 +325,9 @@ static void compute(refhead *r, int h, long nrows)
 
 static void refhead_free(refhead *r)
 {
-    double *arr[] = {r->logit, r->count, r->logit_in, r->count_in, r->prob, r->prob_u, r->last, r->last_count};
-    for (int i = 0; i < 8; i++) free(arr[i]);
+    double *arr[] = {r->logit, r->count,      r->logit_in, r->count_in, r->prob,        r->prob_u,
+                     r->last,  r->last_count, r->ns_logit, r->ns_count, r->ns_logit_in, r->ns_count_in};
+    for (int i = 0; i < 12; i++) free(arr[i]);
     memset(r, 0, sizeof *r);
 }
 
@@ -348,8 +381,202 @@ static refhead *ref_of(int h, long nrows)
     return &refs[h];
 }
 
+/* ---- --loss ---- */
+
+static double *read_vector(const char *name)
+{
+    double *v = malloc((size_t)T * sizeof *v);
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    if (d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) die(name);
+    H5Dclose(d);
+    return v;
+}
+
+/* Per token of one head: unseen, nats, sink, exceed (NaN in-train). */
+static void head_rows(int h, double *acc, long L0)
+{
+    double *q = head("q", h), *k = head("k", h / (H / KV));
+    double *l = malloc((size_t)T * sizeof *l), lo = INFINITY, hi = -INFINITY;
+    for (int pass = 0; pass < 2; pass++)
+        for (long m = 0; m < T; m++) {
+            int in = pos[m] < L0;
+            if (pass == 0 && !in) continue;
+            double mx = -INFINITY, Z = 0;
+            for (long n = 0; n <= m; n++) {
+                double dot = 0;
+                for (int d = 0; d < D; d++) dot += q[(size_t)m * (size_t)D + (size_t)d] * k[(size_t)n * (size_t)D + (size_t)d];
+                l[n] = scale * dot;
+                if (softcap > 0) l[n] = softcap * tanh(l[n] / softcap);
+                mx = fmax(mx, l[n]);
+            }
+            if (pass == 0) {
+                for (long n = 0; n <= m; n++) {
+                    lo = fmin(lo, l[n]);
+                    hi = fmax(hi, l[n]);
+                }
+                continue;
+            }
+            for (long n = 0; n <= m; n++) Z += exp(l[n] - mx);
+            double unseen = 0, H = 0, out = 0, W = hi - lo;
+            for (long n = 0; n <= m; n++) {
+                double p = exp(l[n] - mx) / Z;
+                if (p > 0) H -= p * log(p);
+                if (n >= 1 && pos[m] - pos[n] >= L0) unseen += p;
+                if (l[n] < lo - 0.05 * W || l[n] > hi + 0.05 * W) out++;
+            }
+            acc[0 * T + m] += unseen;
+            acc[1 * T + m] += H;
+            acc[2 * T + m] += exp(l[0] - mx) / Z;
+            acc[3 * T + m] += in || lo > hi ? NAN : out / (double)(m + 1);
+        }
+    free(q);
+    free(k);
+    free(l);
+}
+
+/* Spearman by its definition: average ranks by counting, O(n^2). */
+static double spearman(const double *x, const double *y, long n)
+{
+    if (n < 3) return NAN;
+    double *rx = malloc((size_t)n * sizeof *rx), *ry = malloc((size_t)n * sizeof *ry);
+    for (long i = 0; i < n; i++) {
+        double lx = 0, ex = 0, ly = 0, ey = 0;
+        for (long j = 0; j < n; j++) {
+            lx += x[j] < x[i];
+            ex += x[j] == x[i];
+            ly += y[j] < y[i];
+            ey += y[j] == y[i];
+        }
+        rx[i] = lx + (ex + 1) / 2;
+        ry[i] = ly + (ey + 1) / 2;
+    }
+    double mx = 0, my = 0, sxy = 0, sxx = 0, syy = 0;
+    for (long i = 0; i < n; i++) {
+        mx += rx[i] / n;
+        my += ry[i] / n;
+    }
+    for (long i = 0; i < n; i++) {
+        sxy += (rx[i] - mx) * (ry[i] - my);
+        sxx += (rx[i] - mx) * (rx[i] - mx);
+        syy += (ry[i] - my) * (ry[i] - my);
+    }
+    free(rx);
+    free(ry);
+    return sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : NAN;
+}
+
+static int loss_main(char **argv)
+{
+    long layer = atol(argv[3]);
+    read_file(argv[2], layer);
+    if (L <= 0) die("the file has no train_len");
+    double *nll = read_vector("tokens/nll"), *ctl = read_vector("tokens/nll_control");
+    double *acc = calloc(4 * (size_t)T, sizeof *acc);
+    for (int h = 0; h < H; h++) head_rows(h, acc, L);
+    for (long i = 0; i < 4 * T; i++) acc[i] /= H;
+    FILE *tf = fopen(argv[4], "r");
+    if (!tf) die("cannot open the loss table");
+    char line[65536], *f[512], want_col[64];
+    int col[4] = {0}, in_calib = 0;
+    long bins = 0, calib = 0;
+    static const char *const names[4] = {"unseen_mass", "entropy_nats", "sink_mass", "exceedance"};
+    double *blo = malloc((size_t)T * sizeof *blo), *bhi = malloc((size_t)T * sizeof *bhi);
+    while (fgets(line, sizeof line, tf)) {
+        if (strncmp(line, "# section: calibration", 22) == 0) {
+            in_calib = 1;
+            continue;
+        }
+        if (line[0] == '#') continue;
+        int n = fields(line, f, 512);
+        if (strcmp(f[0], "bin_lo") == 0) {
+            for (int d = 0; d < 4; d++) {
+                snprintf(want_col, sizeof want_col, "l%ld_%s", layer, names[d]);
+                for (int c = 0; c < n; c++)
+                    if (strcmp(f[c], want_col) == 0) col[d] = c;
+                if (!col[d]) die("the table has no column for LAYER");
+            }
+            continue;
+        }
+        if (strcmp(f[0], "layer") == 0) continue;
+        if (!in_calib) {
+            long lo = atol(f[0]), hi = atol(f[1]);
+            blo[bins] = (double)lo;
+            bhi[bins++] = (double)hi;
+            for (int d = 0; d < 4; d++) {
+                double s = 0, c = 0;
+                for (long m = 0; m < T; m++)
+                    if (pos[m] >= lo && pos[m] <= hi && !isnan(nll[m]) && !isnan(acc[d * T + m])) {
+                        s += acc[d * T + m];
+                        c++;
+                    }
+                cmp(strtod(f[col[d]], NULL), c ? s / c : NAN, 1e-9, 1, &worst_stat, names[d], -1, lo);
+            }
+            continue;
+        }
+        if (atol(f[0]) != layer) continue;
+        int d = 0;
+        while (d < 4 && strcmp(f[1], names[d]) != 0) d++;
+        if (d == 4) die("an unknown diagnostic in the calibration");
+        /* tokens beyond L with both values, per bin */
+        double *xs = malloc((size_t)T * sizeof *xs), *ys = malloc((size_t)T * sizeof *ys);
+        double *bx = malloc((size_t)bins * sizeof *bx), *by = malloc((size_t)bins * sizeof *by), wsum = 0, wr = 0;
+        long nb = 0, ntok = 0;
+        for (long b = 0; b < bins; b++) {
+            long n = 0;
+            for (long m = 0; m < T; m++) {
+                double e = nll[m] - ctl[m], x = acc[d * T + m];
+                if (pos[m] < blo[b] || pos[m] > bhi[b] || pos[m] < L || isnan(e) || isnan(x)) continue;
+                xs[n] = x;
+                ys[n++] = e;
+            }
+            if (!n) continue;
+            double sx = 0, sy = 0;
+            for (long i = 0; i < n; i++) {
+                sx += xs[i];
+                sy += ys[i];
+            }
+            bx[nb] = sx / n;
+            by[nb++] = sy / n;
+            ntok += n;
+            double r = spearman(xs, ys, n);
+            if (!isnan(r)) {
+                wr += n * r;
+                wsum += n;
+            }
+        }
+        cmp(strtod(f[2], NULL), spearman(bx, by, nb), 1e-9, 1, &worst_stat, "across_bins", d, layer);
+        cmp(atof(f[3]), (double)nb, 0, 0, &worst_stat, "n_bins", d, layer);
+        cmp(strtod(f[4], NULL), wsum > 0 ? wr / wsum : NAN, 1e-9, 1, &worst_stat, "within_bins", d, layer);
+        cmp(atof(f[5]), (double)ntok, 0, 0, &worst_stat, "n_tokens", d, layer);
+        calib++;
+        free(xs);
+        free(ys);
+        free(bx);
+        free(by);
+    }
+    fclose(tf);
+    printf("%ld bins, %ld calibration rows, %ld values; worst %.2g\n", bins, calib, checked, worst_stat);
+    free(nll);
+    free(ctl);
+    free(acc);
+    free(blo);
+    free(bhi);
+    free(pos);
+    free(theta);
+    H5Fclose(file);
+    if (bad || bins == 0 || calib != 4) {
+        fprintf(stderr, "refattn: %ld values differ beyond the tolerance (%ld calibration rows)\n", bad, calib);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "--loss") == 0) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        return loss_main(argv);
+    }
     if (argc != 5 && argc != 6) {
         fprintf(stderr, "usage: refattn FILE.h5 LAYER PROFILE.tsv HEADS.tsv [ROWS]\n");
         return 2;
@@ -384,7 +611,7 @@ int main(int argc, char **argv)
     if (!th) die("cannot open the heads table");
     while (fgets(line, sizeof line, th)) {
         if (line[0] == '#' || strncmp(line, "layer\t", 6) == 0) continue;
-        if (fields(line, f, 32) != 15) die("a heads row without 15 columns");
+        if (fields(line, f, 32) != 19) die("a heads row without 19 columns");
         int h = atoi(f[1]);
         if (atol(f[0]) != layer) die("the heads table must be of LAYER");
         refhead *r = ref_of(h, nrows);
@@ -398,6 +625,10 @@ int main(int argc, char **argv)
         cmp(strtod(f[11], NULL), r->u_all, 1e-6, 0, &worst_stat, "u_all", h, 0);
         cmp(strtod(f[13], NULL), r->exceedance, 1e-6, 0, &worst_stat, "exceedance", h, 0);
         cmp(atof(f[14]), r->ood, 0, 0, &worst_stat, "ood", h, 0);
+        cmp(strtod(f[15], NULL), r->unseen, 1e-9, 1, &worst_stat, "unseen_mass", h, 0);
+        cmp(strtod(f[16], NULL), r->nats_in, 1e-9, 1, &worst_stat, "entropy_nats_in", h, 0);
+        cmp(strtod(f[17], NULL), r->nats_beyond, 1e-9, 1, &worst_stat, "entropy_nats_beyond", h, 0);
+        cmp(strtod(f[18], NULL), r->sink_ratio, 1e-9, 1, &worst_stat, "sink_ratio", h, 0);
         checked += 2;
         if (strcmp(f[10], r->label_in) != 0 || strcmp(f[12], r->label_all) != 0) {
             bad++;

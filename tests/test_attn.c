@@ -69,6 +69,10 @@ typedef struct ref {
     double *logit, *abslogit, *count, *logit_in, *abslogit_in, *count_in, *prob, *prob_u, *last, *last_count;
     double rows_in, rows_beyond, sink_in, sink_beyond, ent_rows_in, ent_rows_beyond, ent_in, ent_beyond;
     double lo, hi, pairs_beyond, exceed;
+    double *ns_logit, *ns_count, *ns_logit_in, *ns_count_in; /* pairs whose key is not a sink */
+    double nats_in, nats_beyond, unseen_beyond;
+    /* per row of the first sequence: unseen mass, entropy (nats), sink mass, exceedance */
+    double *row_unseen, *row_nats, *row_sink, *row_exceed;
 } ref;
 
 static double *zeros(size_t n)
@@ -88,6 +92,14 @@ static void ref_free(ref *r)
     free(r->prob_u);
     free(r->last);
     free(r->last_count);
+    free(r->ns_logit);
+    free(r->ns_count);
+    free(r->ns_logit_in);
+    free(r->ns_count_in);
+    free(r->row_unseen);
+    free(r->row_nats);
+    free(r->row_sink);
+    free(r->row_exceed);
 }
 
 /* The full T x T matrix of a sequence: capped logits (NaN above the
@@ -128,6 +140,15 @@ static void ref_compute(ref *r, const seq *seqs, size_t nseq, size_t nd, const p
     r->prob_u = zeros(nd);
     r->last = zeros(nd);
     r->last_count = zeros(nd);
+    r->ns_logit = zeros(nd);
+    r->ns_count = zeros(nd);
+    r->ns_logit_in = zeros(nd);
+    r->ns_count_in = zeros(nd);
+    r->row_unseen = zeros(seqs[0].T);
+    r->row_nats = zeros(seqs[0].T);
+    r->row_sink = zeros(seqs[0].T);
+    r->row_exceed = zeros(seqs[0].T);
+    for (size_t m = 0; m < seqs[0].T; m++) r->row_unseen[m] = r->row_nats[m] = r->row_sink[m] = r->row_exceed[m] = -1;
     r->lo = INFINITY;
     r->hi = -INFINITY;
     long L = p->train_len;
@@ -160,7 +181,7 @@ static void ref_compute(ref *r, const seq *seqs, size_t nseq, size_t nd, const p
         for (size_t i = 0; i < nr[f]; i++) {
             size_t m = rows[f][i];
             int in = L <= 0 || s->pos[m] < L;
-            double sink = 0, H = 0;
+            double sink = 0, H = 0, unseen = 0, out = 0;
             for (size_t n = 0; n <= m; n++) {
                 size_t d = (size_t)(s->pos[m] - s->pos[n]);
                 double l = Lm[f][m * T + n], pr = Pm[f][m * T + n];
@@ -183,6 +204,16 @@ static void ref_compute(ref *r, const seq *seqs, size_t nseq, size_t nd, const p
                 }
                 if (n < p->sink_tokens) sink += pr;
                 if (pr > 0) H -= pr * log(pr);
+                if (n >= p->sink_tokens) { /* the U-score's pairs */
+                    r->ns_logit[d] += l;
+                    r->ns_count[d] += 1;
+                    if (in) {
+                        r->ns_logit_in[d] += l;
+                        r->ns_count_in[d] += 1;
+                    }
+                }
+                if (L > 0 && s->pos[m] - s->pos[n] >= L && n >= p->sink_tokens) unseen += pr;
+                if (!in && (l < blo || l > bhi)) out += 1;
             }
             if (in) {
                 r->rows_in += 1;
@@ -190,15 +221,24 @@ static void ref_compute(ref *r, const seq *seqs, size_t nseq, size_t nd, const p
             } else {
                 r->rows_beyond += 1;
                 r->sink_beyond += sink;
+                r->unseen_beyond += unseen;
             }
             if (m >= 1) {
                 if (in) {
                     r->ent_rows_in += 1;
                     r->ent_in += H / log((double)(m + 1));
+                    r->nats_in += H;
                 } else {
                     r->ent_rows_beyond += 1;
                     r->ent_beyond += H / log((double)(m + 1));
+                    r->nats_beyond += H;
                 }
+            }
+            if (f == 0) {
+                r->row_unseen[m] = unseen;
+                r->row_nats[m] = H;
+                r->row_sink[m] = sink;
+                r->row_exceed[m] = in || r->lo > r->hi ? NAN : out / (double)(m + 1);
             }
         }
     }
@@ -219,6 +259,9 @@ static void ref_compute(ref *r, const seq *seqs, size_t nseq, size_t nd, const p
  * use from case to case, which must change nothing. */
 static pe_attn_work *shared_work;
 
+/* The engine's per-row diagnostics of the first sequence, from the last run. */
+static double *eng_unseen, *eng_nats, *eng_sink, *eng_exceed;
+
 static int run_engine(pe_attn_acc *a, const seq *seqs, size_t nseq, size_t nd, const pe_attn_params *p,
                       size_t nrows, int force_phases)
 {
@@ -231,10 +274,20 @@ static int run_engine(pe_attn_acc *a, const seq *seqs, size_t nseq, size_t nd, c
         nr[f] = pe_attn_even_rows(seqs[f].T, nrows ? nrows : seqs[f].T, rows[f]);
     }
     int two = (nseq > 1 || force_phases) && p->train_len > 0, rc = 0;
+    free(eng_unseen);
+    free(eng_nats);
+    free(eng_sink);
+    free(eng_exceed);
+    eng_unseen = malloc(seqs[0].T * sizeof(double));
+    eng_nats = malloc(seqs[0].T * sizeof(double));
+    eng_sink = malloc(seqs[0].T * sizeof(double));
+    eng_exceed = malloc(seqs[0].T * sizeof(double));
+    for (size_t m = 0; m < seqs[0].T; m++) eng_unseen[m] = eng_nats[m] = eng_sink[m] = eng_exceed[m] = -1;
+    pe_attn_rows out = {eng_unseen, eng_nats, eng_sink, eng_exceed};
     for (int ph = two ? 1 : 0; ph <= (two ? 2 : 0) && rc == 0; ph++) {
         for (size_t f = 0; f < nseq && rc == 0; f++) {
             pe_attn_seq s = {seqs[f].T, seqs[f].D, seqs[f].q, seqs[f].k, seqs[f].pos,
-                             nrows ? rows[f] : NULL, nr[f]};
+                             nrows ? rows[f] : NULL, nr[f], f == 0 ? &out : NULL};
             rc = pe_attn_add(a, &s, p, (pe_attn_phase)ph, w, &e);
         }
     }
@@ -245,7 +298,9 @@ static int run_engine(pe_attn_acc *a, const seq *seqs, size_t nseq, size_t nd, c
     return rc;
 }
 
-/* Worst errors of an engine run against the reference. */
+/* Worst errors of an engine run against the reference; rows_T: the rows of
+ * the first sequence, whose per-row diagnostics are compared too. */
+static size_t rows_T;
 static void compare(const char *name, const pe_attn_acc *a, const ref *r)
 {
     char what[256];
@@ -296,11 +351,38 @@ static void compare(const char *name, const pe_attn_acc *a, const ref *r)
     double want_ent_in = r->ent_rows_in ? r->ent_in / r->ent_rows_in : NAN;
     double want_ent_b = r->ent_rows_beyond ? r->ent_beyond / r->ent_rows_beyond : NAN;
     double want_exc = (r->lo <= r->hi && r->pairs_beyond > 0) ? r->exceed / r->pairs_beyond : NAN;
+    /* U over the pairs whose key is not a sink (the reference sums them on
+     * their own), up to the largest distance that has such a pair. */
     size_t nin = nd, nall = nd;
-    while (nin > 0 && r->count_in[nin - 1] == 0) nin--;
-    while (nall > 0 && r->count[nall - 1] == 0) nall--;
-    double want_uin = pe_u_score(r->logit_in, r->count_in, nin, NULL);
-    double want_uall = pe_u_score(r->logit, r->count, nall, NULL);
+    while (nin > 0 && r->ns_count_in[nin - 1] == 0) nin--;
+    while (nall > 0 && r->ns_count[nall - 1] == 0) nall--;
+    double want_uin = pe_u_score(r->ns_logit_in, r->ns_count_in, nin, NULL);
+    double want_uall = pe_u_score(r->ns_logit, r->ns_count, nall, NULL);
+    double want_nin = r->ent_rows_in ? r->nats_in / r->ent_rows_in : NAN;
+    double want_nb = r->ent_rows_beyond ? r->nats_beyond / r->ent_rows_beyond : NAN;
+    double want_unseen = r->rows_beyond ? r->unseen_beyond / r->rows_beyond : NAN;
+    double want_ratio = want_sink_in > 0 ? want_sink_b / want_sink_in : NAN;
+    snprintf(what, sizeof what, "%s: summary: unseen-distance mass, entropy in nats and sink ratio to 1e-12", name);
+    pe_test_report(pe_test_close_enough(st.unseen, want_unseen, 1e-12, 0) &&
+                       pe_test_close_enough(st.nats_in, want_nin, 1e-12, 0) &&
+                       pe_test_close_enough(st.nats_beyond, want_nb, 1e-12, 0) &&
+                       pe_test_close_enough(st.sink_ratio, want_ratio, 1e-12, 0),
+                   what, "unseen %.17g (%.17g) nats %.17g/%.17g (%.17g/%.17g) ratio %.17g (%.17g)", st.unseen, want_unseen,
+                   st.nats_in, st.nats_beyond, want_nin, want_nb, st.sink_ratio, want_ratio);
+    int rows_ok = 1;
+    for (size_t m = 0; eng_unseen && m < rows_T; m++) {
+        int same = pe_test_close_enough(eng_unseen[m], r->row_unseen[m], 1e-12, 0) &&
+                   pe_test_close_enough(eng_nats[m], r->row_nats[m], 1e-12, 0) &&
+                   pe_test_close_enough(eng_sink[m], r->row_sink[m], 1e-12, 0) &&
+                   (isnan(r->row_exceed[m]) ? isnan(eng_exceed[m]) || r->row_unseen[m] == -1
+                                            : pe_test_close_enough(eng_exceed[m], r->row_exceed[m], 1e-15, 0));
+        if (!same && rows_ok) printf("# row %zu: unseen %.17g (%.17g) nats %.17g (%.17g) sink %.17g (%.17g) exceed %.17g (%.17g)\n", m,
+                                     eng_unseen[m], r->row_unseen[m], eng_nats[m], r->row_nats[m], eng_sink[m],
+                                     r->row_sink[m], eng_exceed[m], r->row_exceed[m]);
+        rows_ok &= same;
+    }
+    snprintf(what, sizeof what, "%s: per-row unseen mass, entropy (nats), sink mass and exceedance equal the reference's", name);
+    PE_CHECK(rows_ok, what);
     snprintf(what, sizeof what, "%s: summary: sink, entropy, exceedance means and U-scores", name);
     pe_test_report(pe_test_close_enough(st.sink_in, want_sink_in, 1e-12, 0) &&
                        pe_test_close_enough(st.sink_beyond, want_sink_b, 1e-12, 0) &&
@@ -369,6 +451,7 @@ static void run_case(const tcase *c)
             continue;
         }
         if (b == 0) {
+            rows_T = seqs[0].T;
             compare(c->name, &a, &r);
             first = a;
             have_first = 1;
@@ -415,7 +498,7 @@ static void test_heatmap(size_t T, int D, double cap, size_t m0, size_t m1, size
         }
     }
     pe_attn_params p = {scale, cap, 0, 1, PE_ATTN_MARGIN, 3};
-    pe_attn_seq as = {T, D, s.q, s.k, s.pos, NULL, 0};
+    pe_attn_seq as = {T, D, s.q, s.k, s.pos, NULL, 0, NULL};
     pe_err e = {0};
     char what[200];
     int r1 = pe_attn_heatmap(&as, &p, m0, m1, nc, got, NULL, &e);
@@ -492,26 +575,35 @@ static void test_rows_rule(void)
 
 static void test_ood_rule(void)
 {
-    pe_attn_thresholds t = {0.01, 0.1, 0.1};
+    pe_attn_thresholds t = {0.05, 0.01, -1, -1};
     pe_attn_stats s;
     memset(&s, 0, sizeof s);
     s.entropy_in = 0.5;
-    s.entropy_beyond = 0.55;
+    s.entropy_beyond = 0.8;
     s.sink_in = 0.3;
-    s.sink_beyond = 0.35;
+    s.sink_beyond = 0.01;
     s.exceedance = 0.01;
-    PE_CHECK(!pe_attn_ood(&s, &t), "ood: exceedance 0.01 and shifts 0.05 are not flagged (strict >)");
+    s.unseen = 0.05;
+    PE_CHECK(!pe_attn_ood(&s, &t), "ood: unseen mass 0.05 and exceedance 0.01 are not flagged (strict >), "
+                                   "entropy and sink shifts are not part of the default rule");
+    s.unseen = 0.0501;
+    PE_CHECK(pe_attn_ood(&s, &t), "ood: an unseen-distance mass above 0.05 flags");
+    s.unseen = 0;
     s.exceedance = 0.0101;
     PE_CHECK(pe_attn_ood(&s, &t), "ood: exceedance above 0.01 flags");
     s.exceedance = 0;
-    s.entropy_beyond = 0.3;
-    PE_CHECK(pe_attn_ood(&s, &t), "ood: an entropy drop of 0.2 flags");
-    s.entropy_beyond = 0.5;
-    s.sink_beyond = 0.45;
-    PE_CHECK(pe_attn_ood(&s, &t), "ood: a sink rise of 0.15 flags");
+    t.entropy = 0.1;
+    PE_CHECK(pe_attn_ood(&s, &t), "ood: with --entropy-threshold 0.1, an entropy shift of 0.3 flags");
+    t.entropy = -1;
+    t.sink = 0.1;
+    PE_CHECK(pe_attn_ood(&s, &t), "ood: with --sink-threshold 0.1, a sink drop of 0.29 flags");
+    t.sink = 0.3;
+    PE_CHECK(!pe_attn_ood(&s, &t), "ood: with --sink-threshold 0.3 it does not");
     s.sink_beyond = NAN;
     s.entropy_beyond = NAN;
     s.exceedance = NAN;
+    s.unseen = NAN;
+    t.entropy = t.sink = 0;
     PE_CHECK(!pe_attn_ood(&s, &t), "ood: no beyond rows (NaN) is never flagged");
 }
 
@@ -523,7 +615,7 @@ static void test_errors(void)
     pe_err e = {0};
     size_t bad_rows[] = {3, 3};
     pe_attn_init(&a, 5, &e);
-    pe_attn_seq as = {10, 4, s.q, s.k, s.pos, NULL, 0};
+    pe_attn_seq as = {10, 4, s.q, s.k, s.pos, NULL, 0, NULL};
     PE_CHECK(pe_attn_add(&a, &as, &p, PE_ATTN_ALL, NULL, &e) < 0 && strstr(e.msg, "distance 9"),
              "a distance beyond the accumulators is an error, not a write past them");
     pe_attn_free(&a);
@@ -569,5 +661,9 @@ int main(void)
     test_ood_rule();
     test_errors();
     pe_attn_work_free(shared_work);
+    free(eng_unseen);
+    free(eng_nats);
+    free(eng_sink);
+    free(eng_exceed);
     return pe_test_done();
 }

@@ -111,6 +111,8 @@ static void ref_scores(const double *l, int D, int r, double *s)
     s[3] = l[0];
     s[4] = sd;
     s[5] = exp(sd);
+    s[6] = 0;
+    for (int i = 0; i < r; i++) s[6] += l[i];
 }
 
 /* Rotates pair (a_i, b_i) of every token by pos * theta_i as a complex
@@ -251,9 +253,13 @@ static void test_vectors(void)
         PE_CHECK_NEAR(s2[PE_ENT_NORM], want[p][5] / log(4.0), 1e-9, p ? "uncomp: score_norm = S_2 / ln 4" : "paper: score_norm = S_2 / ln 4");
         PE_CHECK_NEAR(s1[PE_ENT_LAMBDA1], want[p][0], 1e-9, p ? "uncomp: lambda1" : "paper: lambda1");
         PE_CHECK_NEAR(s1[PE_ENT_RHO], 1.0, 1e-15, p ? "uncomp: rho_1 = 1" : "paper: rho_1 = 1");
+        PE_CHECK_NEAR(s1[PE_ENT_ENERGY], want[p][0], 1e-9, p ? "uncomp: energy_1 = lambda_1" : "paper: energy_1 = lambda_1");
+        PE_CHECK_NEAR(s2[PE_ENT_ENERGY], want[p][0] + want[p][1], 1e-9,
+                      p ? "uncomp: energy_2 = lambda_1 + lambda_2" : "paper: energy_2 = lambda_1 + lambda_2");
+        PE_CHECK_NEAR(s4[PE_ENT_ENERGY], 1.0, 1e-12, p ? "uncomp: energy_4 = 1 (the whole spectrum)" : "paper: energy_4 = 1");
 
         /* The reference of this file reproduces them too (so that --ref can be trusted). */
-        double rs[6], rl[4], y[24];
+        double rs[PE_ENT_NSCORES], rl[4], y[24];
         memcpy(y, TV, sizeof y);
         if (p) ref_uncomp(y, 6, 4);
         ref_spectrum(y, 6, 4, rl);
@@ -369,7 +375,7 @@ static void test_pairing_and_reference(void)
         for (int st = 0; st < 2; st++) {
             pe_err e = {0};
             const double *th = st ? theta : NULL;
-            double sh[PE_ENT_NSCORES], si[PE_ENT_NSCORES], bh[P * 3], bi[P * 3], rs[6], rb[P * 3], rsi[6], rbi[P * 3];
+            double sh[PE_ENT_NSCORES], si[PE_ENT_NSCORES], bh[P * 3], bi[P * 3], rs[PE_ENT_NSCORES], rb[P * 3], rsi[PE_ENT_NSCORES], rbi[P * 3];
             char what[128];
             const char *tag = p ? "uncomp" : "paper", *stage = st ? "post" : "pre";
             int ok = lib_head(half, T, D, R, PE_PAIRING_HALF, th, pos, (pe_prep)p, 5, sh, bh, &e) == 0 &&
@@ -382,8 +388,8 @@ static void test_pairing_and_reference(void)
             ref_head(half, T, D, R, 0, th, pos, (pe_prep)p, 5, rs, rb);
             ref_head(inter, T, D, R, 1, th, pos, (pe_prep)p, 5, rsi, rbi);
             snprintf(what, sizeof what, "%s %s: scores equal the loop + Jacobi reference (1e-10)", stage, tag);
-            pe_test_report(max_diff(sh, rs, 6) < 1e-10 && max_diff(si, rsi, 6) < 1e-10, what, "differ by %.3g / %.3g",
-                           max_diff(sh, rs, 6), max_diff(si, rsi, 6));
+            pe_test_report(max_diff(sh, rs, PE_ENT_NSCORES) < 1e-10 && max_diff(si, rsi, PE_ENT_NSCORES) < 1e-10, what,
+                           "differ by %.3g / %.3g", max_diff(sh, rs, PE_ENT_NSCORES), max_diff(si, rsi, PE_ENT_NSCORES));
             snprintf(what, sizeof what, "%s %s: bands equal the reference's (1e-10)", stage, tag);
             pe_test_report(max_diff(bh, rb, P * 3) < 1e-10 && max_diff(bi, rbi, P * 3) < 1e-10, what, "differ by %.3g",
                            max_diff(bh, rb, P * 3));
@@ -833,7 +839,7 @@ static int ref_main(int argc, char **argv)
             continue;
         }
         int n = split(line, f, 16);
-        if (n != (kind == 0 ? 13 : 11)) die("a row with the wrong number of columns in ", argv[2]);
+        if (n != (kind == 0 ? 14 : 11)) die("a row with the wrong number of columns in ", argv[2]);
         long layer = atol(f[0]);
         int head = atoi(f[1]), kv = atoi(f[2]), tensor = strcmp(f[3], "k") == 0;
         const char *stage = f[4];
@@ -844,7 +850,7 @@ static int ref_main(int argc, char **argv)
         int band = kind == 1 ? atoi(f[5]) : -1;
         for (int i = 0; i < nf; i++) {
             const ref_file *rf = &files[i];
-            double th[64], s[6], *bands = calloc((size_t)rf->P * 3 + 1, sizeof *bands);
+            double th[64], s[7], *bands = calloc((size_t)rf->P * 3 + 1, sizeof *bands);
             int rope = ref_layer_theta(rf, layer, th);
             if (strcmp(stage, "ntk") == 0 && rope) {
                 double b = rf->base;
@@ -864,7 +870,7 @@ static int ref_main(int argc, char **argv)
         rows++;
         int row_bad = 0;
         const double *w = kind == 0 ? want : wantb;
-        int first = kind == 0 ? 7 : 8, count = kind == 0 ? 6 : 3;
+        int first = kind == 0 ? 7 : 8, count = kind == 0 ? 7 : 3;
         for (int k = 0; k < count; k++) {
             double got = strtod(f[first + k], NULL), d = fabs(got - w[k]) / fmax(1, fabs(w[k]));
             if (!(d <= 1e-9)) row_bad = 1;

@@ -649,7 +649,8 @@ def test_loss_table(model, ref, tmp):
     windowed = Reference.nll(ref.run(ids, window=(W, 1))[0], ids)
     p = subprocess.run([peanalyze, "-t", "loss", "--bins", str(B), "--digits", "17", "-f", "tsv", out],
                        capture_output=True, text=True, timeout=60)
-    rows = [line.split("\t") for line in p.stdout.splitlines() if line and not line.startswith("#")][1:]
+    table = p.stdout.split("# section: ")[0]  # the bins, not the calibration section after them
+    rows = [line.split("\t") for line in table.splitlines() if line and not line.startswith("#")][1:]
     want, bad = [], []
     for b in range(B):
         lo, hi = b * T // B, (b + 1) * T // B - 1
