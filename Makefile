@@ -45,7 +45,7 @@ TEST_SRC = $(sort $(wildcard tests/test_*.c))
 # are built with the tests; tests/run.sh runs every generator first.
 AUX_SRC = $(sort $(wildcard tests/mkfix*.c tests/ref*.c))
 TEST_BIN = $(TEST_SRC:tests/%.c=$(BUILD)/tests/%) $(AUX_SRC:tests/%.c=$(BUILD)/tests/%)
-MAN = $(wildcard man/*.1 man/*.5)
+MAN = $(wildcard man/*.1 man/*.5 man/*.7)
 
 ALL_CPPFLAGS = $(PE_CPPFLAGS) $(CPPFLAGS)
 
@@ -143,6 +143,7 @@ install: all
 	install -m 755 scripts/pemerge $(DESTDIR)$(BINDIR)
 	$(if $(wildcard man/*.1),install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1)
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5)
+	$(if $(wildcard man/*.7),install -d $(DESTDIR)$(MANDIR)/man7 && install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7)
 	install -d $(DESTDIR)$(DATADIR)
 	install -m 644 $(wildcard scripts/pe-fig-*.gp) $(DESTDIR)$(DATADIR)
 
@@ -150,6 +151,7 @@ uninstall:
 	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump $(DESTDIR)$(BINDIR)/pemerge
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
+	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))
 	rm -f $(patsubst scripts/%,$(DESTDIR)$(DATADIR)/%,$(wildcard scripts/pe-fig-*.gp))
 
 clean:
