@@ -118,6 +118,9 @@ typedef struct pe_attn_acc {
     double lo, hi;       /* min, max logit over in-train rows' pairs (+inf, -inf: none yet) */
     double pairs_beyond; /* pairs of beyond rows */
     double exceed;       /* of them, outside the band (counted only when lo <= hi) */
+    /* lo and hi may be set between the IN and the BEYOND phase, to measure
+     * the exceedance against another in-train range (a what-if against the
+     * model's own, peanalyze -t whatif). */
 } pe_attn_acc;
 
 /* Zeroed accumulators for distances 0 .. n_dist - 1. */
@@ -149,6 +152,14 @@ void pe_attn_work_free(pe_attn_work *w);
  * error.  w may be NULL.  Returns 0 or -1. */
 int pe_attn_add(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *p, pe_attn_phase phase,
                 pe_attn_work *w, pe_err *e);
+
+/* KL(p_a || p_b) in nats between the attention of two versions of a head
+ * (the same tokens and rows, other q and k: a what-if against the model's
+ * own rotation), added over the rows of `phase` into *sum, with the count
+ * of rows into *rows.  wa and wb must be two different works (or NULL).
+ * Returns 0 or -1. */
+int pe_attn_kl(const pe_attn_seq *a, const pe_attn_seq *b, const pe_attn_params *p, pe_attn_phase phase,
+               double *sum, double *rows, pe_attn_work *wa, pe_attn_work *wb, pe_err *e);
 
 /* What the tables print of one head. */
 typedef struct pe_attn_stats {

@@ -29,6 +29,7 @@ enum {
     PE_OPT_VERSION,
     PE_OPT_DIGITS,
     PE_OPT_MAX_MEMORY,
+    PE_OPT_PE,
     PE_OPT_TOOL = 512
 };
 
@@ -52,6 +53,8 @@ typedef struct pe_common_opts {
     int jobs;          /* 0 = all cores */
     double max_memory; /* bytes, 0 = available memory */
     int quiet, verbose;
+    struct pe_whatif **pe; /* --pe SPEC, in the order given (man petools-whatif(7)) */
+    size_t n_pe;
 } pe_common_opts;
 
 typedef struct pe_tool {

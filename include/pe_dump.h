@@ -88,6 +88,7 @@ const char *pe_dump_path(const pe_dump *d);
 
 /* Slot of the layer whose index attribute is `index`, or -1. */
 int pe_dump_find_layer(const pe_dump *d, long index);
+int pe_meta_find_layer(const pe_meta *m, long index);
 
 /* Reads head `head` (a query head for Q, a key head for K) of layer slot
  * `slot` as unrotated vectors into out (T x D doubles, row-major).  Uses q/k

@@ -1,8 +1,10 @@
 /* pe_mask.h: DoPE masks (man peentropy(1), MASK FILE): the heads DoPE would
  * denoise and, for DoPE-by-parts, their pairs with theta <= 2 pi / L.
- * peentropy --mask writes one.
+ * peentropy --mask writes one; --pe dope:MASK (man petools-whatif(7)) reads
+ * it back.
  *
- * Ownership: everything passed in is borrowed.
+ * Ownership: pe_mask_read returns a pe_mask the caller frees with
+ * pe_mask_free; everything passed in is borrowed.
  */
 #ifndef PE_MASK_H
 #define PE_MASK_H
@@ -35,5 +37,34 @@ typedef struct pe_mask_selection {
  * heads in rank order.  Returns 0, or -1 when out of memory. */
 int pe_mask_write(FILE *f, const char *created_by, char *const *inputs, size_t n_inputs, const pe_meta *m, long L,
                   const pe_mask_selection *sel, const pe_mask_head *heads, size_t n_heads, int kv_group, pe_err *e);
+
+/* A mask read back: what --pe dope: needs of it. */
+typedef struct pe_mask_entry {
+    long layer;
+    int tensor;            /* a pe_tensor */
+    int head, kv_head;
+    int *query_heads;      /* the query heads whose attention it concerns */
+    size_t n_query;
+    int *pairs;            /* the pairs DoPE-by-parts acts on */
+    size_t n_pairs;
+} pe_mask_entry;
+
+typedef struct pe_mask {
+    int n_heads, n_kv_heads, head_dim, rotary_dim;
+    int pairing;           /* a pe_pairing, or -1 (null: rotary_dim 0) */
+    pe_mask_entry *heads;
+    size_t n;
+} pe_mask;
+
+/* Reads and checks a mask document (format, version, every field's type and
+ * range).  Errors name the file and the field (data errors).  Returns 0 or
+ * -1. */
+int pe_mask_read(const char *path, pe_mask **out, pe_err *e);
+void pe_mask_free(pe_mask *mk);
+
+/* Whether the mask fits a dump of shape m (file names it in the message):
+ * the same n_heads, n_kv_heads, head_dim, rotary_dim and pairing, every
+ * layer present, every head and pair in range.  Returns 0 or -1. */
+int pe_mask_fits(const pe_mask *mk, const char *mask_path, const pe_meta *m, const char *file, pe_err *e);
 
 #endif

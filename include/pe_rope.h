@@ -114,6 +114,8 @@ typedef struct pe_scale_info {
 /* Parses a --scale spec ("yarn:4", "ntk:4", "dynamic:4:16384", "pi:4",
  * "llama3:8:1:4:8192").  Returns 0, or -1 with e naming what is wrong. */
 int pe_scaling_parse(const char *spec, pe_scaling *out, pe_err *e);
+/* The same, with the option opt naming it in messages ("--pe"). */
+int pe_scaling_parse_opt(const char *opt, const char *spec, pe_scaling *out, pe_err *e);
 
 /* Writes the scaled frequencies of R/2 pairs into theta_out.  theta is the
  * model's frequencies (used by pi and llama3); base and rotary_dim are used

@@ -23,9 +23,10 @@
  * 0, 1 (data, I/O), 2 (usage) or 3 (a gating option found its condition).
  *
  * A head's vectors enter through one door, pe_run_read: read (pe_dump) ->
- * rotate with the layer's frequencies when the table wants rotated vectors.
+ * rotate when the table wants rotated vectors, with the layer's frequencies
+ * as the --pe SPEC changes them (pe_whatif.h, man petools-whatif(7)).
  * Key heads used by several query heads are read once for their group
- * (pe_run_key).
+ * (pe_run_key), unless the spec rotates the heads of a group differently.
  *
  * Ownership: the engine owns everything in a pe_run; a table keeps its own
  * state in r->state (allocated by its prepare hook, freed by the tool's
@@ -43,6 +44,7 @@
 #include "pe_dump.h"
 #include "pe_pool.h"
 #include "pe_table.h"
+#include "pe_whatif.h"
 
 /* A column and how pemerge pools it across shards (the comment block at the
  * top of scripts/pemerge, which is also its --help):
@@ -84,7 +86,19 @@ enum {
     PE_TABLE_ONE_HEAD = 1 << 3,   /* one head at a time, spread over every thread inside */
     PE_TABLE_EACH_FILE = 1 << 4,  /* the files opened one by one, not pooled */
     PE_TABLE_NO_FILES = 1 << 5,   /* may run without an input file */
-    PE_TABLE_RAW = 1 << 6         /* writes its own layout to r->out (not a pe_table) */
+    PE_TABLE_RAW = 1 << 6,        /* writes its own layout to r->out (not a pe_table) */
+    PE_TABLE_MANY_PE = 1 << 7,    /* compares every --pe: r->specs is rope, then each --pe */
+    PE_TABLE_FILE_PE = 1 << 8     /* each file rotated with the spec its loss was recorded with
+                                     (the nll's pe attribute): r->specs are those, --pe refused */
+};
+
+/* How the door hands out a head (pe_run_read, pe_run_key). */
+enum {
+    PE_READ_RAW = 0,     /* as the model made it: unrotated */
+    PE_READ_ROTATED = 1, /* rotated as the run's spec would (plain RoPE by default) */
+    PE_READ_PHASE = 2    /* the spec's rotation without the position phase of its
+                            frequency pairs (gauss draws, the query's logit factor):
+                            the caller applies exp(j delta theta_i) itself */
 };
 
 typedef struct pe_run pe_run;
@@ -159,6 +173,13 @@ struct pe_run {
     pe_output side;
     int found;           /* exit status 3 */
     const char **colnames;
+    /* The specs (man petools-whatif(7)): specs[0] is what the door applies
+     * (the first --pe, or rope: NULL); MANY_PE tables get rope, then every
+     * --pe.  spec_names[s] is the text to print. */
+    pe_whatif **specs;
+    const char **spec_names;
+    size_t n_specs;
+    size_t *file_spec;   /* FILE_PE: the spec of each file (else NULL: spec 0) */
     struct pe_run_priv *priv;
 };
 
@@ -171,27 +192,33 @@ int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts);
 /* ---- for tables ---- */
 
 /* The door: head `head` of tensor tn of task t's layer in file f, read as
- * unrotated doubles (T x D) into this thread's buffer number `slot` (0-3),
- * rotated by +p_m theta_i with the layer's frequencies when `rotate`.  The
- * buffer stays this thread's until its next read into the same slot. */
-double *pe_run_read(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int head, int rotate, int slot,
+ * doubles (T x D) into this thread's buffer number `slot` (0-5), as `how`
+ * (PE_READ_*) says.  A rotation is the task's: a query task's for its query
+ * and its key (the spec may differ per query head), a key task's for its
+ * key head.  The buffer stays this thread's until its next read into the
+ * same slot. */
+double *pe_run_read(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int head, int how, int slot,
                     pe_err *e);
-/* The key head of a query task in file f (rotated when `rotate`): with one
- * input file read once for all the query heads of its group and shared
- * (release it with pe_run_key_done); with several, read into this thread's
- * buffer `slot`. */
+/* The key head of a query task in file f (PE_READ_*): with one input file
+ * and a spec that rotates every head of a group alike, read once for all
+ * the query heads of its group and shared (release it with
+ * pe_run_key_done); else read into this thread's buffer `slot`. */
 const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int slot, pe_err *e);
 void pe_run_key_done(pe_run *r, const pe_task *t, size_t f);
 
-/* This thread's buffer number `slot` (0-3) of at least n doubles, kept from
+/* This thread's buffer number `slot` (0-5) of at least n doubles, kept from
  * task to task. */
 double *pe_run_buffer(pe_run *r, int slot, size_t n, pe_err *e);
 
 /* The dump of file f, and the slot of task t's layer in it. */
 pe_dump *pe_run_dump(const pe_run *r, size_t f);
 int pe_run_slot(const pe_run *r, size_t f, size_t lj);
-/* The frequencies of selected layer lj (the first file's). */
+/* The frequencies of selected layer lj (the first file's), as the model
+ * has them (no spec). */
 const double *pe_run_theta(const pe_run *r, size_t lj);
+/* The rotation of spec s (r->specs) for task t in file f: the frequencies
+ * theta_i of its pairs, its gauss pairs and its logit factor. */
+const pe_rotation *pe_run_rotation(const pe_run *r, size_t s, const pe_task *t, size_t f);
 /* The geometry of layer slot `slot` of file f. */
 pe_geom pe_run_geom(const pe_run *r, size_t f, int slot);
 

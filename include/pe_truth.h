@@ -31,6 +31,8 @@ typedef struct pe_loss_acc {
 
 int pe_loss_init(pe_loss_acc *a, size_t n_pos, size_t bins, pe_err *e);
 void pe_loss_free(pe_loss_acc *a);
+/* Zeroes the sums (the bins stay). */
+void pe_loss_clear(pe_loss_acc *a);
 
 /* Adds one sequence: T tokens at positions pos (strictly increasing, below
  * a->n_pos), their nll and (may be NULL) nll_control.  A token whose nll is

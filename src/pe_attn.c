@@ -476,6 +476,65 @@ int pe_attn_add(pe_attn_acc *a, const pe_attn_seq *s, const pe_attn_params *p, p
     return 0;
 }
 
+/* ---- two versions of a head: the divergence of their attention ---- */
+
+/* One row m of logits la, lb (keys 0..m): KL(p_a || p_b) in nats, with
+ * p = softmax of the (capped) logits.  sum_n p_a (la - lb) - lse_a + lse_b,
+ * where lse = max + ln sum exp(l - max); 0 exactly when la == lb. */
+static double row_kl(double *restrict la, double *restrict lb, size_t nk, double cap)
+{
+    if (cap > 0)
+        for (size_t n = 0; n < nk; n++) {
+            la[n] = cap * tanh(la[n] / cap);
+            lb[n] = cap * tanh(lb[n] / cap);
+        }
+    double ma = -INFINITY, mb = -INFINITY;
+    for (size_t n = 0; n < nk; n++) {
+        ma = la[n] > ma ? la[n] : ma;
+        mb = lb[n] > mb ? lb[n] : mb;
+    }
+    double za = 0, zb = 0, sd = 0;
+    for (size_t n = 0; n < nk; n++) {
+        double ea = exp(la[n] - ma);
+        za += ea;
+        zb += exp(lb[n] - mb);
+        sd += ea * (la[n] - lb[n]);
+    }
+    return sd / za - (ma + log(za)) + (mb + log(zb));
+}
+
+int pe_attn_kl(const pe_attn_seq *a, const pe_attn_seq *b, const pe_attn_params *p, pe_attn_phase phase,
+               double *sum, double *rows, pe_attn_work *wa, pe_attn_work *wb, pe_err *e)
+{
+    size_t begin, end;
+    if (check_seq(a, e) < 0 || check_seq(b, e) < 0) return -1;
+    if (a->T != b->T || a->D != b->D || a->rows != b->rows || a->n_rows != b->n_rows)
+        return pe_fail(e, "attention: the two versions of a head differ in shape");
+    phase_range(a, p->train_len, phase, &begin, &end);
+    if (begin >= end) return 0;
+    size_t B = block_rows(p, a->T, end - begin);
+    pe_blk ba, bb;
+    if (blk_init(&ba, a, p->scale, B, wa, e) < 0) return -1;
+    if (blk_init(&bb, b, p->scale, B, wb, e) < 0) {
+        blk_free(&ba);
+        return -1;
+    }
+    for (size_t i0 = begin; i0 < end; i0 += B) {
+        size_t nr = end - i0 < B ? end - i0 : B;
+        for (size_t i = 0; i < nr; i++) ba.rowidx[i] = bb.rowidx[i] = row_at(a, i0 + i);
+        blk_logits(&ba, nr);
+        blk_logits(&bb, nr);
+        for (size_t i = 0; i < nr; i++) {
+            size_t m = ba.rowidx[i];
+            *sum += row_kl(ba.buf + i * ba.Tpad, bb.buf + i * bb.Tpad, m + 1, p->softcap);
+            *rows += 1;
+        }
+    }
+    blk_free(&ba);
+    blk_free(&bb);
+    return 0;
+}
+
 /* ---- summary ---- */
 
 static size_t last_with_pairs(const double *count, size_t n)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "pe_version.h"
+#include "pe_whatif.h"
 
 /* The options every tool takes, in the order --help lists them. */
 static const pe_option pe_common_options[] = {
@@ -23,6 +24,7 @@ static const pe_option pe_common_options[] = {
     {"digits", PE_OPT_DIGITS, "N", "significant digits of numbers, 1-17 (default 9)"},
     {"jobs", 'j', "N", "threads over heads (default: all cores); output does not depend on it"},
     {"max-memory", PE_OPT_MAX_MEMORY, "BYTES", "refuse inputs needing more (K/M/G/T suffix; default available)"},
+    {"pe", PE_OPT_PE, "SPEC", "positional what-if: rotate q and k as SPEC would (man petools-whatif(7); default rope)"},
     {"quiet", 'q', NULL, "no warnings"},
     {"verbose", 'v', NULL, "report progress and timings on stderr"},
     {"help", 'h', NULL, "show this help and exit"},
@@ -139,6 +141,15 @@ static int handle_common(int key, const char *opt, const char *arg, pe_common_op
         return 0;
     case PE_OPT_MAX_MEMORY:
         return pe_parse_bytes(opt, arg, &c->max_memory, e);
+    case PE_OPT_PE: {
+        pe_whatif *w;
+        pe_whatif **grown = realloc(c->pe, (c->n_pe + 1) * sizeof *grown);
+        if (!grown) return pe_fail(e, "out of memory");
+        c->pe = grown;
+        if (pe_whatif_parse(opt, arg, &w, e) < 0) return -1;
+        c->pe[c->n_pe++] = w;
+        return 0;
+    }
     case 'q':
         c->quiet = 1;
         return 0;
@@ -226,6 +237,10 @@ void pe_common_opts_free(pe_common_opts *c)
     free(c->layers);
     free(c->heads);
     c->layers = c->heads = NULL;
+    for (size_t i = 0; i < c->n_pe; i++) pe_whatif_free(c->pe[i]);
+    free(c->pe);
+    c->pe = NULL;
+    c->n_pe = 0;
 }
 
 /* ---- strict parsers ---- */

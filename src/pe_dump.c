@@ -653,8 +653,13 @@ const char *pe_dump_path(const pe_dump *d)
 
 int pe_dump_find_layer(const pe_dump *d, long index)
 {
-    for (size_t i = 0; i < d->meta.n_layers; i++)
-        if (d->meta.layers[i].index == index) return (int)i;
+    return pe_meta_find_layer(&d->meta, index);
+}
+
+int pe_meta_find_layer(const pe_meta *m, long index)
+{
+    for (size_t i = 0; i < m->n_layers; i++)
+        if (m->layers[i].index == index) return (int)i;
     return -1;
 }
 

@@ -2,10 +2,13 @@
  * MASK FILE). */
 #include "pe_mask.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pe_json.h"
 #include "pe_numfmt.h"
 #include "pe_table.h"
 
@@ -111,5 +114,199 @@ int pe_mask_write(FILE *f, const char *created_by, char *const *inputs, size_t n
         fputs("]}", f);
     }
     fputs(n_heads ? "\n ]}\n" : "]}\n", f);
+    return 0;
+}
+
+/* ---- reading a mask back (--pe dope:MASK, man petools-whatif(7)) ---- */
+
+void pe_mask_free(pe_mask *mk)
+{
+    if (!mk) return;
+    for (size_t i = 0; i < mk->n; i++) {
+        free(mk->heads[i].query_heads);
+        free(mk->heads[i].pairs);
+    }
+    free(mk->heads);
+    free(mk);
+}
+
+/* An integer field in [lo, hi]. */
+static int get_int(const pe_json *o, const char *key, long lo, long hi, long *out, const char *path,
+                   const char *where, pe_err *e)
+{
+    const pe_json *v = pe_json_get(o, key);
+    if (!v) return pe_fail(e, "%s: %s%s has no \"%s\"", path, where, *where ? "" : "the mask", key);
+    if (v->type != PE_JSON_NUMBER || v->number != floor(v->number) || v->number < (double)lo ||
+        v->number > (double)hi)
+        return pe_fail(e, "%s: %s\"%s\" must be an integer from %ld to %ld", path, where, key, lo, hi);
+    *out = (long)v->number;
+    return 0;
+}
+
+/* An array of integers in [0, hi]. */
+static int get_ints(const pe_json *o, const char *key, long hi, int **out, size_t *n, const char *path,
+                    const char *where, pe_err *e)
+{
+    const pe_json *v = pe_json_get(o, key);
+    if (!v || v->type != PE_JSON_ARRAY)
+        return pe_fail(e, "%s: %s\"%s\" must be an array of integers", path, where, key);
+    if (!(*out = pe_alloc(v->n ? v->n : 1, sizeof **out, 0, e))) return -1;
+    for (size_t i = 0; i < v->n; i++) {
+        const pe_json *x = &v->items[i];
+        if (x->type != PE_JSON_NUMBER || x->number != floor(x->number) || x->number < 0 || x->number > (double)hi)
+            return pe_fail(e, "%s: %s\"%s\" must hold integers from 0 to %ld", path, where, key, hi);
+        (*out)[i] = (int)x->number;
+    }
+    *n = v->n;
+    return 0;
+}
+
+static int read_file(const char *path, char **text, size_t *len, pe_err *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return pe_fail(e, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *b = pe_alloc(cap, 1, 0, e);
+    if (!b) {
+        fclose(f);
+        return -1;
+    }
+    for (;;) {
+        if (n == cap) {
+            if (cap >= ((size_t)64 << 20)) {
+                free(b);
+                fclose(f);
+                return pe_fail(e, "%s: larger than 64 MiB: not a mask", path);
+            }
+            char *nb = realloc(b, cap * 2);
+            if (!nb) {
+                free(b);
+                fclose(f);
+                return pe_fail(e, "%s: out of memory", path);
+            }
+            b = nb;
+            cap *= 2;
+        }
+        size_t got = fread(b + n, 1, cap - n, f);
+        n += got;
+        if (got == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return pe_fail(e, "%s: read error", path);
+    }
+    *text = b;
+    *len = n;
+    return 0;
+}
+
+int pe_mask_read(const char *path, pe_mask **out, pe_err *e)
+{
+    char *text = NULL;
+    size_t len = 0;
+    pe_json *doc = NULL;
+    pe_mask *mk = NULL;
+    pe_err je;
+    long v;
+    if (read_file(path, &text, &len, e) < 0) return -1;
+    if (pe_json_parse(text, len, &doc, &je) < 0) {
+        pe_fail(e, "%s: not JSON: %s", path, je.msg);
+        goto bad;
+    }
+    const pe_json *fmt = pe_json_get(doc, "format");
+    if (doc->type != PE_JSON_OBJECT || !fmt || fmt->type != PE_JSON_STRING || strcmp(fmt->string, "petools-dope-mask")) {
+        pe_fail(e, "%s: not a DoPE mask (\"format\" is not \"petools-dope-mask\")", path);
+        goto bad;
+    }
+    if (get_int(doc, "format_version", 0, 1000000, &v, path, "", e) < 0) goto bad;
+    if (v != 1) {
+        pe_fail(e, "%s: format_version %ld is not 1, the only one this version reads", path, v);
+        goto bad;
+    }
+    if (!(mk = pe_alloc(1, sizeof *mk, 1, e))) goto bad;
+    static const char *const shape[] = {"n_heads", "n_kv_heads", "head_dim", "rotary_dim"};
+    int *dst[] = {&mk->n_heads, &mk->n_kv_heads, &mk->head_dim, &mk->rotary_dim};
+    for (int i = 0; i < 4; i++) {
+        if (get_int(doc, shape[i], i == 3 ? 0 : 1, 1 << 20, &v, path, "", e) < 0) goto bad;
+        *dst[i] = (int)v;
+    }
+    const pe_json *rp = pe_json_get(doc, "rope_pairing");
+    mk->pairing = -1;
+    if (rp && rp->type == PE_JSON_STRING) {
+        pe_pairing pp;
+        if (pe_pairing_parse(rp->string, &pp) < 0) {
+            pe_fail(e, "%s: \"rope_pairing\" must be \"half\", \"interleaved\" or null", path);
+            goto bad;
+        }
+        mk->pairing = (int)pp;
+    } else if (!rp || rp->type != PE_JSON_NULL) {
+        pe_fail(e, "%s: \"rope_pairing\" must be \"half\", \"interleaved\" or null", path);
+        goto bad;
+    }
+    const pe_json *hs = pe_json_get(doc, "heads");
+    if (!hs || hs->type != PE_JSON_ARRAY) {
+        pe_fail(e, "%s: \"heads\" must be an array", path);
+        goto bad;
+    }
+    if (!(mk->heads = pe_alloc(hs->n ? hs->n : 1, sizeof *mk->heads, 1, e))) goto bad;
+    for (size_t i = 0; i < hs->n; i++) {
+        const pe_json *h = &hs->items[i];
+        pe_mask_entry *me = &mk->heads[i];
+        char where[64];
+        snprintf(where, sizeof where, "heads[%zu]: ", i);
+        mk->n = i + 1;
+        if (h->type != PE_JSON_OBJECT) {
+            pe_fail(e, "%s: %snot an object", path, where);
+            goto bad;
+        }
+        const pe_json *tn = pe_json_get(h, "tensor");
+        if (!tn || tn->type != PE_JSON_STRING || (strcmp(tn->string, "q") && strcmp(tn->string, "k"))) {
+            pe_fail(e, "%s: %s\"tensor\" must be \"q\" or \"k\"", path, where);
+            goto bad;
+        }
+        me->tensor = tn->string[0] == 'q' ? PE_TENSOR_Q : PE_TENSOR_K;
+        if (get_int(h, "layer", 0, 1L << 30, &me->layer, path, where, e) < 0) goto bad;
+        if (get_int(h, "head", 0, mk->n_heads - 1, &v, path, where, e) < 0) goto bad;
+        me->head = (int)v;
+        if (get_int(h, "kv_head", 0, mk->n_kv_heads - 1, &v, path, where, e) < 0) goto bad;
+        me->kv_head = (int)v;
+        if (get_ints(h, "query_heads", mk->n_heads - 1, &me->query_heads, &me->n_query, path, where, e) < 0 ||
+            get_ints(h, "pairs", mk->rotary_dim / 2 - 1 < 0 ? 0 : mk->rotary_dim / 2 - 1, &me->pairs, &me->n_pairs,
+                     path, where, e) < 0)
+            goto bad;
+        if (mk->rotary_dim == 0 && me->n_pairs) {
+            pe_fail(e, "%s: %s\"pairs\" must be empty: rotary_dim is 0", path, where);
+            goto bad;
+        }
+    }
+    free(text);
+    pe_json_free(doc);
+    *out = mk;
+    return 0;
+bad:
+    free(text);
+    pe_json_free(doc);
+    pe_mask_free(mk);
+    return -1;
+}
+
+int pe_mask_fits(const pe_mask *mk, const char *mask_path, const pe_meta *m, const char *file, pe_err *e)
+{
+    static const char *const names[] = {"n_heads", "n_kv_heads", "head_dim", "rotary_dim"};
+    const int have[] = {mk->n_heads, mk->n_kv_heads, mk->head_dim, mk->rotary_dim};
+    const int want[] = {m->n_heads, m->n_kv_heads, m->head_dim, m->rotary_dim};
+    for (int i = 0; i < 4; i++)
+        if (have[i] != want[i])
+            return pe_fail(e, "%s: made for another model: %s %d, but %s has %d", mask_path, names[i], have[i], file,
+                           want[i]);
+    if (m->rotary_dim > 0 && mk->pairing != (int)m->pairing)
+        return pe_fail(e, "%s: made for another model: rope_pairing %s, but %s has %s", mask_path,
+                       mk->pairing < 0 ? "null" : pe_pairing_name((pe_pairing)mk->pairing), file,
+                       pe_pairing_name(m->pairing));
+    for (size_t i = 0; i < mk->n; i++)
+        if (pe_meta_find_layer(m, mk->heads[i].layer) < 0)
+            return pe_fail(e, "%s: heads[%zu]: layer %ld is not in %s", mask_path, i, mk->heads[i].layer, file);
     return 0;
 }

@@ -13,7 +13,7 @@
 #include "pe_fft.h"
 #include "pe_version.h"
 
-#define N_SLOTS 4
+#define N_SLOTS 6
 
 typedef struct worker_bufs {
     double *p[N_SLOTS];
@@ -57,6 +57,12 @@ struct pe_run_priv {
     double t0;
     int progress, shown;
     size_t emitted;
+    /* The resolved rotations of the specs (pe_run_rotation): per spec,
+     * file (when the spec depends on the file's length), selected layer and
+     * head (when it depends on the head: query heads, then key heads). */
+    pe_rotation *rots;
+    size_t n_rots, rot_nf, rot_nh;
+    int rot_per_file, rot_per_head;
 };
 
 static double now(void)
@@ -108,18 +114,34 @@ double *pe_run_buffer(pe_run *r, int slot, size_t n, pe_err *e)
     return w->p[slot];
 }
 
+static size_t rot_index(const pe_run *r, size_t s, const pe_task *t, size_t f)
+{
+    const struct pe_run_priv *p = r->priv;
+    size_t fi = p->rot_per_file ? f : 0, hi = 0;
+    if (p->rot_per_head) hi = t->tensor == PE_TENSOR_Q ? (size_t)t->head : (size_t)r->in.meta->n_heads + (size_t)t->head;
+    return ((s * p->rot_nf + fi) * r->in.n_layers + t->lj) * p->rot_nh + hi;
+}
+
+const pe_rotation *pe_run_rotation(const pe_run *r, size_t s, const pe_task *t, size_t f)
+{
+    return &r->priv->rots[rot_index(r, s, t, f)];
+}
+
 /* Reads into x and rotates (the door itself). */
-static int read_into(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int head, int rotate, double *x,
-                     pe_err *e)
+static int read_into(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int head, int how, double *x, pe_err *e)
 {
     pe_dump *d = pe_run_dump(r, f);
     const pe_meta *m = pe_dump_meta(d);
     int slot = pe_run_slot(r, f, t->lj);
     if (pe_dump_read_head(d, (size_t)slot, tn, head, x, e) < 0) return -1;
-    if (rotate) {
-        pe_geom g = pe_run_geom(r, f, slot);
-        pe_rope_rotate(x, m->T, &g, m->positions, +1);
+    if (how == PE_READ_RAW) return 0;
+    pe_geom g = pe_run_geom(r, f, slot);
+    if (!r->priv->rots) { /* no spec resolved (--check): the file's own rotation */
+        if (how == PE_READ_ROTATED) pe_rope_rotate(x, m->T, &g, m->positions, +1);
+        return 0;
     }
+    pe_rotation_apply(pe_run_rotation(r, r->file_spec ? r->file_spec[f] : 0, t, f), x, m->T, &g, m->positions,
+                      tn == PE_TENSOR_Q, how == PE_READ_ROTATED);
     return 0;
 }
 
@@ -186,7 +208,7 @@ double *pe_run_read(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int hea
 
 const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int slot, pe_err *e)
 {
-    if (r->n_files != 1) return pe_run_read(r, t, f, PE_TENSOR_K, t->kv_head, rotate, slot, e);
+    if (r->n_files != 1 || r->priv->rot_per_head || r->file_spec) return pe_run_read(r, t, f, PE_TENSOR_K, t->kv_head, rotate, slot, e);
     struct pe_run_priv *p = r->priv;
     pthread_mutex_lock(&p->kmu);
     key_entry *ke = p->keys;
@@ -242,7 +264,7 @@ const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int 
 void pe_run_key_done(pe_run *r, const pe_task *t, size_t f)
 {
     (void)f;
-    if (r->n_files != 1) return;
+    if (r->n_files != 1 || r->priv->rot_per_head || r->file_spec) return;
     struct pe_run_priv *p = r->priv;
     pthread_mutex_lock(&p->kmu);
     key_entry **pp = &p->keys;
@@ -411,6 +433,103 @@ static int open_inputs(pe_run *r, pe_err *e)
     return 0;
 }
 
+/* The specs of the run (man petools-whatif(7)): checked against the inputs,
+ * their masks read, and resolved for every file, layer and head the door
+ * may be asked for. */
+static int setup_specs(pe_run *r, pe_err *e)
+{
+    struct pe_run_priv *p = r->priv;
+    int many = (r->def->flags & PE_TABLE_MANY_PE) != 0, per_file = (r->def->flags & PE_TABLE_FILE_PE) != 0;
+    if (r->c.n_pe > 1 && !many)
+        return pe_fail_usage(e, "--pe: one spec per run for -t %s (peanalyze -t whatif compares several)",
+                             r->def->name);
+    if (r->c.n_pe && per_file)
+        return pe_fail_usage(e, "--pe: -t %s rotates each file with the spec its loss was recorded with (the pe "
+                                "attribute of /tokens/nll)",
+                             r->def->name);
+    r->n_specs = many ? 1 + r->c.n_pe : 1;
+    if (per_file) { /* the distinct specs of the files, in order of first appearance */
+        if (!(r->file_spec = pe_alloc(r->in.n + 1, sizeof *r->file_spec, 1, e))) return -1;
+        r->n_specs = 0;
+    }
+    if (!(r->specs = pe_alloc(r->n_specs + r->in.n + 1, sizeof *r->specs, 1, e)) ||
+        !(r->spec_names = pe_alloc(r->n_specs + r->in.n + 1, sizeof *r->spec_names, 1, e)))
+        return -1;
+    for (size_t f = 0; per_file && f < r->in.n; f++) {
+        const pe_meta *m = pe_dump_meta(r->in.dumps[f]);
+        const char *text = m->nll_pe ? m->nll_pe : "rope";
+        size_t s = 0;
+        while (s < r->n_specs && strcmp(r->spec_names[s], text) != 0) s++;
+        r->file_spec[f] = s;
+        if (s < r->n_specs) continue;
+        pe_whatif *w;
+        if (pe_whatif_parse("pe", text, &w, e) < 0) {
+            char msg[sizeof e->msg];
+            snprintf(msg, sizeof msg, "%s", e->msg);
+            return pe_fail(e, "%s: /tokens/nll: %s", r->files[f], msg);
+        }
+        r->specs[r->n_specs] = w;
+        r->spec_names[r->n_specs++] = w->text;
+    }
+    for (size_t s = 0; s < r->n_specs; s++) {
+        pe_whatif *w = r->specs[s];
+        if (!per_file) {
+            w = many ? (s ? r->c.pe[s - 1] : NULL) : (r->c.n_pe ? r->c.pe[0] : NULL);
+            r->specs[s] = w;
+            r->spec_names[s] = w ? w->text : "rope";
+        }
+        if (pe_whatif_is_rope(w)) continue;
+        if (r->def->flags & PE_TABLE_EACH_FILE)
+            return pe_fail_usage(e, "--pe: -t %s reads each file as it is; a what-if does not apply", r->def->name);
+        const char *needs = pe_whatif_needs_L(w);
+        if (needs && r->n_files && r->in.train_len <= 0)
+            return pe_fail_usage(e, "--pe '%s': %s needs the training length: the files have no train_len; give "
+                                    "--train-len",
+                                 w->text, needs);
+        if (pe_whatif_load(w, e) < 0) return -1;
+        for (size_t f = 0; f < r->in.n; f++)
+            if (pe_whatif_fits(w, pe_dump_meta(r->in.dumps[f]), r->files[f], e) < 0) return -1;
+        for (int k = 0; k < w->n; k++) {
+            p->rot_per_file |= w->steps[k].dynamic_auto;
+            p->rot_per_head |= w->steps[k].kind == PE_STEP_DOPE;
+        }
+    }
+    if (!r->n_files || (r->def->flags & PE_TABLE_EACH_FILE)) return 0;
+    /* A file whose loss was recorded with another spec than this run's. */
+    for (size_t f = 0; !per_file && !r->c.quiet && f < r->in.n; f++) {
+        const pe_meta *m = pe_dump_meta(r->in.dumps[f]);
+        if (m->nll && m->nll_pe && strcmp(m->nll_pe, r->spec_names[0]) != 0 && !many)
+            fprintf(stderr, "%s: warning: %s: its q and k come from a forward pass with --pe %s, which this run "
+                            "rotates with %s\n",
+                    r->prog, r->files[f], m->nll_pe, r->spec_names[0]);
+    }
+    const pe_meta *m0 = r->in.meta;
+    p->rot_nf = p->rot_per_file ? r->in.n : 1;
+    p->rot_nh = p->rot_per_head ? (size_t)(m0->n_heads + m0->n_kv_heads) : 1;
+    p->n_rots = r->n_specs * p->rot_nf * r->in.n_layers * p->rot_nh;
+    if (!(p->rots = pe_alloc(p->n_rots, sizeof *p->rots, 1, e))) return -1;
+    size_t i = 0;
+    for (size_t s = 0; s < r->n_specs; s++)
+        for (size_t f = 0; f < p->rot_nf; f++)
+            for (size_t lj = 0; lj < r->in.n_layers; lj++)
+                for (size_t h = 0; h < p->rot_nh; h++, i++) {
+                    const pe_meta *m = pe_dump_meta(r->in.dumps[f]);
+                    pe_tensor tn = h < (size_t)m->n_heads ? PE_TENSOR_Q : PE_TENSOR_K;
+                    int head = tn == PE_TENSOR_Q ? (int)h : (int)h - m->n_heads;
+                    if (pe_rotation_init(&p->rots[i], m->n_pairs, e) < 0) return -1;
+                    if (pe_whatif_resolve(r->specs[s], m, pe_run_slot(r, f, lj), tn, head, r->in.train_len,
+                                          &p->rots[i], e) < 0) {
+                        /* Name the option, the spec and the file. */
+                        char msg[sizeof e->msg];
+                        snprintf(msg, sizeof msg, "%s", e->msg);
+                        snprintf(e->msg, sizeof e->msg, "%s '%.200s': %.600s in %.150s", r->specs[s]->opt,
+                                 r->specs[s]->text, msg, r->files[f]);
+                        return -1;
+                    }
+                }
+    return 0;
+}
+
 /* Both outputs whole before either is renamed into place. */
 static int close_outputs(pe_run *r, pe_err *e)
 {
@@ -454,6 +573,7 @@ static int run(pe_run *r, int argc, char **argv, pe_err *e)
         pe_fail_usage(e, "%s needs the training length: the files have no train_len; give --train-len", r->needs_L_for);
         return fail(r, e);
     }
+    if (setup_specs(r, e) < 0) return fail(r, e);
     if (r->def->prepare && r->def->prepare(r, e) < 0) return fail(r, e);
     if (!(r->def->flags & (PE_TABLE_NO_TASKS | PE_TABLE_EACH_FILE)) && r->n_files && make_tasks(r, e) < 0)
         return fail(r, e);
@@ -480,6 +600,14 @@ static int run(pe_run *r, int argc, char **argv, pe_err *e)
                           m->n_layers == 1 ? "" : "s", m->model ? m->model : "unknown");
         }
         meta_merge(r);
+        if (r->file_spec) {
+            pe_table_meta(r->table, "pe", "each file rotated with the spec its loss was recorded with (the pe column)");
+        } else if (!(r->def->flags & PE_TABLE_MANY_PE)) {
+            pe_table_meta(r->table, "pe", "%s", r->spec_names[0]);
+            if (!pe_whatif_is_rope(r->specs[0]) && !(r->def->flags & PE_TABLE_NO_FILES))
+                pe_table_meta(r->table, "pe_note", "a what-if: q and k rotated as the spec would, in this layer "
+                                                   "only (a layer-local estimate, man petools-whatif(7))");
+        }
         if (r->def->meta) r->def->meta(r);
     }
     if (!(r->pool = pe_pool_new(r->jobs, e))) return fail(r, e);
@@ -548,6 +676,13 @@ int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts)
     pthread_cond_destroy(&priv.kcond);
     pthread_mutex_destroy(&priv.kmu);
     free(priv.res);
+    for (size_t i = 0; priv.rots && i < priv.n_rots; i++) pe_rotation_free(&priv.rots[i]);
+    free(priv.rots);
+    if (r.file_spec)
+        for (size_t s = 0; s < r.n_specs; s++) pe_whatif_free(r.specs[s]);
+    free(r.file_spec);
+    free(r.specs);
+    free(r.spec_names);
     free(r.tasks);
     free(r.colnames);
     for (size_t f = 0; r.each && f < r.n_files; f++) pe_dump_close(r.each[f]);

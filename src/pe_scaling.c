@@ -40,43 +40,43 @@ static int field_len(const pe_field *f)
 
 /* A finite double filling the whole field.  strtod stops at ':' (no number
  * contains one), so "the end pointer is the field's end" is the whole test. */
-static int parse_double(const char *spec, const pe_field *f, const char *name, double *out,
+static int parse_double(const char *who, const pe_field *f, const char *name, double *out,
                         pe_err *e)
 {
     char *end;
-    if (f->n == 0) return pe_fail_usage(e, "--scale '%s': %s is missing", spec, name);
+    if (f->n == 0) return pe_fail_usage(e, "%s: %s is missing", who, name);
     /* strtod would skip leading white space; a strict parser does not. */
     if (isspace((unsigned char)f->p[0]))
-        return pe_fail_usage(e, "--scale '%s': %s is not a number", spec, name);
+        return pe_fail_usage(e, "%s: %s is not a number", who, name);
     errno = 0;
     double v = strtod(f->p, &end);
     if (end != f->p + f->n)
-        return pe_fail_usage(e, "--scale '%s': %s is not a number", spec, name);
+        return pe_fail_usage(e, "%s: %s is not a number", who, name);
     if (errno == ERANGE)
-        return pe_fail_usage(e, "--scale '%s': %s '%.*s' is out of range", spec, name,
+        return pe_fail_usage(e, "%s: %s '%.*s' is out of range", who, name,
                              field_len(f), f->p);
-    if (!isfinite(v)) return pe_fail_usage(e, "--scale '%s': %s is not finite", spec, name);
+    if (!isfinite(v)) return pe_fail_usage(e, "%s: %s is not finite", who, name);
     *out = v;
     return 0;
 }
 
 /* A positive decimal integer filling the whole field. */
-static int parse_posint(const char *spec, const pe_field *f, const char *name, long *out,
+static int parse_posint(const char *who, const pe_field *f, const char *name, long *out,
                         pe_err *e)
 {
     char *end;
-    if (f->n == 0) return pe_fail_usage(e, "--scale '%s': %s is missing", spec, name);
+    if (f->n == 0) return pe_fail_usage(e, "%s: %s is missing", who, name);
     if (isspace((unsigned char)f->p[0]))
-        return pe_fail_usage(e, "--scale '%s': %s is not an integer", spec, name);
+        return pe_fail_usage(e, "%s: %s is not an integer", who, name);
     errno = 0;
     long v = strtol(f->p, &end, 10);
     if (end != f->p + f->n)
-        return pe_fail_usage(e, "--scale '%s': %s is not an integer", spec, name);
+        return pe_fail_usage(e, "%s: %s is not an integer", who, name);
     if (errno == ERANGE)
-        return pe_fail_usage(e, "--scale '%s': %s '%.*s' is out of range", spec, name,
+        return pe_fail_usage(e, "%s: %s '%.*s' is out of range", who, name,
                              field_len(f), f->p);
     if (v <= 0)
-        return pe_fail_usage(e, "--scale '%s': %s must be a positive integer, got %ld", spec,
+        return pe_fail_usage(e, "%s: %s must be a positive integer, got %ld", who,
                              name, v);
     *out = v;
     return 0;
@@ -130,22 +130,25 @@ static int check_params(const pe_scaling *s, const char *who, pe_err *e)
     return 0;
 }
 
-int pe_scaling_parse(const char *spec, pe_scaling *out, pe_err *e)
+int pe_scaling_parse_opt(const char *opt, const char *spec, pe_scaling *out, pe_err *e)
 {
     pe_field f[PE_MAX_FIELDS];
     int nf = 0;
     pe_scaling s;
     char who[300];
+    /* "OPT 'SPEC'" prefixes every message (a very long spec is cut). */
+    snprintf(who, sizeof who, "%s '%.*s'", opt, spec && strlen(spec) > 200 ? 200 : (int)(spec ? strlen(spec) : 0),
+             spec ? spec : "");
 
     if (!spec || !*spec)
-        return pe_fail_usage(e, "--scale '%s': empty spec (expected " PE_SCALE_FORMS ")",
-                             spec ? spec : "");
+        return pe_fail_usage(e, "%s: empty spec (expected " PE_SCALE_FORMS ")",
+                             who);
     for (const char *p = spec;;) {
         const char *q = strchr(p, ':');
         size_t n = q ? (size_t)(q - p) : strlen(p);
         if (nf == PE_MAX_FIELDS)
-            return pe_fail_usage(e, "--scale '%s': too many fields (expected " PE_SCALE_FORMS ")",
-                                 spec);
+            return pe_fail_usage(e, "%s: too many fields (expected " PE_SCALE_FORMS ")",
+                                 who);
         f[nf].p = p;
         f[nf].n = n;
         nf++;
@@ -171,13 +174,13 @@ int pe_scaling_parse(const char *spec, pe_scaling *out, pe_err *e)
     } else if (field_is(&f[0], "llama3")) {
         s.kind = PE_SCALE_LLAMA3, lo = hi = 4, form = "llama3:S:LOW:HIGH:OLDLEN";
     } else {
-        return pe_fail_usage(e, "--scale '%s': unknown method '%.*s' (expected " PE_SCALE_FORMS ")",
-                             spec, field_len(&f[0]), f[0].p);
+        return pe_fail_usage(e, "%s: unknown method '%.*s' (expected " PE_SCALE_FORMS ")",
+                             who, field_len(&f[0]), f[0].p);
     }
 
     int nargs = nf - 1;
     if (nargs > hi)
-        return pe_fail_usage(e, "--scale '%s': too many fields (expected %s)", spec, form);
+        return pe_fail_usage(e, "%s: too many fields (expected %s)", who, form);
     if (nargs < lo || (s.kind == PE_SCALE_YARN && nargs == 2)) {
         static const char *const yarn_names[] = {"factor", "beta_fast", "beta_slow"};
         static const char *const dyn_names[] = {"factor", "target length T"};
@@ -187,37 +190,40 @@ int pe_scaling_parse(const char *spec, pe_scaling *out, pe_err *e)
         if (s.kind == PE_SCALE_YARN) missing = yarn_names[nargs];
         if (s.kind == PE_SCALE_DYNAMIC) missing = dyn_names[nargs];
         if (s.kind == PE_SCALE_LLAMA3) missing = l3_names[nargs];
-        return pe_fail_usage(e, "--scale '%s': %s is missing (expected %s)", spec, missing, form);
+        return pe_fail_usage(e, "%s: %s is missing (expected %s)", who, missing, form);
     }
 
-    if (parse_double(spec, &f[1], "factor", &s.factor, e) != 0) return -1;
+    if (parse_double(who, &f[1], "factor", &s.factor, e) != 0) return -1;
     switch (s.kind) {
     case PE_SCALE_DYNAMIC:
-        if (parse_posint(spec, &f[2], "target length T", &s.target_len, e) != 0) return -1;
+        if (parse_posint(who, &f[2], "target length T", &s.target_len, e) != 0) return -1;
         break;
     case PE_SCALE_YARN:
         if (nargs == 3) {
-            if (parse_double(spec, &f[2], "beta_fast", &s.beta_fast, e) != 0) return -1;
-            if (parse_double(spec, &f[3], "beta_slow", &s.beta_slow, e) != 0) return -1;
+            if (parse_double(who, &f[2], "beta_fast", &s.beta_fast, e) != 0) return -1;
+            if (parse_double(who, &f[3], "beta_slow", &s.beta_slow, e) != 0) return -1;
         }
         break;
     case PE_SCALE_LLAMA3:
-        if (parse_double(spec, &f[2], "LOW (low_freq_factor)", &s.low_freq_factor, e) != 0)
+        if (parse_double(who, &f[2], "LOW (low_freq_factor)", &s.low_freq_factor, e) != 0)
             return -1;
-        if (parse_double(spec, &f[3], "HIGH (high_freq_factor)", &s.high_freq_factor, e) != 0)
+        if (parse_double(who, &f[3], "HIGH (high_freq_factor)", &s.high_freq_factor, e) != 0)
             return -1;
-        if (parse_posint(spec, &f[4], "original length OLDLEN", &s.original_len, e) != 0)
+        if (parse_posint(who, &f[4], "original length OLDLEN", &s.original_len, e) != 0)
             return -1;
         break;
     default:
         break;
     }
 
-    /* "--scale 'SPEC'" prefixes the range messages (a very long spec is cut). */
-    snprintf(who, sizeof who, "--scale '%.*s'", strlen(spec) > 200 ? 200 : (int)strlen(spec), spec);
     if (check_params(&s, who, e) != 0) return -1;
     *out = s;
     return 0;
+}
+
+int pe_scaling_parse(const char *spec, pe_scaling *out, pe_err *e)
+{
+    return pe_scaling_parse_opt("--scale", spec, out, e);
 }
 
 /* ---- Applying ---- */

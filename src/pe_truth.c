@@ -24,6 +24,13 @@ int pe_loss_init(pe_loss_acc *a, size_t n_pos, size_t bins, pe_err *e)
     return 0;
 }
 
+void pe_loss_clear(pe_loss_acc *a)
+{
+    size_t nb = a->nb ? a->nb : 1;
+    double *arr[] = {a->n, a->nll, a->n_ctl, a->ctl, a->excess};
+    for (size_t i = 0; i < sizeof arr / sizeof *arr; i++) memset(arr[i], 0, nb * sizeof(double));
+}
+
 void pe_loss_free(pe_loss_acc *a)
 {
     free(a->n);

@@ -20,8 +20,10 @@
 
 #define PROG "peanalyze"
 
-typedef enum { TABLE_PROFILE = 0, TABLE_HEADS, TABLE_LAYERS, TABLE_HEATMAP, TABLE_LOSS } table_kind;
-static const char *const table_names[] = {"profile", "heads", "layers", "heatmap", "loss", NULL};
+typedef enum { TABLE_PROFILE = 0, TABLE_HEADS, TABLE_LAYERS, TABLE_HEATMAP, TABLE_LOSS, TABLE_WHATIF } table_kind;
+static const char *const table_names[] = {"profile", "heads", "layers", "heatmap", "loss", "whatif", NULL};
+/* -t whatif without --pe: the papers' remedies at a factor of 4. */
+static const char *const default_whatifs[] = {"pi:4", "ntk:4", "yarn:4", "dynamic:4", "clip", "logn"};
 
 enum {
     OPT_BINS = PE_OPT_TOOL,
@@ -59,7 +61,7 @@ typedef struct analyze_opts {
 } analyze_opts;
 
 static const pe_option analyze_options[] = {
-    {"table", 't', "NAME", "profile (default), heads, layers, heatmap or loss"},
+    {"table", 't', "NAME", "profile (default), heads, layers, heatmap, loss or whatif"},
     {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance); loss: position bins (default 16)"},
     {"rows", OPT_ROWS, "N", "evaluate N evenly spaced query rows per file (default all)"},
     {"sink-tokens", OPT_SINK, "S", "sink mass: attention on the first S tokens (default 1)"},
@@ -187,6 +189,9 @@ typedef struct state {
     double *diag;           /* layers x N_DIAG x total: per token, the mean over the layer's heads */
     pe_column *cols;        /* the table's columns: 6, then N_DIAG per layer */
     char (*names)[48];
+    /* whatif */
+    pe_attn_work **work2;   /* a second work per thread (the divergence) */
+    double *wsum;           /* layers x specs x WHATIF_SUMS */
 } state;
 
 static const analyze_opts *opts_of(const pe_run *r)
@@ -460,6 +465,8 @@ static double memory_need(pe_run *r)
         need += (m1 - m0) * fmin(m1, (double)o->pixels) * 8;
     } else if (o->table == TABLE_PROFILE) {
         need += (double)r->n_tasks * PROF_COLS * (o->bins ? fmin((double)o->bins, nd) : nd) * 8;
+    } else if (o->table == TABLE_WHATIF) {
+        need += threads * (4 * T * D * 8 + pe_attn_block_bytes(r->T_max, block) + 10 * nd * 8 * (double)r->n_specs);
     } else if (o->table == TABLE_LOSS) {
         /* every token's diagnostics: per layer, the layer's running sums,
          * and the rows of the heads in flight */
@@ -481,6 +488,9 @@ static void cleanup(pe_run *r)
     free(s->diag);
     free(s->cols);
     free(s->names);
+    for (int j = 0; s->work2 && j < r->jobs; j++) pe_attn_work_free(s->work2[j]);
+    free(s->work2);
+    free(s->wsum);
     free(s);
     r->state = NULL;
 }
@@ -551,9 +561,12 @@ done:
 
 /* ---- loss: the ground truth, and which diagnostic explains it ---- */
 
-/* Every file must have /tokens/nll, run with the same positional spec; the
- * control columns are nan unless every file has the same control.  The
- * columns: six, then per selected layer the bin means of its diagnostics. */
+/* Every file must have /tokens/nll; files recorded with different
+ * positional specs (the nll's pe attribute) make one block of rows each, in
+ * the order of their first file.  The control columns are nan unless every
+ * file has the same control.  The columns: LOSS_FIXED, then per selected
+ * layer the bin means of its diagnostics. */
+#define LOSS_FIXED 7
 static int prepare_loss(pe_run *r, pe_err *e)
 {
     const pe_inputs *in = &r->in;
@@ -564,9 +577,6 @@ static int prepare_loss(pe_run *r, pe_err *e)
         const char *path = pe_dump_path(in->dumps[f]);
         if (!m->nll)
             return pe_fail(e, "%s: /tokens/nll: missing: -t loss needs the model's loss (pe-dump writes it)", path);
-        if (strcmp(m->nll_pe, m0->nll_pe) != 0)
-            return pe_fail(e, "%s: /tokens/nll: pe: '%s' differs from '%s' in %s", path, m->nll_pe, m0->nll_pe,
-                           pe_dump_path(in->dumps[0]));
         if (!m->nll_control) {
             if (!no_control) no_control = path;
         } else if (m0->nll_control &&
@@ -579,7 +589,7 @@ static int prepare_loss(pe_run *r, pe_err *e)
     if (prepare_heads(r, e) < 0) return -1;
     state *s = r->state;
     s->no_control = no_control;
-    size_t nl = in->n_layers, ncol = 6 + N_DIAG * nl;
+    size_t nl = in->n_layers, ncol = LOSS_FIXED + N_DIAG * nl;
     if (!(s->off = pe_alloc(in->n + 1, sizeof *s->off, 1, e))) return -1;
     for (size_t f = 0; f < in->n; f++) s->off[f + 1] = s->off[f] + pe_dump_meta(in->dumps[f])->T;
     s->total = s->off[in->n];
@@ -587,10 +597,10 @@ static int prepare_loss(pe_run *r, pe_err *e)
         !(s->diag = pe_alloc(nl * N_DIAG * s->total, sizeof(double), 0, e)) ||
         !(s->cols = pe_alloc(ncol, sizeof *s->cols, 0, e)) || !(s->names = pe_alloc(ncol, sizeof *s->names, 0, e)))
         return -1;
-    for (int c = 0; c < 6; c++) s->cols[c] = r->def->cols[c];
+    for (int c = 0; c < LOSS_FIXED; c++) s->cols[c] = r->def->cols[c];
     for (size_t lj = 0; lj < nl; lj++)
         for (int d = 0; d < N_DIAG; d++) {
-            size_t c = 6 + lj * N_DIAG + (size_t)d;
+            size_t c = LOSS_FIXED + lj * N_DIAG + (size_t)d;
             snprintf(s->names[c], sizeof s->names[c], "l%ld_%s", in->layers[lj], diag_names[d]);
             s->cols[c] = (pe_column){s->names[c], "known(n)"};
         }
@@ -623,7 +633,6 @@ static void meta_loss(pe_run *r)
     const pe_meta *m0 = r->in.meta;
     pe_table *t = r->table;
     pe_table_meta(t, "train_len", "%ld", r->in.train_len);
-    pe_table_meta(t, "pe", "%s", m0->nll_pe);
     if (s->no_control)
         pe_table_meta(t, "control", "none (%s has no /tokens/nll_control): nll_control, excess and the calibration are nan",
                       s->no_control);
@@ -655,68 +664,335 @@ static int finish_loss(pe_run *r, pe_err *e)
     double *sum = pe_alloc(nb * nl * N_DIAG * 2 + 1, sizeof *sum, 1, e), *cnt = sum ? sum + nb * nl * N_DIAG : NULL;
     double *excess = pe_alloc(total + 1, sizeof *excess, 0, e);
     pe_calib_seq *cs = pe_alloc(in->n, sizeof *cs, 0, e);
+    pe_calib *calib = pe_alloc(r->n_specs * nl * N_DIAG + 1, sizeof *calib, 0, e);
     int rc = -1;
-    if (!sum || !excess || !cs) goto done;
-    for (size_t f = 0; f < in->n; f++) {
-        const pe_meta *m = pe_dump_meta(in->dumps[f]);
-        pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
-        for (size_t k = 0; k < m->T; k++) {
-            size_t i = s->off[f] + k, b = 0, lo, hi;
-            excess[i] = no_control ? NAN : m->nll[k] - m->nll_control[k];
-            if (isnan(m->nll[k])) continue;
-            for (pe_bin_range(n_pos, nb, b, &lo, &hi); (size_t)m->positions[k] > hi;) pe_bin_range(n_pos, nb, ++b, &lo, &hi);
-            for (size_t lj = 0; lj < nl; lj++)
-                for (int d = 0; d < N_DIAG; d++) {
-                    double v = s->diag[(lj * N_DIAG + (size_t)d) * total + i];
-                    if (isnan(v)) continue;
-                    sum[(b * nl + lj) * N_DIAG + (size_t)d] += v;
-                    cnt[(b * nl + lj) * N_DIAG + (size_t)d] += 1;
-                }
-        }
-    }
     pe_table *t = r->table;
+    if (!sum || !excess || !cs || !calib) goto done;
     pe_table_meta(t, "bins", "%zu over positions 0..%zu", nb, n_pos - 1);
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo, hi;
-        pe_bin_range(n_pos, nb, b, &lo, &hi);
-        pe_table_int(t, (long long)lo);
-        pe_table_int(t, (long long)hi);
-        pe_table_int(t, (long long)acc.n[b]);
-        pe_table_dbl(t, acc.n[b] > 0 ? acc.nll[b] / acc.n[b] : NAN);
-        pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.ctl[b] / acc.n_ctl[b] : NAN);
-        pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.excess[b] / acc.n_ctl[b] : NAN);
-        for (size_t k = 0; k < nl * N_DIAG; k++)
-            pe_table_dbl(t, cnt[b * nl * N_DIAG + k] > 0 ? sum[b * nl * N_DIAG + k] / cnt[b * nl * N_DIAG + k] : NAN);
-        pe_table_end_row(t);
-    }
-    /* The calibration: per layer and diagnostic, the two rank correlations
-     * with the excess over the tokens beyond L. */
-    static const char *const calib_cols[] = {"layer", "diagnostic", "across_bins", "n_bins", "within_bins", "n_tokens"};
-    pe_table_section(t, "calibration", calib_cols, 6);
-    for (size_t lj = 0; lj < nl; lj++)
-        for (int d = 0; d < N_DIAG; d++) {
-            pe_calib c;
-            for (size_t f = 0; f < in->n; f++) {
-                const pe_meta *m = pe_dump_meta(in->dumps[f]);
-                cs[f] = (pe_calib_seq){m->T, m->positions, excess + s->off[f],
-                                       s->diag + (lj * N_DIAG + (size_t)d) * total + s->off[f]};
+    for (size_t g = 0; g < r->n_specs; g++) { /* one block per recorded spec */
+        pe_loss_clear(&acc);
+        memset(sum, 0, (nb * nl * N_DIAG * 2) * sizeof *sum);
+        for (size_t f = 0; f < in->n; f++) {
+            const pe_meta *m = pe_dump_meta(in->dumps[f]);
+            if (r->file_spec[f] != g) continue;
+            pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
+            for (size_t k = 0; k < m->T; k++) {
+                size_t i = s->off[f] + k, b = 0, lo, hi;
+                excess[i] = no_control ? NAN : m->nll[k] - m->nll_control[k];
+                if (isnan(m->nll[k])) continue;
+                for (pe_bin_range(n_pos, nb, b, &lo, &hi); (size_t)m->positions[k] > hi;)
+                    pe_bin_range(n_pos, nb, ++b, &lo, &hi);
+                for (size_t lj = 0; lj < nl; lj++)
+                    for (int d = 0; d < N_DIAG; d++) {
+                        double v = s->diag[(lj * N_DIAG + (size_t)d) * total + i];
+                        if (isnan(v)) continue;
+                        sum[(b * nl + lj) * N_DIAG + (size_t)d] += v;
+                        cnt[(b * nl + lj) * N_DIAG + (size_t)d] += 1;
+                    }
             }
-            if (pe_calibrate(cs, in->n, n_pos, nb, in->train_len, &c, e) < 0) goto done;
-            pe_table_int(t, in->layers[lj]);
-            pe_table_str(t, diag_names[d]);
-            pe_table_dbl(t, c.across);
-            pe_table_int(t, (long long)c.n_bins);
-            pe_table_dbl(t, c.within);
-            pe_table_int(t, (long long)c.n_tokens);
+        }
+        for (size_t b = 0; b < nb; b++) {
+            size_t lo, hi;
+            pe_bin_range(n_pos, nb, b, &lo, &hi);
+            pe_table_str(t, r->spec_names[g]);
+            pe_table_int(t, (long long)lo);
+            pe_table_int(t, (long long)hi);
+            pe_table_int(t, (long long)acc.n[b]);
+            pe_table_dbl(t, acc.n[b] > 0 ? acc.nll[b] / acc.n[b] : NAN);
+            pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.ctl[b] / acc.n_ctl[b] : NAN);
+            pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.excess[b] / acc.n_ctl[b] : NAN);
+            for (size_t k = 0; k < nl * N_DIAG; k++)
+                pe_table_dbl(t, cnt[b * nl * N_DIAG + k] > 0 ? sum[b * nl * N_DIAG + k] / cnt[b * nl * N_DIAG + k]
+                                                              : NAN);
             pe_table_end_row(t);
         }
+        if (g + 1 < r->n_specs) pe_table_break(t, 2);
+        /* The calibration of the block: per layer and diagnostic, the two
+         * rank correlations with the excess over the tokens beyond L. */
+        for (size_t lj = 0; lj < nl; lj++)
+            for (int d = 0; d < N_DIAG; d++) {
+                size_t nc = 0;
+                for (size_t f = 0; f < in->n; f++) {
+                    const pe_meta *m = pe_dump_meta(in->dumps[f]);
+                    if (r->file_spec[f] != g) continue;
+                    cs[nc++] = (pe_calib_seq){m->T, m->positions, excess + s->off[f],
+                                              s->diag + (lj * N_DIAG + (size_t)d) * total + s->off[f]};
+                }
+                if (pe_calibrate(cs, nc, n_pos, nb, in->train_len, &calib[(g * nl + lj) * N_DIAG + (size_t)d], e) < 0)
+                    goto done;
+            }
+    }
+    static const char *const calib_cols[] = {"pe",     "layer",       "diagnostic",
+                                             "across_bins", "n_bins", "within_bins", "n_tokens"};
+    pe_table_section(t, "calibration", calib_cols, 7);
+    for (size_t g = 0; g < r->n_specs; g++)
+        for (size_t lj = 0; lj < nl; lj++)
+            for (int d = 0; d < N_DIAG; d++) {
+                const pe_calib *c = &calib[(g * nl + lj) * N_DIAG + (size_t)d];
+                pe_table_str(t, r->spec_names[g]);
+                pe_table_int(t, in->layers[lj]);
+                pe_table_str(t, diag_names[d]);
+                pe_table_dbl(t, c->across);
+                pe_table_int(t, (long long)c->n_bins);
+                pe_table_dbl(t, c->within);
+                pe_table_int(t, (long long)c->n_tokens);
+                pe_table_end_row(t);
+            }
     rc = 0;
 done:
     pe_loss_free(&acc);
     free(sum);
     free(excess);
     free(cs);
+    free(calib);
     return rc;
+}
+
+/* ---- whatif: the papers' remedies against the model's own rotation ---- */
+
+/* One (head, spec) of -t whatif (man peanalyze(1), TABLES, whatif). */
+typedef struct whatif_row {
+    double kl_in;   /* mean over in-train rows of KL(p_rope || p_spec), nats */
+    double unseen;  /* mean unseen-distance mass of the beyond rows */
+    double shift;   /* mean entropy (nats) of the beyond rows minus rope's in-train one */
+    double exceed;  /* share of the beyond rows' logits outside rope's in-train band */
+    int ood;        /* the verdict of -t heads on these numbers */
+} whatif_row;
+
+/* Per layer and spec: heads, ood heads, then the sum and count of each mean. */
+#define WHATIF_SUMS 10
+
+static int prepare_whatif(pe_run *r, pe_err *e)
+{
+    if (prepare_heads(r, e) < 0) return -1;
+    state *s = r->state;
+    if (!(s->work2 = pe_alloc((size_t)r->jobs, sizeof *s->work2, 1, e))) return -1;
+    for (int j = 0; j < r->jobs; j++)
+        if (!(s->work2[j] = pe_attn_work_new(e))) return -1;
+    if (!(s->wsum = pe_alloc(r->in.n_layers * r->n_specs * WHATIF_SUMS + 1, sizeof *s->wsum, 1, e))) return -1;
+    r->result_size = r->n_specs * sizeof(whatif_row);
+    return 0;
+}
+
+static void meta_whatif(pe_run *r)
+{
+    const analyze_opts *o = opts_of(r);
+    char list[1024] = "";
+    for (size_t k = 0; k < r->n_specs; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", r->spec_names[k]);
+    meta_common(r);
+    pe_table_meta(r->table, "pe", "%s (rope: the model's own rotation, the baseline)", list);
+    pe_table_meta(r->table, "estimate", "layer-local: the dumped q and k of each layer came from a model whose earlier "
+                                        "layers ran with its own rotation; pe-dump --pe SPEC measures the real effect "
+                                        "(man petools-whatif(7))");
+    pe_table_meta(r->table, "columns", "kl_in: mean over in-train rows of KL(p_rope || p_spec) in nats (what the "
+                                       "spec changes within L); entropy_shift: mean entropy (nats) of the beyond-L "
+                                       "rows minus rope's in-train mean; exceedance: against rope's in-train logit "
+                                       "range");
+    (void)o;
+}
+
+/* Rotates the raw head (q, k: T x D) into qo, ko with spec s. */
+static void rotate_as(const pe_run *r, size_t s, const pe_task *t, size_t f, const pe_meta *m, const double *q,
+                      const double *k, double *qo, double *ko)
+{
+    size_t n = m->T * (size_t)m->head_dim;
+    pe_geom g = pe_run_geom(r, f, pe_run_slot(r, f, t->lj));
+    const pe_rotation *rot = pe_run_rotation(r, s, t, f);
+    memcpy(qo, q, n * sizeof *qo);
+    memcpy(ko, k, n * sizeof *ko);
+    pe_rotation_apply(rot, qo, m->T, &g, m->positions, 1, 1);
+    pe_rotation_apply(rot, ko, m->T, &g, m->positions, 0, 1);
+}
+
+/* One query head under every spec: the in-train rows of every file, then
+ * rope's in-train range set as every spec's band, then the beyond rows. */
+static int work_whatif(pe_run *r, const pe_task *t, void *res, pe_err *e)
+{
+    const analyze_opts *o = opts_of(r);
+    state *st = r->state;
+    const size_t ns = r->n_specs;
+    whatif_row *out = res;
+    pe_attn_acc *acc = pe_alloc(ns, sizeof *acc, 1, e);
+    double *kl = pe_alloc(2 * ns, sizeof *kl, 1, e);
+    size_t *rows = NULL, n_rows = 0, ready = 0, loaded = (size_t)-1;
+    const double *q = NULL, *k = NULL;
+    int rc = -1, wid = pe_pool_worker(), have_key = 0;
+    if (!acc || !kl) goto done;
+    for (size_t j = 0; j < ns; j++, ready++)
+        if (pe_attn_init(&acc[j], r->in.n_dist, e) < 0) goto done;
+    for (int ph = PE_ATTN_IN; ph <= PE_ATTN_BEYOND; ph++) {
+        if (ph == PE_ATTN_BEYOND)
+            for (size_t j = 1; j < ns; j++) {
+                acc[j].lo = acc[0].lo;
+                acc[j].hi = acc[0].hi;
+            }
+        for (size_t f = 0; f < r->in.n; f++) {
+            pe_dump *d = r->in.dumps[f];
+            const pe_meta *mf = pe_dump_meta(d);
+            size_t first_row = o->rows == 1 ? mf->T - 1 : 0, n = mf->T * (size_t)mf->head_dim;
+            if (ph == PE_ATTN_IN && mf->positions[first_row] >= r->in.train_len) continue;
+            if (ph == PE_ATTN_BEYOND && mf->positions[mf->T - 1] < r->in.train_len) continue;
+            /* A file is read again for the second phase only when another
+             * came between (the key of a group is released once). */
+            if (loaded != f) {
+                if (have_key) pe_run_key_done(r, t, loaded);
+                have_key = 0;
+                if (!(q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, PE_READ_RAW, 0, e))) goto done;
+                if (!(k = pe_run_key(r, t, f, PE_READ_RAW, 1, e))) goto done;
+                have_key = 1;
+                loaded = f;
+                free(rows);
+                rows = NULL;
+                n_rows = 0;
+                if (o->rows > 0 && (size_t)o->rows < mf->T) {
+                    if (!(rows = pe_alloc((size_t)o->rows, sizeof *rows, 0, e))) goto done;
+                    n_rows = pe_attn_even_rows(mf->T, (size_t)o->rows, rows);
+                }
+            }
+            double *qr = pe_run_buffer(r, 2, n, e), *kr = pe_run_buffer(r, 3, n, e);
+            double *qs = pe_run_buffer(r, 4, n, e), *ks = pe_run_buffer(r, 5, n, e);
+            if (!qr || !kr || !qs || !ks) goto done;
+            pe_attn_params p = params_of(r, mf);
+            rotate_as(r, 0, t, f, mf, q, k, qr, kr);
+            pe_attn_seq base = {mf->T, mf->head_dim, qr, kr, mf->positions, rows, n_rows, NULL};
+            int bad = 0;
+            for (size_t s = 0; s < ns && !bad; s++) {
+                pe_attn_seq sq = base;
+                if (s) {
+                    rotate_as(r, s, t, f, mf, q, k, qs, ks);
+                    sq.q = qs;
+                    sq.k = ks;
+                }
+                bad = pe_attn_add(&acc[s], &sq, &p, (pe_attn_phase)ph, st->work[wid], e) < 0;
+                if (!bad && s && ph == PE_ATTN_IN)
+                    bad = pe_attn_kl(&base, &sq, &p, PE_ATTN_IN, &kl[2 * s], &kl[2 * s + 1], st->work[wid],
+                                     st->work2[wid], e) < 0;
+            }
+            if (bad) {
+                char msg[sizeof e->msg];
+                snprintf(msg, sizeof msg, "%s", e->msg);
+                pe_fail(e, "%s: layer %ld head %d: %s", pe_dump_path(d), t->layer, t->head, msg);
+                goto done;
+            }
+        }
+    }
+    pe_attn_stats rope;
+    pe_attn_summary(&acc[0], &rope);
+    for (size_t j = 0; j < ns; j++) {
+        pe_attn_stats sj;
+        pe_attn_summary(&acc[j], &sj);
+        out[j].kl_in = j == 0 ? (rope.rows_in > 0 ? 0 : NAN) : kl[2 * j + 1] > 0 ? kl[2 * j] / kl[2 * j + 1] : NAN;
+        out[j].unseen = sj.unseen;
+        out[j].shift = sj.nats_beyond - rope.nats_in;
+        out[j].exceed = sj.exceedance;
+        out[j].ood = pe_attn_ood(&sj, &o->thr);
+    }
+    rc = 0;
+done:
+    if (have_key) pe_run_key_done(r, t, loaded);
+    for (size_t j = 0; j < ready; j++) pe_attn_free(&acc[j]);
+    free(acc);
+    free(kl);
+    free(rows);
+    return rc;
+}
+
+static void whatif_add(double *sum, double v, int slot)
+{
+    if (isnan(v)) return;
+    sum[2 + 2 * slot] += v;
+    sum[3 + 2 * slot] += 1;
+}
+
+static int emit_whatif(pe_run *r, const pe_task *t, void *res, pe_err *e)
+{
+    (void)e;
+    const whatif_row *h = res;
+    state *st = r->state;
+    pe_table *tb = r->table;
+    for (size_t k = 0; k < r->n_specs; k++) {
+        pe_run_row_start(tb, t);
+        pe_table_str(tb, r->spec_names[k]);
+        pe_table_dbl(tb, h[k].kl_in);
+        pe_table_dbl(tb, h[k].unseen);
+        pe_table_dbl(tb, h[k].shift);
+        pe_table_dbl(tb, h[k].exceed);
+        pe_table_int(tb, h[k].ood);
+        pe_table_end_row(tb);
+        double *sum = st->wsum + (t->lj * r->n_specs + k) * WHATIF_SUMS;
+        sum[0] += 1;
+        sum[1] += h[k].ood;
+        whatif_add(sum, h[k].kl_in, 0);
+        whatif_add(sum, h[k].unseen, 1);
+        whatif_add(sum, h[k].shift, 2);
+        whatif_add(sum, h[k].exceed, 3);
+    }
+    pe_table_break(tb, 1);
+    return 0;
+}
+
+/* The rank of value v among vals[0..n) (1 = lowest; ties share the lower
+ * rank; nan last). */
+static long rank_of(const double *vals, size_t n, double v)
+{
+    long rk = 1;
+    if (isnan(v)) return (long)n;
+    for (size_t i = 0; i < n; i++) rk += !isnan(vals[i]) && vals[i] < v;
+    return rk;
+}
+
+static void whatif_means(pe_table *tb, const double *sum)
+{
+    pe_table_int(tb, (long long)sum[0]);
+    pe_table_int(tb, (long long)sum[1]);
+    for (int c = 0; c < 4; c++) pe_table_dbl(tb, sum[3 + 2 * c] > 0 ? sum[2 + 2 * c] / sum[3 + 2 * c] : NAN);
+}
+
+static int finish_whatif(pe_run *r, pe_err *e)
+{
+    state *st = r->state;
+    pe_table *tb = r->table;
+    const size_t ns = r->n_specs, nl = r->in.n_layers;
+    static const char *const layer_cols[] = {"layer",       "pe",          "heads",
+                                             "ood_heads",   "mean_kl_in",  "mean_unseen_mass",
+                                             "mean_entropy_shift", "mean_exceedance"};
+    static const char *const model_cols[] = {"pe",          "heads",        "ood_heads",
+                                             "mean_kl_in",  "mean_unseen_mass", "mean_entropy_shift",
+                                             "mean_exceedance", "rank_kl_in",   "rank_unseen_mass"};
+    double *model = pe_alloc(ns * (WHATIF_SUMS + 2) + 1, sizeof *model, 1, e);
+    if (!model) return -1;
+    double *kl = model + ns * WHATIF_SUMS, *un = kl + ns;
+    pe_table_section(tb, "layers", layer_cols, 8);
+    for (size_t lj = 0; lj < nl; lj++) {
+        for (size_t k = 0; k < ns; k++) {
+            const double *sum = st->wsum + (lj * ns + k) * WHATIF_SUMS;
+            pe_table_int(tb, r->in.layers[lj]);
+            pe_table_str(tb, r->spec_names[k]);
+            whatif_means(tb, sum);
+            pe_table_end_row(tb);
+            for (int c = 0; c < WHATIF_SUMS; c++) model[k * WHATIF_SUMS + (size_t)c] += sum[c];
+        }
+        pe_table_break(tb, 1);
+    }
+    /* The whole model: the mean over every head (layers weighted by their
+     * heads), and each spec's rank by distortion within L and by unseen mass
+     * beyond it. */
+    for (size_t k = 0; k < ns; k++) {
+        const double *m = model + k * WHATIF_SUMS;
+        kl[k] = m[3] > 0 ? m[2] / m[3] : NAN;
+        un[k] = m[5] > 0 ? m[4] / m[5] : NAN;
+    }
+    pe_table_section(tb, "model", model_cols, 9);
+    for (size_t k = 0; k < ns; k++) {
+        pe_table_str(tb, r->spec_names[k]);
+        whatif_means(tb, model + k * WHATIF_SUMS);
+        pe_table_int(tb, rank_of(kl, ns, kl[k]));
+        pe_table_int(tb, rank_of(un, ns, un[k]));
+        pe_table_end_row(tb);
+    }
+    free(model);
+    return 0;
 }
 
 /* ---- the tables ---- */
@@ -738,8 +1014,11 @@ static const pe_column layers_cols[] = {{"layer", "block"},          FIXED("head
                                         FIXED("mean_sink_shift"),    FIXED("mean_exceedance"),
                                         FIXED("mean_unseen_mass"),   FIXED("mean_entropy_nats_in"),
                                         FIXED("mean_entropy_nats_beyond"), FIXED("mean_sink_ratio")};
+static const pe_column whatif_cols[] = {HEAD_COLS,          {"pe", "key"},       FIXED("kl_in"),
+                                        FIXED("unseen_mass"), FIXED("entropy_shift"), FIXED("exceedance"),
+                                        FIXED("ood")};
 static const pe_column heatmap_cols[] = {FIXED("row"), FIXED("key_lo"), FIXED("key_hi"), FIXED("prob")};
-static const pe_column loss_cols[] = {{"bin_lo", "lo"},    {"bin_hi", "hi"},           {"n", "sum"},
+static const pe_column loss_cols[] = {{"pe", "block"},      {"bin_lo", "lo"},    {"bin_hi", "hi"},           {"n", "sum"},
                                       {"nll", "mean(n)"}, {"nll_control", "mean(n)"}, {"excess", "mean(n)"}};
 #define COLS(a) a, (int)(sizeof a / sizeof a[0])
 #define PER_HEAD(flags, emit)                                                                                  \
@@ -755,7 +1034,9 @@ static const pe_table_def tables[] = {
     [TABLE_LAYERS] = {"layers", PER_HEAD(layers, emit_layers)},
     [TABLE_HEATMAP] = {"heatmap", COLS(heatmap_cols), PE_TABLE_NO_TASKS, 0, prepare_heatmap, memory_need, NULL, NULL,
                        NULL, finish_heatmap, NULL},
-    [TABLE_LOSS] = {"loss", COLS(loss_cols), PE_TABLE_NEEDS_L, sizeof(head_result), prepare_loss, memory_need, meta_loss,
+    [TABLE_WHATIF] = {"whatif", COLS(whatif_cols), PE_TABLE_NEEDS_L | PE_TABLE_MANY_PE, 0, prepare_whatif,
+                      memory_need, meta_whatif, work_whatif, emit_whatif, finish_whatif, NULL},
+    [TABLE_LOSS] = {"loss", COLS(loss_cols), PE_TABLE_NEEDS_L | PE_TABLE_FILE_PE, sizeof(head_result), prepare_loss, memory_need, meta_loss,
                     work_head, emit_loss, finish_loss, result_free},
 };
 
@@ -775,6 +1056,13 @@ static int check(pe_run *r, pe_err *e)
         if (misplaced) return pe_fail_usage(e, "%s: only for -t heatmap", misplaced);
         if (o->table == TABLE_LOSS && (o->seen_rows || o->fail_on))
             return pe_fail_usage(e, "%s: not for -t loss", o->seen_rows ? "--rows" : "--fail-on");
+        if (o->table == TABLE_WHATIF && o->fail_on) return pe_fail_usage(e, "--fail-on: not for -t whatif");
+        if (o->table == TABLE_WHATIF && c->n_pe == 0) { /* the default comparison */
+            size_t n = sizeof default_whatifs / sizeof *default_whatifs;
+            if (!(r->c.pe = pe_alloc(n, sizeof *r->c.pe, 0, e))) return -1;
+            for (; r->c.n_pe < n; r->c.n_pe++)
+                if (pe_whatif_parse("--pe", default_whatifs[r->c.n_pe], &r->c.pe[r->c.n_pe], e) < 0) return -1;
+        }
         if (o->fail_on) r->needs_L_for = "--fail-on";
         return 0;
     }

@@ -44,8 +44,8 @@ typedef struct decomp_opts {
     int table;
     long bins;
     int method;
-    const char *scale_spec;
-    pe_scaling scale;
+    pe_whatif *scale;  /* --scale, the old name of --pe for -t freqs (until it moves to the run's specs) */
+    int scale_moved;   /* it has: messages still name --scale */
     int check;
     pe_class_rule rule;
     long rotary_dim; /* freqs without a file */
@@ -60,7 +60,7 @@ static const pe_option decomp_options[] = {
     {"table", 't', "NAME", "profile (default), summary, spectrum, usage, dims or freqs"},
     {"bins", OPT_BINS, "B", "profile: distance bins (default 512; 0 = every distance)"},
     {"method", OPT_METHOD, "M", "fft (default) or direct, the O(T^2) sum that checks it"},
-    {"scale", OPT_SCALE, "SPEC", "freqs: what-if pi:S, ntk:S, dynamic:S:T, yarn:S[:BF:BS], llama3:S:LO:HI:OL"},
+    {"scale", OPT_SCALE, "SPEC", "freqs: the old name of --pe (until the next release)"},
     {"spectrum-of", OPT_SPECTRUM_OF, "I", "spectrum: write pair I's whole power spectrum instead"},
     {"min-pairs", OPT_MIN_PAIRS, "N", "summary: value_ood over distances with at least N pairs (default 256)"},
     {"check", OPT_CHECK, NULL, "read every head; compare stored q_rot/k_rot with rotated q/k"},
@@ -85,12 +85,9 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     case OPT_BINS: return pe_parse_long("--bins", arg, 0, 1L << 40, &o->bins, e);
     case OPT_METHOD: return pe_parse_choice("--method", arg, methods, &o->method, e);
     case OPT_SCALE:
-        o->scale_spec = arg;
-        if (pe_scaling_parse(arg, &o->scale, e) < 0) {
-            e->kind = PE_ERRK_USAGE;
-            return -1;
-        }
-        return 0;
+        pe_whatif_free(o->scale);
+        o->scale = NULL;
+        return pe_whatif_parse("--scale", arg, &o->scale, e);
     case OPT_CHECK: o->check = 1; return 0;
     case OPT_HF_TURNS: return pe_parse_double("--hf-turns", arg, 0, 1e300, &o->rule.hf_turns, e);
     case OPT_ACT_TURNS: return pe_parse_double("--act-turns", arg, 0, 1e300, &o->rule.act_turns, e);
@@ -238,6 +235,13 @@ static int bin_rows(size_t t, void *ctx, pe_err *e)
     return 0;
 }
 
+/* The frequencies of a head's pairs under the run's spec (the first
+ * file's: they differ between files only with dynamic:S). */
+static const double *head_theta(const pe_run *r, const pe_task *t)
+{
+    return pe_run_rotation(r, 0, t, 0)->theta;
+}
+
 /* One (layer, head): read it from every file, add into one profile, then
  * keep only what the table prints (binned means, the summary or spectra). */
 static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
@@ -254,10 +258,13 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     for (size_t f = 0; f < r->in.n; f++) {
         const pe_meta *mf = pe_dump_meta(r->in.dumps[f]);
         int slot = pe_run_slot(r, f, t->lj);
-        const double *q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, 0, 0, e);
-        const double *k = q ? pe_run_key(r, t, f, 0, 1, e) : NULL;
+        /* The spec's gauss draws and logit factor go into q and k; its
+         * frequencies into the distance phase (man petools-whatif(7)). */
+        const double *q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, PE_READ_PHASE, 0, e);
+        const double *k = q ? pe_run_key(r, t, f, PE_READ_PHASE, 1, e) : NULL;
         if (!k) return -1;
         pe_geom g = pe_run_geom(r, f, slot);
+        g.theta = pe_run_rotation(r, 0, t, f)->theta;
         pe_head_input hin = {mf->T, q, k, mf->positions, mf->attn_scale, mf->contiguous};
         int added = pe_profile_add(prof, &hin, &g, (pe_method)o->method, e);
         pe_run_key_done(r, t, f);
@@ -265,9 +272,9 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     }
     if (o->table == TABLE_SUMMARY) {
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) return -1;
-        return pe_profile_summary(prof, pe_run_theta(r, t->lj), r->in.train_len, (double)o->min_pairs, out->sum, e);
+        return pe_profile_summary(prof, head_theta(r, t), r->in.train_len, (double)o->min_pairs, out->sum, e);
     }
-    if (o->table == TABLE_SPECTRUM) return work_spectrum(r, prof, pe_run_theta(r, t->lj), out, e);
+    if (o->table == TABLE_SPECTRUM) return work_spectrum(r, prof, head_theta(r, t), out, e);
     size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)o->bins), rows = (size_t)P + 2;
     out->nb = nb;
     out->mean = mean_take(s, rows * nb, &out->mean_cap, e);
@@ -314,7 +321,7 @@ static int format_piece(size_t k, void *ctx, pe_err *e)
     profile_job *pj = ctx;
     pe_run *r = pj->r;
     const head_result *h = pj->h;
-    const double *theta = pe_run_theta(r, pj->t->lj);
+    const double *theta = head_theta(r, pj->t);
     const int P = r->in.meta->n_pairs;
     const size_t nb = h->nb, first = k * PROFILE_PIECE, n = (size_t)pj->ns * nb;
     const size_t last = first + PROFILE_PIECE < n ? first + PROFILE_PIECE : n;
@@ -395,7 +402,7 @@ static int emit_profile(pe_run *r, const pe_task *t, void *res, pe_err *e)
 static int emit_summary(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     (void)e;
-    const double *theta = pe_run_theta(r, t->lj);
+    const double *theta = head_theta(r, t);
     long L = r->in.train_len;
     pe_table *tb = r->table;
     for (int p = 0; p < r->in.meta->n_pairs; p++) {
@@ -423,7 +430,7 @@ static int emit_spectrum(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     (void)e;
     const head_result *h = res;
-    const double *theta = pe_run_theta(r, t->lj);
+    const double *theta = head_theta(r, t);
     pe_table *tb = r->table;
     long of = opts_of(r)->spectrum_of;
     size_t N = h->n_power ? (h->n_power - 1) * 2 : 0;
@@ -471,7 +478,7 @@ static int emit_usage(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     (void)e;
     const pe_usage *u = &((head_result *)res)->use;
-    const double *theta = pe_run_theta(r, t->lj);
+    const double *theta = head_theta(r, t);
     pe_table *tb = r->table;
     double total = 0;
     for (int p = 0; p < u->n_pairs; p++) total += u->norm_sum[p];
@@ -575,6 +582,9 @@ static double memory_need(pe_run *r)
 static void cleanup(pe_run *r)
 {
     state *s = r->state;
+    decomp_opts *o = r->opts;
+    pe_whatif_free(o->scale); /* when a usage error came before the run took it */
+    o->scale = NULL;
     if (!s) return;
     pe_profile_free(&s->prof);
     free(s->spare_mean);
@@ -592,6 +602,7 @@ static void cleanup(pe_run *r)
 static int prepare_freqs(pe_run *r, pe_err *e)
 {
     const decomp_opts *o = opts_of(r);
+    const pe_whatif *w = r->specs[0];
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
     pthread_mutex_init(&s->spare_mu, NULL);
@@ -609,15 +620,59 @@ static int prepare_freqs(pe_run *r, pe_err *e)
         pe_rope_default_theta(o->rope_theta, (int)o->rotary_dim, s->theta_cli);
         s->theta = s->theta_cli;
     }
-    if (!o->scale_spec) {
+    if (pe_whatif_is_rope(w)) {
         r->ncol = 6;
         return 0;
     }
-    if (!(s->scaled = pe_alloc(s->rotary_dim > 1 ? (size_t)s->rotary_dim / 2 : 1, sizeof *s->scaled, 0, e))) return -1;
-    if (pe_scaling_apply(&o->scale, s->rotary_dim, base, L, s->theta, s->scaled, &s->info, e) < 0) {
+    const char *opt = o->scale_moved ? "--scale" : "--pe";
+    if (pe_whatif_per_head(w))
+        return pe_fail_usage(e, "%s '%.200s': -t freqs has one row per pair of the model, and dope changes single "
+                                "heads: see their frequencies in -t summary --pe",
+                             opt, w->text);
+    /* The spec on a one-layer model of these frequencies. */
+    const int P = s->rotary_dim / 2;
+    int64_t last = 0;
+    pe_layer_info li = {0};
+    pe_meta m = {0};
+    li.rope = 1;
+    li.theta = (double *)s->theta;
+    m.n_pairs = P;
+    m.rotary_dim = s->rotary_dim;
+    m.rope_theta = base;
+    m.n_layers = 1;
+    m.layers = &li;
+    if (r->n_files) {
+        m.T = r->in.meta->T;
+        m.positions = r->in.meta->positions;
+    } else {
+        m.T = 1; /* positions are not known without a file: dynamic:S needs its T */
+        m.positions = &last;
+        for (int k = 0; k < w->n; k++)
+            if (w->steps[k].dynamic_auto)
+                return pe_fail_usage(e, "%s '%.200s': dynamic:S takes the length of the file; without one, give "
+                                        "dynamic:S:T",
+                                     opt, w->text);
+    }
+    pe_rotation rot;
+    if (!(s->scaled = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *s->scaled, 0, e))) return -1;
+    if (pe_rotation_init(&rot, P, e) < 0) return -1;
+    int rc = pe_whatif_resolve(w, &m, 0, PE_TENSOR_Q, 0, L, &rot, e);
+    if (rc == 0) memcpy(s->scaled, rot.theta, (size_t)P * sizeof *s->scaled);
+    pe_rotation_free(&rot);
+    /* What the last scaling step did, for the "# scale:" line. */
+    s->info = (pe_scale_info){base, 1, 0, 0, 0, 0, 0, L};
+    for (int k = 0; rc == 0 && k < w->n; k++) {
+        pe_scaling sc = w->steps[k].scale;
+        if (w->steps[k].kind != PE_STEP_SCALE) continue;
+        if (w->steps[k].dynamic_auto) sc.target_len = (long)(m.positions[m.T - 1] + 1);
+        double *tmp = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *tmp, 0, e);
+        rc = tmp ? pe_scaling_apply(&sc, s->rotary_dim, base, L, s->theta, tmp, &s->info, e) : -1;
+        free(tmp);
+    }
+    if (rc < 0) {
         /* Name the option and where the rotary layout came from. */
         char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "--scale '%.100s': %.700s%s%.200s", o->scale_spec, e->msg, r->n_files ? " in " : "",
+        snprintf(msg, sizeof msg, "%s '%.100s': %.700s%s%.200s", opt, w->text, e->msg, r->n_files ? " in " : "",
                  r->n_files ? r->files[0] : "");
         snprintf(e->msg, sizeof e->msg, "%s", msg);
         return -1;
@@ -634,7 +689,7 @@ static int finish_freqs(pe_run *r, pe_err *e)
     long L = r->n_files ? r->in.train_len : r->c.train_len;
     pe_table_meta(t, "rope_theta", "%.17g", r->n_files ? r->in.meta->rope_theta : o->rope_theta);
     if (s->scaled)
-        pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)", o->scale_spec,
+        pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)", r->spec_names[0],
                       s->info.target_len, s->info.base_scaled, s->info.attn_factor);
     pe_table_meta(t, "train_len", "%ld", L);
     pe_table_meta(t, "rotary_dim", "%d", s->rotary_dim);
@@ -755,9 +810,17 @@ static int check(pe_run *r, pe_err *e)
     if (n_files > 0 && o->rope_theta_given) return pe_fail_usage(e, "--rope-theta: only for -t freqs without an input file");
     if (o->rotary_dim >= 0 && o->rotary_dim % 2) return pe_fail_usage(e, "--rotary-dim: must be even (got %ld)", o->rotary_dim);
     if (n_files == 0 && r->c.train_len <= 0) return pe_fail_usage(e, "-t freqs needs the training length: give --train-len");
-    if (o->scale_spec && o->table != TABLE_FREQS) return pe_fail_usage(e, "--scale: only for -t freqs");
-    if (o->check && (o->table != TABLE_PROFILE || o->scale_spec))
-        return pe_fail_usage(e, "--check: writes its own table; leave out -t and --scale");
+    if (o->scale && o->table != TABLE_FREQS) return pe_fail_usage(e, "--scale: only for -t freqs (see --pe)");
+    if (o->scale && r->c.n_pe) return pe_fail_usage(e, "--scale is the old name of --pe: give one of them");
+    if (o->check && (o->table != TABLE_PROFILE || o->scale || r->c.n_pe))
+        return pe_fail_usage(e, "--check: writes its own table; leave out -t, --scale and --pe");
+    if (o->scale) { /* from here on, the run's spec */
+        if (!(r->c.pe = pe_alloc(1, sizeof *r->c.pe, 0, e))) return -1;
+        r->c.pe[0] = o->scale;
+        r->c.n_pe = 1;
+        ((decomp_opts *)r->opts)->scale = NULL;
+        ((decomp_opts *)r->opts)->scale_moved = 1;
+    }
     if (o->spectrum_of >= 0 && o->table != TABLE_SPECTRUM) return pe_fail_usage(e, "--spectrum-of: only for -t spectrum");
     if (o->seen_min_pairs && o->table != TABLE_SUMMARY) return pe_fail_usage(e, "--min-pairs: only for -t summary");
     return 0;
@@ -768,6 +831,7 @@ static const pe_tool_def tool = {{PROG, "[OPTION]... FILE...", "Split attention 
 
 int main(int argc, char **argv)
 {
-    decomp_opts o = {TABLE_PROFILE, 512, PE_METHOD_FFT, NULL, {0}, 0, PE_CLASS_RULE_DEFAULT, -1, 10000.0, 0, -1, 256, 0};
+    decomp_opts o = {.table = TABLE_PROFILE, .bins = 512, .method = PE_METHOD_FFT, .rule = PE_CLASS_RULE_DEFAULT,
+                     .rotary_dim = -1, .rope_theta = 10000.0, .spectrum_of = -1, .min_pairs = 256};
     return pe_run_main(argc, argv, &tool, &o);
 }

@@ -249,9 +249,17 @@ static int work_task(pe_run *r, const pe_task *t, void *res, pe_err *e)
             double *buf = si == s->n_stages - 1 ? x : y;
             if (buf != x) memcpy(buf, x, td * sizeof *buf);
             const pe_rotor *rot = NULL;
-            if (s->stages[si] != PE_STAGE_PRE) {
+            const pe_rotation *spec = pe_run_rotation(r, 0, t, f);
+            if (s->stages[si] == PE_STAGE_POST && !pe_rotation_is_plain(spec)) {
+                /* Gauss draws or a logit factor: rotated here, not by a rotor
+                 * of frequencies (man petools-whatif(7)). */
+                pe_rotation_apply(spec, buf, mf->T, &g, mf->positions, t->tensor == PE_TENSOR_Q, 1);
+            } else if (s->stages[si] != PE_STAGE_PRE) {
                 pe_geom gr = g;
-                /* A layer without rotary embedding stays unrotated (its theta are 0). */
+                /* The post stage turns with the spec's frequencies (the layer's
+                 * own by default); a layer without rotary embedding stays
+                 * unrotated (its theta are 0). */
+                gr.theta = spec->theta;
                 if (s->stages[si] == PE_STAGE_NTK && mf->layers[slot].rope) gr.theta = s->ntk_theta[f];
                 if (!(rot = pe_rotor_cache_get(s->rotors, &gr, mf->positions, mf->T, r->pool, e))) return -1;
             }
@@ -366,9 +374,12 @@ static int emit_layer(pe_run *r, const pe_task *t, void *res, pe_err *e)
         if (!tensor_selected(r, tn)) continue;
         size_t n = tensor_rows(r, t->lj, (pe_tensor)tn, rows);
         for (int si = 0; si < s->n_stages; si++) {
-            const double *theta = s->stages[si] == PE_STAGE_NTK && rope ? s->ntk_theta[0] : pe_run_theta(r, t->lj);
             for (size_t j = 0; j < n; j++) {
                 const double *v = result(r, rows[j].task, si);
+                const double *theta = s->stages[si] == PE_STAGE_NTK && rope ? s->ntk_theta[0]
+                                      : s->stages[si] == PE_STAGE_POST
+                                          ? pe_run_rotation(r, 0, &r->tasks[rows[j].task], 0)->theta
+                                          : pe_run_theta(r, t->lj);
                 if (!s->bands) {
                     row_prefix(tb, t, &rows[j], tn, s->stages[si]);
                     pe_table_str(tb, prep_names[opts_of(r)->prep]);
@@ -535,6 +546,10 @@ static int check(pe_run *r, pe_err *e)
     if (o->ntk_len && o->stage != PE_STAGE_NTK && o->stage != STAGE_ALL)
         return pe_fail_usage(e, "--ntk-len: only with --stage ntk or all");
     if (o->set_factor && !o->ntk_len) return pe_fail_usage(e, "--ntk-factor: only with --ntk-len");
+    for (size_t i = 0; o->ntk_len && i < c->n_pe; i++)
+        if (!pe_whatif_is_rope(c->pe[i]))
+            return pe_fail_usage(e, "--pe with the ntk stage: ntk is itself a what-if; give --stage post --pe "
+                                    "dynamic:S:T instead");
     int mask_stdout = o->mask && strcmp(o->mask, "-") == 0;
     if (mask_stdout && c->output && strcmp(c->output, "-") == 0)
         return pe_fail_usage(e, "--mask -: the table already goes to standard output (-o -); give one of them a file");

@@ -489,6 +489,26 @@ f32.h5 -l|option -l needs an argument
 f32.h5 -o|option -o needs an argument
 f32.h5 --format|option --format needs an argument
 f32.h5 --max-memory|option --max-memory needs an argument
+f32.h5 --pe|option --pe needs an argument
+--pe warp:2 f32.h5|--pe 'warp:2': unknown step 'warp:2' (accepted: rope, pi:S, ntk:S, dynamic:S[:T], yarn:S[:BETA_FAST:BETA_SLOW], llama3:S:LOW:HIGH:OLDLEN, prope:P, clip, logn, dope:MASK[:parts|all|gauss], joined with +)
+--pe '' f32.h5|--pe: an empty spec (accepted: rope, pi:S
+--pe 'pi:2+' f32.h5|--pe 'pi:2+': an empty step (accepted: rope
+--pe ROPE f32.h5|--pe 'ROPE': unknown step 'ROPE'
+--pe rope:2 f32.h5|--pe 'rope:2': unknown step 'rope:2'
+--pe pi:x f32.h5|--pe 'pi:x': factor is not a number
+--pe pi:0 f32.h5|--pe 'pi:0': factor must be > 0
+--pe ntk:0.5 f32.h5|--pe 'ntk:0.5': factor must be >= 1
+--pe yarn:4:1:32 f32.h5|--pe 'yarn:4:1:32': beta_fast (1) must be >= beta_slow (32)
+--pe dynamic:4:0 f32.h5|--pe 'dynamic:4:0': target length T must be a positive integer
+--pe llama3:8:4:1:8192 f32.h5|--pe 'llama3:8:4:1:8192': needs HIGH > LOW > 0
+--pe prope:1.5 f32.h5|--pe 'prope:1.5': prope:P needs a fraction P from 0 to 1, got '1.5'
+--pe prope: f32.h5|--pe 'prope:': prope:P needs a fraction P from 0 to 1, got ''
+--pe 'prope: 0.5' f32.h5|--pe 'prope: 0.5': prope:P needs a fraction P from 0 to 1, got ' 0.5'
+--pe clip:2 f32.h5|--pe 'clip:2': unknown step 'clip:2'
+--pe dope: f32.h5|--pe 'dope:': dope needs the mask file: dope:MASK[:parts|all|gauss]
+--pe dope::gauss f32.h5|--pe 'dope::gauss': dope needs the mask file: dope:MASK[:parts|all|gauss]
+--pe 'clip+yarn:4' f32.h5|--pe 'clip+yarn:4': 'yarn:4' rebuilds the frequencies from the base, which would undo the steps before it: put it first
+--pe 'pi:2+ntk:2' f32.h5|--pe 'pi:2+ntk:2': 'ntk:2' rebuilds the frequencies from the base
 |no input file
 EOF
 # Each tool's own options.
@@ -500,7 +520,11 @@ cat >"$TMP/abuse-pedecomp" <<'EOF'
 --bins '' f32.h5|--bins: '' is not an integer
 --method slow f32.h5|--method: unknown value 'slow' (one of: fft, direct)
 -t freqs --scale yarn:x f32.h5|--scale 'yarn:x': factor is not a number
--t freqs --scale warp:2 f32.h5|--scale 'warp:2': unknown method 'warp'
+-t freqs --scale warp:2 f32.h5|--scale 'warp:2': unknown step 'warp:2' (accepted: rope, pi:S
+--scale pi:2 f32.h5|--scale: only for -t freqs (see --pe)
+-t freqs --scale pi:2 --pe pi:2 f32.h5|--scale is the old name of --pe: give one of them
+--check --pe pi:2 f32.h5|--check: writes its own table; leave out -t, --scale and --pe
+--pe pi:2 --pe pi:3 f32.h5|--pe: one spec per run for -t profile (peanalyze -t whatif compares several)
 -t freqs --scale pi:-2 f32.h5|--scale 'pi:-2': factor must be > 0
 -t freqs --scale pi:1e400 f32.h5|--scale 'pi:1e400': factor '1e400' is out of range
 --hf-turns abc f32.h5|--hf-turns: 'abc' is not a number
@@ -544,6 +568,9 @@ cat >"$TMP/abuse-peanalyze" <<'EOF'
 --block 1x f32.h5|--block: '1x' is not an integer
 --fail-on x f32.h5|--fail-on: unknown value 'x' (one of: ood, ushape)
 --fail-on '' f32.h5|--fail-on: empty
+-t whatif --fail-on ood f32.h5|--fail-on: not for -t whatif
+-t loss --pe pi:2 f32.h5|--pe: -t loss rotates each file with the spec its loss was recorded with
+--pe pi:2 --pe pi:3 f32.h5|--pe: one spec per run for -t profile (peanalyze -t whatif compares several)
 f32.h5 --rows|option --rows needs an argument
 f32.h5 -t|option -t needs an argument
 EOF
@@ -568,6 +595,8 @@ cat >"$TMP/abuse-peentropy" <<'EOF'
 -t select --mask no/such/m.json f32.h5|--mask: cannot create 'no/such/m.json': No such file or directory
 -t select --mask . f32.h5|--mask: '.' is a directory
 --mask m.json f32.h5|--mask: only for -t select
+--pe pi:2 --pe pi:3 f32.h5|--pe: one spec per run for -t heads (peanalyze -t whatif compares several)
+--stage all --ntk-len 64 --pe pi:2 f32.h5|--pe with the ntk stage: ntk is itself a what-if
 f32.h5 --rank|option --rank needs an argument
 f32.h5 -r|option -r needs an argument
 EOF

@@ -27,7 +27,9 @@ cell() {
 }
 
 # lossrows FILE: the rows of a loss table, without its calibration section.
-lossrows() { sed '/^# section: /,$d' "$1" | data /dev/stdin; }
+# The rows of a loss table without their first column, pe (the spec the
+# loss was recorded with), so that bin_lo is $1.
+lossrows() { sed '/^# section: /,$d' "$1" | data /dev/stdin | cut -f 2-; }
 
 # ------------------------------------------------------------------ usage
 run "$PA" --help
@@ -53,7 +55,7 @@ expect 2 "peanalyze: no input file" "no input file" "$PA"
 expect 2 "peanalyze: unknown option --frobnicate" "unknown long option" "$PA" --frobnicate f32.h5
 expect 2 "peanalyze: unknown option -Z" "unknown short option" "$PA" -Z f32.h5
 expect 2 "peanalyze: option --rows needs an argument" "missing argument" "$PA" f32.h5 --rows
-expect 2 "peanalyze: --table: unknown value 'nonsense' (one of: profile, heads, layers, heatmap, loss)" "unknown table" "$PA" -t nonsense f32.h5
+expect 2 "peanalyze: --table: unknown value 'nonsense' (one of: profile, heads, layers, heatmap, loss, whatif)" "unknown table" "$PA" -t nonsense f32.h5
 expect 2 "peanalyze: --bins: -1 is out of range" "negative bins" "$PA" --bins -1 f32.h5
 expect 2 "peanalyze: --rows: 0 is out of range" "--rows 0" "$PA" --rows 0 f32.h5
 expect 2 "peanalyze: --rows: '5x' is not an integer" "--rows with garbage" "$PA" --rows 5x f32.h5
@@ -502,17 +504,19 @@ lossref() {
     }'
 }
 # lossgot TABLE: the rows of a tsv loss table in the same form.
-lossgot() { awk -F'\t' '/^# section: / { exit } /^#/ || $1 == "bin_lo" { next } { printf "%d %d %d %.9f %.9f %.9f\n", $1, $2, $3, $4, $5, $6 }' "$1"; }
+lossgot() { lossrows "$1" | awk -F'\t' '$1 == "bin_lo" { next } { printf "%d %d %d %.9f %.9f %.9f\n", $1, $2, $3, $4, $5, $6 }'; }
 
 run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5
 is "loss: one file: bins, counts and means equal the token-by-token sums" "$(lossref 40)" "$(lossgot "$TMP/out")"
-is "loss: header: the six columns, then four per layer" \
-    "bin_lo	bin_hi	n	nll	nll_control	excess	l0_unseen_mass	l0_entropy_nats	l0_sink_mass	l0_exceedance	l2_unseen_mass	l2_entropy_nats	l2_sink_mass	l2_exceedance" \
+is "loss: header: pe, the six columns, then four per layer" \
+    "pe	bin_lo	bin_hi	n	nll	nll_control	excess	l0_unseen_mass	l0_entropy_nats	l0_sink_mass	l0_exceedance	l2_unseen_mass	l2_entropy_nats	l2_sink_mass	l2_exceedance" \
     "$(data "$TMP/out" | head -n 1)"
-if grep -qx '# train_len: 16' "$TMP/out" && grep -q '^# control: window:16:1 ' "$TMP/out" && grep -qx '# pe: rope' "$TMP/out"; then
-    ok "loss: train_len, control window and pe as comment lines"
+if grep -qx '# train_len: 16' "$TMP/out" && grep -q '^# control: window:16:1 ' "$TMP/out" &&
+    grep -qx '# pe: each file rotated with the spec its loss was recorded with (the pe column)' "$TMP/out" &&
+    [ "$(sed '/^# section: /,$d' "$TMP/out" | data /dev/stdin | awk -F'\t' 'NR > 1 { print $1 }' | sort -u)" = rope ]; then
+    ok "loss: train_len, control window as comment lines; pe rope in every row"
 else
-    notok "loss: train_len, control window and pe as comment lines" "$(grep '^#' "$TMP/out" | tr '\n' ' ')"
+    notok "loss: train_len, control window and pe" "$(grep '^#' "$TMP/out" | tr '\n' ' ')"
 fi
 run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-short.h5
 is "loss: two files pool by summing per bin" "$(lossref 40 24)" "$(lossgot "$TMP/out")"
@@ -523,7 +527,7 @@ is "loss: --bins 0: one row per position, the last without a loss" "40 0" "$(los
 excess_in=$(lossrows "$TMP/out" | awk -F'\t' 'NR > 1 && $1 < 16 && $6 != 0 { bad++ } END { print bad + 0 }')
 is "loss: --bins 0: the excess is 0 at every position below L" "0" "$excess_in"
 run "$PA" -t loss --bins 4 -f tsv truth.h5 truth-nocontrol.h5
-if [ "$status" -eq 0 ] && [ "$(data "$TMP/out" | awk -F'\t' 'NR > 1 && $5 == "nan" && $6 == "nan"' | wc -l)" -eq 4 ] &&
+if [ "$status" -eq 0 ] && [ "$(lossrows "$TMP/out" | awk -F'\t' 'NR > 1 && $5 == "nan" && $6 == "nan"' | wc -l)" -eq 4 ] &&
     grep -q '^# control: none (truth-nocontrol.h5 has no /tokens/nll_control)' "$TMP/out"; then
     ok "loss: a file without the control: nll_control and excess are nan, and a comment says which file"
 else
@@ -539,8 +543,19 @@ expect 1 "peanalyze: f32.h5: /tokens/nll: missing: -t loss needs the model's los
     "loss: a file without /tokens/nll is refused, naming it" "$PA" -t loss truth.h5 f32.h5
 expect 1 "peanalyze: truth-otherwindow.h5: /tokens/nll_control: control: window:8:1 differs from window:16:1 in truth.h5" \
     "loss: files whose controls differ are refused" "$PA" -t loss truth.h5 truth-otherwindow.h5
-expect 1 "peanalyze: truth-otherpe.h5: /tokens/nll: pe: 'pi:4' differs from 'rope' in truth.h5" \
-    "loss: files run with different positional specs are refused" "$PA" -t loss truth.h5 truth-otherpe.h5
+run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-otherpe.h5
+got=$(sed '/^# section/,$d' "$TMP/out" | data /dev/stdin | awk -F'\t' 'NR > 1 { n[$1]++ } END { print n["rope"] + 0, n["pi:4"] + 0 }')
+cal=$(sed -n '/^# section: calibration/,$p' "$TMP/out" | awk -F'\t' '!/^#/ && $1 != "pe" { n[$1]++ } END { print n["rope"] + 0, n["pi:4"] + 0 }')
+if [ "$status" -eq 0 ] && [ "$got" = "4 4" ] && [ "$cal" = "8 8" ]; then
+    ok "loss: files recorded with different specs line up: one block of bins and of calibration rows per pe"
+else
+    notok "loss: files recorded with different specs line up" "status $status, bins $got, calibration $cal; $(head -n 1 "$TMP/err")"
+fi
+rope_block=$(sed '/^# section/,$d' "$TMP/out" | data /dev/stdin | awk -F'\t' '$1 == "rope"' | cut -f 2-7)
+alone=$("$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 | sed '/^# section/,$d' | data /dev/stdin | awk -F'\t' '$1 == "rope"' | cut -f 2-7)
+is "loss: the rope block of two specs' files equals the rope file alone" "$alone" "$rope_block"
+expect 2 "peanalyze: --pe: -t loss rotates each file with the spec its loss was recorded with (the pe attribute of /tokens/nll)" \
+    "loss: --pe is refused" "$PA" -t loss --pe pi:4 truth.h5
 expect 2 "peanalyze: --rows: not for -t loss" "loss: --rows is refused" "$PA" -t loss --rows 3 truth.h5
 expect 2 "peanalyze: --fail-on: not for -t loss" "loss: --fail-on is refused" "$PA" -t loss --fail-on ood truth.h5
 expect 2 "peanalyze: --head: only for -t heatmap" "loss: --head is refused" "$PA" -t loss --head 1 truth.h5
@@ -561,7 +576,7 @@ if [ -r "$REAL" ]; then
     losscheck "loss: real dump layer 0: the same" "$REAL" 0
     losscheck "loss: real dump layer 3: the same" "$REAL" 3
 fi
-awk -F'\t' 'BEGIN { OFS = "\t" } s && $2 == "unseen_mass" && !done { $5 = $5 + 1e-6; done = 1 } /^# section:/ { s = 1 } { print }' "$TMP/lc.tsv" >"$TMP/lc-bad.tsv"
+awk -F'\t' 'BEGIN { OFS = "\t" } s && $3 == "unseen_mass" && !done { $6 = $6 + 1e-6; done = 1 } /^# section:/ { s = 1 } { print }' "$TMP/lc.tsv" >"$TMP/lc-bad.tsv"
 if "$REF" --loss "${REAL:-truth.h5}" 3 "$TMP/lc-bad.tsv" >/dev/null 2>&1; then
     notok "refattn --loss refuses a table with one correlation off by 1e-6"
 else

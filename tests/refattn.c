@@ -487,19 +487,23 @@ static int loss_main(char **argv)
             continue;
         }
         if (line[0] == '#') continue;
-        int n = fields(line, f, 512);
-        if (strcmp(f[0], "bin_lo") == 0) {
+        /* Every row starts with pe, the spec of the recorded loss: one
+         * file is one spec, so the rest of the row is what is checked. */
+        int n = fields(line, f, 512) - 1;
+        char **F = f + 1;
+        if (n < 1) die("a loss table row without columns");
+        if (strcmp(F[0], "bin_lo") == 0) {
             for (int d = 0; d < 4; d++) {
                 snprintf(want_col, sizeof want_col, "l%ld_%s", layer, names[d]);
                 for (int c = 0; c < n; c++)
-                    if (strcmp(f[c], want_col) == 0) col[d] = c;
+                    if (strcmp(F[c], want_col) == 0) col[d] = c;
                 if (!col[d]) die("the table has no column for LAYER");
             }
             continue;
         }
-        if (strcmp(f[0], "layer") == 0) continue;
+        if (strcmp(F[0], "layer") == 0) continue;
         if (!in_calib) {
-            long lo = atol(f[0]), hi = atol(f[1]);
+            long lo = atol(F[0]), hi = atol(F[1]);
             blo[bins] = (double)lo;
             bhi[bins++] = (double)hi;
             for (int d = 0; d < 4; d++) {
@@ -509,13 +513,13 @@ static int loss_main(char **argv)
                         s += acc[d * T + m];
                         c++;
                     }
-                cmp(strtod(f[col[d]], NULL), c ? s / c : NAN, 1e-9, 1, &worst_stat, names[d], -1, lo);
+                cmp(strtod(F[col[d]], NULL), c ? s / c : NAN, 1e-9, 1, &worst_stat, names[d], -1, lo);
             }
             continue;
         }
-        if (atol(f[0]) != layer) continue;
+        if (atol(F[0]) != layer) continue;
         int d = 0;
-        while (d < 4 && strcmp(f[1], names[d]) != 0) d++;
+        while (d < 4 && strcmp(F[1], names[d]) != 0) d++;
         if (d == 4) die("an unknown diagnostic in the calibration");
         /* tokens beyond L with both values, per bin */
         double *xs = malloc((size_t)T * sizeof *xs), *ys = malloc((size_t)T * sizeof *ys);
@@ -544,10 +548,10 @@ static int loss_main(char **argv)
                 wsum += n;
             }
         }
-        cmp(strtod(f[2], NULL), spearman(bx, by, nb), 1e-9, 1, &worst_stat, "across_bins", d, layer);
-        cmp(atof(f[3]), (double)nb, 0, 0, &worst_stat, "n_bins", d, layer);
-        cmp(strtod(f[4], NULL), wsum > 0 ? wr / wsum : NAN, 1e-9, 1, &worst_stat, "within_bins", d, layer);
-        cmp(atof(f[5]), (double)ntok, 0, 0, &worst_stat, "n_tokens", d, layer);
+        cmp(strtod(F[2], NULL), spearman(bx, by, nb), 1e-9, 1, &worst_stat, "across_bins", d, layer);
+        cmp(atof(F[3]), (double)nb, 0, 0, &worst_stat, "n_bins", d, layer);
+        cmp(strtod(F[4], NULL), wsum > 0 ? wr / wsum : NAN, 1e-9, 1, &worst_stat, "within_bins", d, layer);
+        cmp(atof(F[5]), (double)ntok, 0, 0, &worst_stat, "n_tokens", d, layer);
         calib++;
         free(xs);
         free(ys);

@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: attn.h5 (T 128, positions 0..127, 2 layers, model petools planted attention fixture)
 # merge: layer:block head:block kv_head:key rows_in:fixed rows_beyond:fixed sink_in:fixed sink_beyond:fixed entropy_in:fixed entropy_beyond:fixed u_in:fixed label_in:fixed u_all:fixed label_all:fixed exceedance:fixed ood:fixed unseen_mass:fixed entropy_nats_in:fixed entropy_nats_beyond:fixed sink_ratio:fixed
+# pe: rope
 # train_len: 64
 # pairing: half
 # attn_scale: 1

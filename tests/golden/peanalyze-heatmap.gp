@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: attn.h5 (T 128, positions 0..127, 2 layers, model petools planted attention fixture)
 # merge: row:fixed key_lo:fixed key_hi:fixed prob:fixed
+# pe: rope
 # train_len: 64
 # attn_scale: 1
 # layer: 0

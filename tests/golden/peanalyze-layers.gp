@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: attn.h5 (T 128, positions 0..127, 2 layers, model petools planted attention fixture)
 # merge: layer:block heads:fixed ood_heads:fixed mean_entropy_shift:fixed mean_sink_shift:fixed mean_exceedance:fixed mean_unseen_mass:fixed mean_entropy_nats_in:fixed mean_entropy_nats_beyond:fixed mean_sink_ratio:fixed
+# pe: rope
 # train_len: 64
 # pairing: half
 # attn_scale: 1

@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: f32.h5 (T 40, positions 0..39, 2 layers, model petools fixture)
 # merge: component:key theta:key wavelength:key rho:key max_angle_train:key class:key
+# pe: rope
 # rope_theta: 10000
 # train_len: 16
 # rotary_dim: 6

@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: f32.h5 (T 40, positions 0..39, 2 layers, model petools fixture)
 # merge: layer:block head:block kv_head:key component:key theta:key class:key delta_lo:lo delta_hi:hi n_pairs:sum mean_logit:mean(n_pairs)
+# pe: rope
 # train_len: 16
 # pairing: half
 # attn_scale: 0.35355339059327373

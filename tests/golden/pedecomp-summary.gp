@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: f32.h5 (T 40, positions 0..39, 2 layers, model petools fixture)
 # merge: layer:block head:block kv_head:key component:key theta:key wavelength:key rho:key class:key magnitude_share:fixed lo_in:fixed hi_in:fixed value_ood:fixed angle_ood:fixed du:fixed ood_distances:fixed
+# pe: rope
 # train_len: 16
 # pairing: half
 # attn_scale: 0.35355339059327373

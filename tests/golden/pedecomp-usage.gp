@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: f32.h5 (T 40, positions 0..39, 2 layers, model petools fixture)
 # merge: layer:block head:block kv_head:key tensor:block(q,k) component:key theta:key class:key norm_mean:mean(tokens) share:share(norm_mean)
+# pe: rope
 # train_len: 16
 # pairing: half
 # attn_scale: 0.35355339059327373

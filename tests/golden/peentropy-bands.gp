@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: ent-gqa.h5 (T 48, positions 0..47, 2 layers, model petools fixture)
 # merge: layer:block head:block kv_head:key tensor:block(q,k) stage:block(pre,post,ntk) band:key theta:key class:key mu1:mean(files) mu2:mean(files) entropy:mean(files)
+# pe: rope
 # train_len: 16
 # pairing: half
 # tensor: both

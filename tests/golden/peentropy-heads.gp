@@ -2,6 +2,7 @@
 # version: 0.1.0
 # input: ent-gqa.h5 (T 48, positions 0..47, 2 layers, model petools fixture)
 # merge: layer:block head:block kv_head:key tensor:block(q,k) stage:block(pre,post,ntk) prep:key r:key score:mean(files) score_norm:mean(files) rho:mean(files) lambda1:mean(files) full:mean(files) eff_rank:mean(files) energy_r:mean(files)
+# pe: rope
 # train_len: 16
 # pairing: half
 # tensor: both

@@ -3,6 +3,7 @@
 # input: ent-gqa.h5 (T 48, positions 0..47, 2 layers, model petools fixture)
 # input: ent-gqa2.h5 (T 30, positions 5..34, 2 layers, model petools fixture)
 # merge: rank:rank(score) layer:key head:key kv_head:key tensor:key score:key
+# pe: rope
 # train_len: 16
 # pairing: half
 # tensor: both
