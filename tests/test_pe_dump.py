@@ -869,6 +869,82 @@ def test_byte_text(model, tmp):
                 "distribution given BOS + the last L-1 tokens", f"{ids} vs {replay}")
 
 
+# ---------------------------------------------------------------------------
+# vimdoc3m: the byte-level RoPE model trained here (testdata/vimdoc3m.bin, shipped)
+
+VIMDOC = os.path.join(ROOT, "testdata", "vimdoc3m.bin")
+HELDOUT = os.path.join(ROOT, "testdata", "vimdoc-heldout.txt")
+
+
+def layer_qk(qs, ks, ref, layer, T):
+    """The reference's pre-rotation q [H, T, D] and k [KV, T, D] of one layer."""
+    D = ref.hs
+    return (np.stack(qs[layer]).reshape(T, ref.n_heads, D).transpose(1, 0, 2),
+            np.stack(ks[layer]).reshape(T, ref.n_kv, D).transpose(1, 0, 2))
+
+
+def test_vimdoc_text(tmp):
+    """vimdoc3m.bin with --text (its bytes are the ids): q, k, q_rot, k_rot, nll and nll_control
+    against the independent reference, to the tolerances of the stories260K checks.  300 bytes
+    of held-out text: beyond the model's L of 256, so that the control hides something."""
+    ref = Reference(VIMDOC)
+    T, L = 300, 256
+    out = os.path.join(tmp, "vimdoc.h5")
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--text", HELDOUT, "--max-tokens", T, "--rotated", "--control",
+                            "-o", out)
+    if not R.check(rc == 0, "vimdoc3m: --text held-out --max-tokens 300 --rotated --control runs", err):
+        return None
+    ids = list(open(HELDOUT, "rb").read()[:T])
+    logits, qs, ks = ref.run(ids)
+    wlogits = ref.run(ids, window=(L, 1))[0]
+    D = ref.hs
+    with h5py.File(out, "r") as f:
+        a = f.attrs
+        facts = (int(a["n_heads"]), int(a["n_kv_heads"]), int(a["head_dim"]), int(a["rotary_dim"]),
+                 int(a["train_len"]), a["rope_pairing"], f["tokens/nll_control"].attrs.get("control"),
+                 f["tokens/nll"].attrs.get("pe"))
+        R.check(facts == (4, 2, 64, 64, 256, "interleaved", "window:256:1", "rope")
+                and (ref.n_heads, ref.n_kv, ref.hs, ref.seq_len, ref.vocab) == (4, 2, 64, 256, 256),
+                "vimdoc3m: 4 query heads, 2 key heads, head_dim 64, L 256, control window:256:1, pe rope",
+                str(facts))
+        got = [int(v) for v in f["tokens/ids"][...]]
+        R.check(got == ids, "vimdoc3m --text: the ids are the held-out file's first 300 bytes", f"{got[:8]}")
+        worst = {}
+        for l in range(ref.n_layers):
+            q_ref, k_ref = layer_qk(qs, ks, ref, l, T)
+            g = f[f"layers/{l:03d}"]
+            worst[l] = max(rel_err(g["q"][...], q_ref), rel_err(g["k"][...], k_ref))
+        R.check(worst[0] <= 1e-5, "vimdoc3m: layer-0 q and k agree with the independent forward pass to 1e-5",
+                f"{worst[0]:.3g}")
+        R.check(max(worst.values()) <= 1e-5, "vimdoc3m: layers 1.. q and k agree with the independent forward "
+                "pass to 1e-5", str(worst))
+        errs = []
+        pos = np.arange(T)[None, :]
+        for l in range(ref.n_layers):
+            g = f[f"layers/{l:03d}"]
+            errs.append(rel_err(g["q_rot"][...], rotate_interleaved(g["q"][...], pos, D)))
+            errs.append(rel_err(g["k_rot"][...], rotate_interleaved(g["k"][...], pos, D)))
+        k_rot_ref = np.stack([ref.rope(k, p) for p, k in enumerate(ks[2])]).reshape(T, ref.n_kv, D).transpose(1, 0, 2)
+        q_rot_ref = np.stack([ref.rope(q, p) for p, q in enumerate(qs[3])]).reshape(T, ref.n_heads, D).transpose(1, 0, 2)
+        errs_ref = (rel_err(f["layers/002/k_rot"][...], k_rot_ref), rel_err(f["layers/003/q_rot"][...], q_rot_ref))
+        R.check(max(errs) <= 1e-5 and max(errs_ref) <= 1e-5,
+                "vimdoc3m --rotated: q_rot, k_rot are q, k rotated with 32 interleaved pairs at positions "
+                "0..299, and agree with the reference's own RoPE loop", f"{max(errs):.3g} {errs_ref}")
+        nll, ctl = f["tokens/nll"][...], f["tokens/nll_control"][...]
+        e1 = rel_err(nll[:-1], Reference.nll(logits, ids)[:-1])
+        e2 = rel_err(ctl[:-1], Reference.nll(wlogits, ids)[:-1])
+        R.check(e1 <= 1e-4 and np.isnan(nll[-1]), "vimdoc3m: nll equals the reference's -log softmax (1e-4)",
+                f"{e1:.3g}")
+        R.check(e2 <= 1e-4 and np.isnan(ctl[-1]),
+                "vimdoc3m: nll_control equals the reference run with the window 256 + 1 sink in every layer (1e-4)",
+                f"{e2:.3g}")
+        beyond = np.abs(nll[L + 1:-1] - ctl[L + 1:-1])
+        R.check(np.array_equal(nll[:L], ctl[:L]) and beyond.max() > 1e-3,
+                "vimdoc3m: nll_control = nll bit for bit below 256, and differs beyond 257",
+                f"largest difference beyond {beyond.max():.3g}")
+    return out
+
+
 def test_reexec(model, tmp):
     """From a python3 without numpy, the script re-executes itself with /usr/bin/python3."""
     bare = None
@@ -1318,6 +1394,7 @@ def main():
             R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
                    "gzip, errors, documents, loss, stream)", f"model file {model} is absent")
         test_byte_text(model if os.path.exists(model) else None, tmp)
+        test_vimdoc_text(tmp)
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
         test_hf_loss(tmp)
