@@ -1425,7 +1425,7 @@ def test_reexec(model, tmp):
 # ---------------------------------------------------------------------------
 # Hugging Face hook logic on small torch modules built here
 
-def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
+def build_fake_hf(torch, kind, seed=0, mask="additive", output="object", rotary="live"):
     """A tiny HF-shaped causal LM: kind in llama (GQA), qwen3 (q/k norm on [B,T,H,D]),
     gemma3 (q/k norm on [B,H,T,D], local/global rotary), gpt_neox (fused qkv, partial rotary).
     Each attention module records what it computed: pre-rotary q/k and the rotated ones.
@@ -1435,7 +1435,9 @@ def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
     drops it (some versions, some attention kernels); "invert" reads it as 1 = attend, 0 = not,
     and inverts it (transformers 4.36).  Setting model.window = (W, S) makes every attention
     mask itself explicitly, query m seeing key n only when n <= m and (m - n < W or n < S):
-    the tests' own control pass."""
+    the tests' own control pass.  The rotary module multiplies cos and sin by its
+    attention_scaling, as transformers' do; rotary="frozen" makes it keep the frequencies it
+    was built with (as a module that caches its tables would), "noscale" ignore the scaling."""
     nn = torch.nn
     torch.manual_seed(seed)
     H, D, HID, L, V = 4, 8, 32, 3, 50
@@ -1451,12 +1453,15 @@ def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
             super().__init__()
             inv = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
             self.register_buffer("inv_freq", inv, persistent=False)
+            self.built_with = inv.clone()
             self.attention_scaling = 1.0
 
         def forward(self, x, pos):
-            freqs = (self.inv_freq[None, :, None] @ pos[:, None, :].float()).transpose(1, 2)
+            inv = self.built_with if rotary == "frozen" else self.inv_freq
+            freqs = (inv[None, :, None] @ pos[:, None, :].float()).transpose(1, 2)
             emb = torch.cat((freqs, freqs), dim=-1)
-            return emb.cos(), emb.sin()
+            scale = 1.0 if rotary == "noscale" else self.attention_scaling
+            return emb.cos() * scale, emb.sin() * scale
 
     class RMS(nn.Module):
         def __init__(self, dim=D):
@@ -1822,6 +1827,103 @@ def test_hf_loss(tmp):
                 "logits and writes it", f"stderr {said}")
 
 
+def test_hf_pe(tmp):
+    """--pe with --hf on the small torch models: the rotary modules' frequencies (and yarn's
+    attention_scaling) are patched for both passes and restored; the loss equals the model's own
+    run with the spec's frequencies set by hand (closed forms above); q_rot/k_rot carry the spec;
+    a model that does not use the patch is refused."""
+    try:
+        import torch
+    except ImportError as e:
+        R.skip("hf --pe on tiny torch modules", f"torch is not importable ({e})")
+        return
+    mod = load_dumper_module()
+    ids = [3, 17, 5, 42, 8, 1, 0, 33, 21, 9, 12, 49, 7, 7, 30, 2]
+    T, W, L = len(ids), 5, 64
+
+    def direct(model, window=None):
+        model.window = window
+        try:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
+        finally:
+            model.window = None
+        lp = torch.log_softmax(out.logits[0].double(), dim=-1)
+        return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+
+    def set_rotary(module, theta, scaling):
+        module.inv_freq = torch.tensor(theta, dtype=torch.float32)
+        module.attention_scaling = scaling
+
+    yarn8, yarn_factor = ref_yarn(8, 4, L)
+    cases = [  # kind, spec, {rotary module: theta}, attention_scaling
+        ("llama", "pi:4", {"rotary_emb": [th / 4 for th in ref_theta(8)]}, 1.0),
+        ("llama", "yarn:4", {"rotary_emb": yarn8}, math.sqrt(yarn_factor)),
+        ("llama", "llama3:4:1:4:16", {"rotary_emb": ref_llama3(ref_theta(8), 4, 1, 4, 16)}, 1.0),
+        ("qwen3", "ntk:4+prope:0.5", {"rotary_emb": ref_prope(ref_ntk(8, 4), 0.5)}, 1.0),
+        ("gemma3", "clip", {"rotary_emb": ref_clip(ref_theta(8, 1e6), L),
+                            "rotary_emb_local": ref_clip(ref_theta(8, 1e4), L)}, 1.0),
+        ("gpt_neox", "dynamic:4:200", {"rotary_emb": ref_dynamic(4, 4, 200, L)}, 1.0),
+    ]
+    for kind, spec, thetas, scaling in cases:
+        model, cfg, *_ = build_fake_hf(torch, kind, seed=4)
+        inner = model.gpt_neox if kind == "gpt_neox" else model.model
+        own = {n: getattr(inner, n).inv_freq.clone() for n in thetas}
+        rope_nll = direct(model)
+        out = os.path.join(tmp, f"hf_pe_{kind}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, rotated=True, control=True, control_window=W,
+                                  pe=mod.parse_pe(spec))
+        except Exception as e:
+            R.not_ok(f"hf --pe {spec} ({kind}): dump runs", f"{type(e).__name__}: {e}")
+            continue
+        restored = all(torch.equal(getattr(inner, n).inv_freq, own[n]) and getattr(inner, n).attention_scaling == 1.0
+                       for n in thetas)
+        for n, theta in thetas.items():
+            set_rotary(getattr(inner, n), theta, scaling)
+        want_c, want = direct(model, (W, 1)), direct(model)  # the plain run last: its q/k stay in .seen
+        layers = model.gpt_neox.layers if kind == "gpt_neox" else model.model.layers
+        with h5py.File(out, "r") as f:
+            a, c = f["tokens/nll"][...], f["tokens/nll_control"][...]
+            pe_attr = f["tokens/nll"].attrs.get("pe")
+            rot_err = 0.0
+            for i, layer in enumerate(layers):
+                seen = (layer.attention if kind == "gpt_neox" else layer.self_attn).seen
+                g = f[f"layers/{i:03d}"]
+                rot_err = max(rot_err, rel_err(g["q_rot"][...], seen["q_rot"].numpy() * scaling),
+                              rel_err(g["k_rot"][...], seen["k_rot"].numpy() / scaling),
+                              rel_err(g["q"][...], seen["q"].numpy()))
+        e1, e2 = rel_err(a[:-1], want[:-1]), rel_err(c[:-1], want_c[:-1])
+        R.check(e1 <= 1e-5 and e2 <= 1e-5 and pe_attr == spec and np.max(np.abs(a[:-1] - rope_nll[:-1])) > 1e-4
+                and restored,
+                f"hf --pe {spec} ({kind}): nll and nll_control equal the model's own runs with the spec's frequencies "
+                f"(and attention_scaling) set by hand; pe attribute; the model's rotary modules restored",
+                f"nll {e1:.3g}, control {e2:.3g}, pe {pe_attr!r}, restored {restored}")
+        R.check(rot_err <= 1e-5, f"hf --pe {spec} ({kind}): q_rot, k_rot are rotated with the spec (q_rot carrying the "
+                "logit factor), so q_rot.k_rot is what the attention multiplied", f"{rot_err:.3g}")
+    for variant, spec, refused in (("frozen", "pi:4", True), ("noscale", "yarn:4", True), ("noscale", "pi:4", False)):
+        model, cfg, *_ = build_fake_hf(torch, "llama", seed=4, rotary=variant)
+        own = model.model.rotary_emb.inv_freq.clone()
+        out = os.path.join(tmp, f"hf_pe_{variant}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, pe=mod.parse_pe(spec))
+            msg = None
+        except mod.DumpError as e:
+            msg = str(e)
+        kept = torch.equal(model.model.rotary_emb.inv_freq, own) and model.model.rotary_emb.attention_scaling == 1.0
+        if refused:
+            R.check(msg is not None and "did not use the patched frequencies" in msg and "\n" not in msg
+                    and not os.path.exists(out) and kept,
+                    f"hf --pe {spec}: a rotary module that {'keeps its own frequencies' if variant == 'frozen' else 'ignores attention_scaling'} "
+                    "is refused in one line, no file, the module restored", str(msg))
+        else:
+            R.check(msg is None and os.path.exists(out) and kept,
+                    "hf --pe pi:4 on a rotary module that ignores attention_scaling is accepted (pi does not scale)",
+                    str(msg))
+
+
 # ---------------------------------------------------------------------------
 
 def main():
@@ -1856,6 +1958,7 @@ def main():
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
         test_hf_loss(tmp)
+        test_hf_pe(tmp)
     print(f"# pe-dump tests: {R.passed} passed, {R.failed} failed, {R.skipped} skipped")
     return 1 if R.failed else 0
 
