@@ -151,11 +151,27 @@ class Reference:
             out[i + 1] = vec[i] * s + vec[i + 1] * c
         return out
 
-    def run(self, tokens, window=None):
+    @staticmethod
+    def rope_pairs(vec, pos, theta, gauss=()):
+        """One head's vector rotated at pos: pair i = dims (2i, 2i+1) by the angle pos * theta[i],
+        or, on the pairs in gauss, multiplied by the draw ref_gauss(pos, i, P) instead."""
+        out = vec.copy()
+        for i, th in enumerate(theta):
+            c, s = ref_gauss(pos, i, len(theta)) if i in gauss else (math.cos(pos * th), math.sin(pos * th))
+            out[2 * i] = vec[2 * i] * c - vec[2 * i + 1] * s
+            out[2 * i + 1] = vec[2 * i] * s + vec[2 * i + 1] * c
+        return out
+
+    def run(self, tokens, window=None, pe=None):
         """Returns (logits per position, q[layer][pos] and k[layer][pos] before RoPE); v[layer][pos]
         is left in self.vs.  window = (W, S): query pos sees key t only when t <= pos and
-        (pos - t < W or t < S), in every layer (the control pass of qkdump.md)."""
+        (pos - t < W or t < S), in every layer (the control pass of qkdump.md).  pe: a what-if,
+        pe(layer, head) -> (theta [P], gauss pairs, factor) for query head `head` of `layer`: its
+        query is rotated with rope_pairs(theta, gauss) and multiplied by factor(pos), and the key
+        of its logits is rotated the same way (man petools-whatif(7))."""
         L = self.n_layers
+        rots = [[pe(l, h) for h in range(self.n_heads)] for l in range(L)] if pe else None
+        head_keys = [[[] for _ in range(self.n_heads)] for _ in range(L)]  # with pe: per query head
         kcache = [[] for _ in range(L)]
         vcache = [[] for _ in range(L)]
         qs = [[] for _ in range(L)]
@@ -172,9 +188,18 @@ class Reference:
                 v = self.wv[l] @ xb
                 qs[l].append(q.copy())
                 ks[l].append(k.copy())
-                q = self.rope(q, pos)
-                k = self.rope(k, pos)
-                kcache[l].append(k)
+                if pe is None:
+                    q = self.rope(q, pos)
+                    k = self.rope(k, pos)
+                    kcache[l].append(k)
+                else:
+                    q = q.copy()
+                    for hh in range(self.n_heads):
+                        theta, gauss, factor = rots[l][hh]
+                        qsl, ksl = slice(hh * self.hs, (hh + 1) * self.hs), slice((hh // group) * self.hs,
+                                                                                  (hh // group + 1) * self.hs)
+                        q[qsl] = self.rope_pairs(q[qsl], pos, theta, gauss) * factor(pos)
+                        head_keys[l][hh].append(self.rope_pairs(k[ksl], pos, theta, gauss))
                 vcache[l].append(v)
                 out = np.zeros(self.dim)
                 for hh in range(self.n_heads):
@@ -182,7 +207,7 @@ class Reference:
                     qh = q[hh * self.hs:(hh + 1) * self.hs]
                     scores = []
                     for t in seen:
-                        kt = kcache[l][t][kvh * self.hs:(kvh + 1) * self.hs]
+                        kt = kcache[l][t][kvh * self.hs:(kvh + 1) * self.hs] if pe is None else head_keys[l][hh][t]
                         scores.append(float(qh @ kt) / math.sqrt(self.hs))
                     m = max(scores)
                     e = [math.exp(s - m) for s in scores]
@@ -208,6 +233,25 @@ class Reference:
             lse = top + math.log(sum(math.exp(float(z) - top) for z in row))
             out.append(lse - float(row[tokens[m + 1]]))
         return np.array(out + [math.nan])
+
+
+def ref_splitmix64(seed, k):
+    """Output number k (from 0) of SplitMix64 seeded with seed, in plain Python integers."""
+    mask = (1 << 64) - 1
+    z = (seed + (k + 1) * 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
+
+
+def ref_gauss(p, i, n_pairs):
+    """g(p, i) of man petools-whatif(7), THE GAUSSIAN DRAWS, with plain Python integers: outputs
+    k = 2 (p P + i) and k + 1 of SplitMix64 seeded with 42, then Box-Muller."""
+    k = 2 * (p * n_pairs + i)
+    u1 = ((ref_splitmix64(42, k) >> 11) + 1) / 2 ** 53
+    u2 = (ref_splitmix64(42, k + 1) >> 11) / 2 ** 53
+    r = math.sqrt(-2.0 * math.log(u1))
+    return r * math.cos(2 * math.pi * u2), r * math.sin(2 * math.pi * u2)
 
 
 def rotate_interleaved(x, positions, head_dim):
@@ -871,6 +915,493 @@ def test_byte_text(model, tmp):
                 "distribution given BOS + the last L-1 tokens", f"{ids} vs {replay}")
 
 
+# ---------------------------------------------------------------------------
+# vimdoc3m: the byte-level RoPE model trained here (testdata/vimdoc3m.bin, shipped)
+
+VIMDOC = os.path.join(ROOT, "testdata", "vimdoc3m.bin")
+HELDOUT = os.path.join(ROOT, "testdata", "vimdoc-heldout.txt")
+
+
+def layer_qk(qs, ks, ref, layer, T):
+    """The reference's pre-rotation q [H, T, D] and k [KV, T, D] of one layer."""
+    D = ref.hs
+    return (np.stack(qs[layer]).reshape(T, ref.n_heads, D).transpose(1, 0, 2),
+            np.stack(ks[layer]).reshape(T, ref.n_kv, D).transpose(1, 0, 2))
+
+
+def test_vimdoc_text(tmp):
+    """vimdoc3m.bin with --text (its bytes are the ids): q, k, q_rot, k_rot, nll and nll_control
+    against the independent reference, to the tolerances of the stories260K checks.  300 bytes
+    of held-out text: beyond the model's L of 256, so that the control hides something."""
+    ref = Reference(VIMDOC)
+    T, L = 300, 256
+    out = os.path.join(tmp, "vimdoc.h5")
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--text", HELDOUT, "--max-tokens", T, "--rotated", "--control",
+                            "-o", out)
+    if not R.check(rc == 0, "vimdoc3m: --text held-out --max-tokens 300 --rotated --control runs", err):
+        return None
+    ids = list(open(HELDOUT, "rb").read()[:T])
+    logits, qs, ks = ref.run(ids)
+    wlogits = ref.run(ids, window=(L, 1))[0]
+    D = ref.hs
+    with h5py.File(out, "r") as f:
+        a = f.attrs
+        facts = (int(a["n_heads"]), int(a["n_kv_heads"]), int(a["head_dim"]), int(a["rotary_dim"]),
+                 int(a["train_len"]), a["rope_pairing"], f["tokens/nll_control"].attrs.get("control"),
+                 f["tokens/nll"].attrs.get("pe"))
+        R.check(facts == (4, 2, 64, 64, 256, "interleaved", "window:256:1", "rope")
+                and (ref.n_heads, ref.n_kv, ref.hs, ref.seq_len, ref.vocab) == (4, 2, 64, 256, 256),
+                "vimdoc3m: 4 query heads, 2 key heads, head_dim 64, L 256, control window:256:1, pe rope",
+                str(facts))
+        got = [int(v) for v in f["tokens/ids"][...]]
+        R.check(got == ids, "vimdoc3m --text: the ids are the held-out file's first 300 bytes", f"{got[:8]}")
+        worst = {}
+        for l in range(ref.n_layers):
+            q_ref, k_ref = layer_qk(qs, ks, ref, l, T)
+            g = f[f"layers/{l:03d}"]
+            worst[l] = max(rel_err(g["q"][...], q_ref), rel_err(g["k"][...], k_ref))
+        R.check(worst[0] <= 1e-5, "vimdoc3m: layer-0 q and k agree with the independent forward pass to 1e-5",
+                f"{worst[0]:.3g}")
+        R.check(max(worst.values()) <= 1e-5, "vimdoc3m: layers 1.. q and k agree with the independent forward "
+                "pass to 1e-5", str(worst))
+        errs = []
+        pos = np.arange(T)[None, :]
+        for l in range(ref.n_layers):
+            g = f[f"layers/{l:03d}"]
+            errs.append(rel_err(g["q_rot"][...], rotate_interleaved(g["q"][...], pos, D)))
+            errs.append(rel_err(g["k_rot"][...], rotate_interleaved(g["k"][...], pos, D)))
+        k_rot_ref = np.stack([ref.rope(k, p) for p, k in enumerate(ks[2])]).reshape(T, ref.n_kv, D).transpose(1, 0, 2)
+        q_rot_ref = np.stack([ref.rope(q, p) for p, q in enumerate(qs[3])]).reshape(T, ref.n_heads, D).transpose(1, 0, 2)
+        errs_ref = (rel_err(f["layers/002/k_rot"][...], k_rot_ref), rel_err(f["layers/003/q_rot"][...], q_rot_ref))
+        R.check(max(errs) <= 1e-5 and max(errs_ref) <= 1e-5,
+                "vimdoc3m --rotated: q_rot, k_rot are q, k rotated with 32 interleaved pairs at positions "
+                "0..299, and agree with the reference's own RoPE loop", f"{max(errs):.3g} {errs_ref}")
+        nll, ctl = f["tokens/nll"][...], f["tokens/nll_control"][...]
+        e1 = rel_err(nll[:-1], Reference.nll(logits, ids)[:-1])
+        e2 = rel_err(ctl[:-1], Reference.nll(wlogits, ids)[:-1])
+        R.check(e1 <= 1e-4 and np.isnan(nll[-1]), "vimdoc3m: nll equals the reference's -log softmax (1e-4)",
+                f"{e1:.3g}")
+        R.check(e2 <= 1e-4 and np.isnan(ctl[-1]),
+                "vimdoc3m: nll_control equals the reference run with the window 256 + 1 sink in every layer (1e-4)",
+                f"{e2:.3g}")
+        beyond = np.abs(nll[L + 1:-1] - ctl[L + 1:-1])
+        R.check(np.array_equal(nll[:L], ctl[:L]) and beyond.max() > 1e-3,
+                "vimdoc3m: nll_control = nll bit for bit below 256, and differs beyond 257",
+                f"largest difference beyond {beyond.max():.3g}")
+    return out
+
+
+# ---------------------------------------------------------------------------
+# --pe SPEC: the forward pass with a positional what-if (man petools-whatif(7)), on vimdoc3m
+#
+# The spec's frequencies are written here from the closed forms (the Hugging Face formulas for
+# the scalings), independently of pe-dump's code; the reference runs them one token at a time.
+
+def ref_theta(D, base=10000.0):
+    return [base ** (-2.0 * i / D) for i in range(D // 2)]
+
+
+def ref_ntk(D, S, base=10000.0):
+    return ref_theta(D, base * S ** (D / (D - 2)))
+
+
+def ref_dynamic(D, S, T, L, base=10000.0):
+    return ref_theta(D, base * (S * T / L - (S - 1)) ** (D / (D - 2)) if T > L else base)
+
+
+def ref_yarn(D, S, L, base=10000.0, beta_fast=32.0, beta_slow=1.0):
+    """transformers' _compute_yarn_parameters: NTK-by-parts with a linear ramp over the pair index
+    between the floored and ceiled correction dims; and get_mscale's 0.1 ln S + 1."""
+    def correction_dim(rotations):
+        return D * math.log(L / (rotations * 2 * math.pi)) / (2 * math.log(base))
+    low = max(math.floor(correction_dim(beta_fast)), 0)
+    high = min(math.ceil(correction_dim(beta_slow)), D - 1)
+    if low == high:
+        high += 0.001
+    out = []
+    for i, th in enumerate(ref_theta(D, base)):
+        ramp = min(max((i - low) / (high - low), 0.0), 1.0)  # 0: extrapolate (keep), 1: interpolate
+        out.append(th / S * ramp + th * (1 - ramp))
+    return out, (0.1 * math.log(S) + 1) ** 2
+
+
+def ref_llama3(theta, S, low, high, old):
+    out = []
+    for th in theta:
+        wavelen = 2 * math.pi / th
+        if wavelen < old / high:
+            out.append(th)
+        elif wavelen > old / low:
+            out.append(th / S)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append((1 - smooth) * th / S + smooth * th)
+    return out
+
+
+def ref_prope(theta, fraction):
+    keep = sorted(range(len(theta)), key=lambda i: (-theta[i], i))[:int(math.floor(fraction * len(theta)))]
+    return [th if i in keep else 0.0 for i, th in enumerate(theta)]
+
+
+def ref_clip(theta, L):
+    return [0.0 if th < 2 * math.pi / L else th for th in theta]
+
+
+def ref_logn(L):
+    return lambda p: max(1.0, math.log(p + 1) / math.log(L))
+
+
+def one_rotation(theta, factor=lambda p: 1.0):
+    """A what-if that treats every layer and head alike."""
+    return lambda layer, head: (theta, set(), factor)
+
+
+# The hand-written DoPE mask for vimdoc3m (4 query heads, 2 key heads: query heads 0, 1 share key
+# head 0).  Layer 0 selects query head 1 alone, so key head 0 is rotated one way for query head 0's
+# logits and another for query head 1's; layer 2's entry is a key head's (tensor k), which
+# concerns both of its query heads and is what k_rot of that head shows.
+PE_MASK_HEADS = [
+    {"layer": 0, "tensor": "q", "head": 1, "kv_head": 0, "query_heads": [1], "pairs": [1, 4, 9]},
+    {"layer": 2, "tensor": "k", "head": 1, "kv_head": 1, "query_heads": [2, 3], "pairs": [0, 3]},
+    {"layer": 3, "tensor": "q", "head": 0, "kv_head": 0, "query_heads": [0], "pairs": [2]},
+    {"layer": 3, "tensor": "q", "head": 3, "kv_head": 1, "query_heads": [3], "pairs": [5, 2]},
+]
+
+
+def write_mask(path, heads, n_heads=4, n_kv_heads=2, head_dim=64, rotary_dim=64, pairing="interleaved",
+               train_len=16):
+    import json
+    theta = ref_theta(rotary_dim)
+    doc = {"format": "petools-dope-mask", "format_version": 1, "created_by": "test_pe_dump.py", "inputs": [],
+           "model": "vimdoc3m.bin", "n_heads": n_heads, "n_kv_heads": n_kv_heads, "head_dim": head_dim,
+           "rotary_dim": rotary_dim, "rope_pairing": pairing, "train_len": train_len,
+           "threshold": 2 * math.pi / train_len,
+           "selection": {"score": "s", "order": "asc", "top": len(heads), "r": 8, "stage": "post", "prep": "paper",
+                         "tensor": "both", "broadcast": False, "ntk_len": None, "ntk_factor": None},
+           "heads": [dict(h, rank=n + 1, score=1.0 + n, dims=[[2 * i, 2 * i + 1] for i in h["pairs"]],
+                          theta=[theta[i] for i in h["pairs"]]) for n, h in enumerate(heads)]}
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=1)
+
+
+def ref_dope(theta, heads, mode, tensor="q"):
+    """pe(layer, head) of dope:MASK:mode: a query head that an entry of its layer lists among
+    query_heads (tensor k: a key head an entry of tensor k names) gets theta 0 on the union of the
+    entries' pairs (all: on every pair; gauss: the draws there)."""
+    def rot(layer, head):
+        hits = [h for h in heads if h["layer"] == layer
+                and (head in h["query_heads"] if tensor == "q" else h["tensor"] == "k" and h["kv_head"] == head)]
+        pairs = set(i for h in hits for i in h["pairs"])
+        if mode == "all" and hits:
+            pairs = set(range(len(theta)))
+        new = [0.0 if i in pairs else th for i, th in enumerate(theta)]
+        return new, (pairs if mode == "gauss" else set()), (lambda p: 1.0)
+    return rot
+
+
+def test_gauss_draws():
+    """THE GAUSSIAN DRAWS: SplitMix64 and Box-Muller, computed here with Python integers, against
+    hard values, and pe-dump's own (vectorised) draws against the same values."""
+    R.check((ref_splitmix64(0, 0), ref_splitmix64(0, 1)) == (0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4),
+            "reference SplitMix64 seeded with 0 gives the published first outputs e220a8397b1dcdaf, 6e789e6aa1b965f4",
+            f"{ref_splitmix64(0, 0):x} {ref_splitmix64(0, 1):x}")
+    # (p, i, P) -> (c, s), by the definition in petools-whatif(7) (cross-checked with pe_whatif.c)
+    hard = {(0, 0, 32): (0.41471975043153048, 0.65268122215194269),
+            (1, 5, 32): (0.27385054904278533, -0.61364153522383935),
+            (47, 31, 32): (0.75845681277141963, 0.14137489559145769),
+            (3071, 3, 4): (-2.0397612451817069, -0.96571913329070547),
+            (1000000, 17, 32): (-1.1942119085145448, 0.59360228161157058)}
+    bad = [f"{key}: {ref_gauss(*key)}" for key, want in hard.items()
+           if max(abs(a - b) for a, b in zip(ref_gauss(*key), want)) > 1e-12]
+    R.check(not bad, "reference g(p, i): SplitMix64 outputs k = 2 (pP + i), k + 1 seeded with 42, Box-Muller, "
+            "equal the hard values", "; ".join(bad))
+    mod = load_dumper_module()
+    mod.np = np
+    bad = []
+    for (p, i, P), want in hard.items():
+        c, s = mod.gauss_draws([p], [i], P)
+        if max(abs(float(c[0, 0]) - want[0]), abs(float(s[0, 0]) - want[1])) > 1e-12:
+            bad.append(f"{(p, i, P)}: {float(c[0, 0])} {float(s[0, 0])}")
+    pos, pairs = [0, 5, 47, 300], [0, 3, 31]
+    c, s = mod.gauss_draws(pos, pairs, 32)
+    grid = max(max(abs(c[a, b] - ref_gauss(p, i, 32)[0]), abs(s[a, b] - ref_gauss(p, i, 32)[1]))
+               for a, p in enumerate(pos) for b, i in enumerate(pairs))
+    R.check(not bad and grid < 1e-12, "pe-dump's g(p, i) equals the hard values, and the reference's on a grid of "
+            "positions and pairs", f"{bad} grid {grid:.3g}")
+
+
+def pe_dump_run(tmp, name, spec, *extra, source=None):
+    out = os.path.join(tmp, f"pe_{name}.h5")
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", source, "--train-len", 16, "--rotated",
+                            *(["--pe", spec] if spec is not None else []), *extra, "-o", out)
+    return rc, err, out
+
+
+def test_pe(tmp):
+    """pe-dump --pe SPEC on vimdoc3m against the reference's forward pass with the spec's rotation,
+    on 48 held-out bytes with L = 16 (--train-len): positions run to 3 L, so that clip, yarn's ramp,
+    dynamic's length and logn all act, while the reference stays fast."""
+    ref = Reference(VIMDOC)
+    T, L, D = 48, 16, 64
+    base = os.path.join(tmp, "pe_base.h5")
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--text", HELDOUT, "--max-tokens", T, "--train-len", L,
+                            "--rotated", "-o", base)
+    if not R.check(rc == 0, "vimdoc3m --max-tokens 48 --train-len 16: the rope dump runs", err):
+        return
+    ids = list(open(HELDOUT, "rb").read()[:T])
+    rope = ref_theta(D)
+    yarn, yarn_factor = ref_yarn(D, 4, L)
+    mask = os.path.join(tmp, "mask.json")
+    write_mask(mask, PE_MASK_HEADS)
+    specs = [
+        ("rope", one_rotation(rope)),
+        ("pi:4", one_rotation([th / 4 for th in rope])),
+        ("ntk:4", one_rotation(ref_ntk(D, 4))),
+        ("dynamic:4", one_rotation(ref_dynamic(D, 4, T, L))),
+        ("yarn:4", one_rotation(yarn, lambda p: yarn_factor)),
+        ("llama3:4:1:4:64", one_rotation(ref_llama3(rope, 4, 1, 4, 64))),
+        ("prope:0.5", one_rotation(ref_prope(rope, 0.5))),
+        ("clip", one_rotation(ref_clip(rope, L))),
+        ("pi:4+clip", one_rotation(ref_clip([th / 4 for th in rope], L))),
+        ("logn", one_rotation(rope, ref_logn(L))),
+        ("logn+yarn:4", one_rotation(yarn, lambda p: ref_logn(L)(p) * yarn_factor)),
+        (f"dope:{mask}", ref_dope(rope, PE_MASK_HEADS, "parts")),
+        (f"dope:{mask}:all", ref_dope(rope, PE_MASK_HEADS, "all")),
+        (f"dope:{mask}:gauss", ref_dope(rope, PE_MASK_HEADS, "gauss")),
+    ]
+    # the closed forms themselves, on the pairs where they are easy to state
+    lo_hi = [i for i, (a, b) in enumerate(zip(yarn, rope)) if 0 < a / b < 1 and abs(a / b - 0.25) > 1e-12]
+    R.check(yarn[0] == rope[0] and abs(yarn[31] - rope[31] / 4) < 1e-18 and lo_hi == [1, 2, 3]
+            and abs(ref_ntk(D, 4)[31] - rope[31] / 4) < 1e-15 * rope[31]
+            and sum(1 for th in ref_clip(rope, L) if th > 0) == 4 and ref_prope(rope, 0.5)[15:17] == [rope[15], 0.0],
+            "reference closed forms: yarn keeps pair 0, ramps over 1..3, divides the rest; ntk divides the last "
+            "pair by S; clip at L 16 keeps pairs 0..3; prope:0.5 keeps 0..15", f"yarn ramp pairs {lo_hi}")
+    with h5py.File(base, "r") as f:
+        rope_nll = f["tokens/nll"][...]
+        rope_q1 = f["layers/001/q"][...]
+    bad, differ, attr = [], [], []
+    runs = {}
+    for spec, pe in specs:
+        name = re.sub(r"[^a-z0-9]+", "_", spec.replace(mask, "mask"))
+        rc, err, out = pe_dump_run(tmp, name, spec, source=base)
+        if rc != 0:
+            bad.append(f"{spec}: rc {rc} {err.strip()}")
+            continue
+        runs[spec] = out
+        logits, qs, ks = ref.run(ids, pe=pe)
+        want = Reference.nll(logits, ids)
+        with h5py.File(out, "r") as f:
+            got = f["tokens/nll"][...]
+            if f["tokens/nll"].attrs.get("pe") != spec:
+                attr.append(f"{spec}: pe {f['tokens/nll'].attrs.get('pe')!r}")
+            qk = max(max(rel_err(f[f"layers/{l:03d}/q"][...], layer_qk(qs, ks, ref, l, T)[0]),
+                         rel_err(f[f"layers/{l:03d}/k"][...], layer_qk(qs, ks, ref, l, T)[1]))
+                     for l in range(ref.n_layers))
+        e = rel_err(got[:-1], want[:-1])
+        if not (e <= 1e-4 and qk <= 1e-5 and np.isnan(got[-1])):
+            bad.append(f"{spec}: nll {e:.3g}, q/k {qk:.3g}")
+        if spec != "rope" and not np.max(np.abs(got[:-1] - rope_nll[:-1])) > 1e-3:
+            differ.append(spec)
+    R.check(not bad, f"--pe SPEC: nll equals the reference forward pass with the spec's rotation in every layer "
+            f"(1e-4), and q, k the pass's own (1e-5), for {len(specs)} specs: rope, pi, ntk, dynamic, yarn, llama3, "
+            "prope, clip, pi+clip, logn, logn+yarn, dope parts/all/gauss", "; ".join(bad))
+    R.check(not differ and len(runs) == len(specs), "--pe SPEC: every spec but rope changes the loss (by more "
+            "than 1e-3 somewhere)", f"unchanged: {differ}")
+    R.check(not attr and len(runs) == len(specs), "--pe SPEC: /tokens/nll records the spec as given in its pe "
+            "attribute", "; ".join(attr))
+    if "rope" in runs:
+        with h5py.File(runs["rope"], "r") as f, h5py.File(base, "r") as g:
+            same = all(np.array_equal(f[n][...], g[n][...], equal_nan=True)
+                       for n in ["tokens/nll"] + [f"layers/{l:03d}/{t}" for l in range(4) for t in ("q", "k", "q_rot")])
+        R.check(same, "--pe rope is the model's own pass: nll, q, k, q_rot bit for bit those without --pe", "")
+    if "yarn:4" in runs:
+        with h5py.File(runs["yarn:4"], "r") as f:
+            q0, q1 = f["layers/000/q"][...], f["layers/001/q"][...]
+            inv = f["rope/inv_freq"][...]
+        with h5py.File(base, "r") as g:
+            q0_rope = g["layers/000/q"][...]
+        R.check(np.array_equal(q0, q0_rope) and rel_err(q1, rope_q1) > 1e-3
+                and np.allclose(inv, ref_theta(D), rtol=1e-15, atol=0),
+                "--pe yarn:4: layer-0 q is the rope dump's, layer 1's differs (earlier layers ran with the spec); "
+                "/rope/inv_freq stays the model's own", f"layer 1 differs by {rel_err(q1, rope_q1):.3g}")
+    check_pe_rotated(runs, mask, ref, T, L, yarn, yarn_factor)
+    # --control runs the control with the same spec
+    rc, err, out = pe_dump_run(tmp, "yarn_control", "yarn:4", "--control", source=base)
+    if R.check(rc == 0, "--pe yarn:4 --control runs", err):
+        want = Reference.nll(ref.run(ids, window=(L, 1), pe=one_rotation(yarn, lambda p: yarn_factor))[0], ids)
+        with h5py.File(out, "r") as f:
+            c, a = f["tokens/nll_control"][...], f["tokens/nll"][...]
+            ctl_attr = f["tokens/nll_control"].attrs.get("control")
+        R.check(rel_err(c[:-1], want[:-1]) <= 1e-4 and ctl_attr == "window:16:1" and np.array_equal(a[:L], c[:L])
+                and np.max(np.abs(a[L + 1:-1] - c[L + 1:-1])) > 1e-3,
+                "--pe yarn:4 --control: nll_control equals the reference run with the spec and the window 16 + 1 sink; "
+                "equal to nll below 16, different beyond", f"{rel_err(c[:-1], want[:-1]):.3g} {ctl_attr}")
+    test_pe_refusals(tmp, base, mask)
+
+
+def check_pe_rotated(runs, mask, ref, T, L, yarn, yarn_factor):
+    """q_rot/k_rot of a --pe dump: rotated with the spec (q_rot times the query's logit factor), k_rot
+    each key head's own row; checked from the stored q, k with the reference's rotation."""
+    theta = ref_theta(ref.hs)
+    gspec = f"dope:{mask}:gauss"
+    cases = [("logn+yarn:4", one_rotation(yarn, lambda p: ref_logn(L)(p) * yarn_factor), one_rotation(yarn)),
+             (gspec, ref_dope(theta, PE_MASK_HEADS, "gauss"), ref_dope(theta, PE_MASK_HEADS, "gauss", tensor="k"))]
+    for spec, qrot, krot in cases:
+        if spec not in runs:
+            continue
+        errs = []
+        with h5py.File(runs[spec], "r") as f:
+            for l in range(ref.n_layers):
+                g = f[f"layers/{l:03d}"]
+                q, k = g["q"][...].astype(np.float64), g["k"][...].astype(np.float64)
+                for which, x, got, rot in (("q", q, g["q_rot"][...], qrot), ("k", k, g["k_rot"][...], krot)):
+                    for h in range(x.shape[0]):
+                        th, gauss, factor = rot(l, h)
+                        f_ = factor if which == "q" else (lambda p: 1.0)
+                        want = np.stack([Reference.rope_pairs(x[h, p], p, th, gauss) * f_(p) for p in range(T)])
+                        errs.append(rel_err(got[h], want))
+        R.check(max(errs) <= 1e-5, f"--pe {spec.replace(mask, 'MASK')} --rotated: q_rot is q rotated with the spec "
+                "times the query's logit factor, k_rot each key head's own row (entries of tensor k)",
+                f"largest {max(errs):.3g}")
+    if gspec in runs:
+        with h5py.File(runs[gspec], "r") as f:
+            k0 = f["layers/000/k"][...].astype(np.float64)
+            k0_rot, k2_rot = f["layers/000/k_rot"][...], f["layers/002/k_rot"][...]
+            k2 = f["layers/002/k"][...].astype(np.float64)
+        plain = np.stack([Reference.rope_pairs(k0[0, p], p, theta) for p in range(T)])
+        plain2 = np.stack([Reference.rope_pairs(k2[1, p], p, theta) for p in range(T)])
+        R.check(rel_err(k0_rot[0], plain) <= 1e-5 and rel_err(k2_rot[1], plain2) > 1e-2,
+                "--pe dope:MASK:gauss: layer 0 key head 0 (only a query head selected) keeps its rope row in k_rot; "
+                "layer 2 key head 1 (named by a tensor-k entry) gets the draws", "")
+
+
+def test_pe_refusals(tmp, base, mask):
+    forms = "rope, pi:S, ntk:S, dynamic:S[:T], yarn:S[:BETA_FAST:BETA_SLOW], llama3:S:LOW:HIGH:OLDLEN, prope:P"
+    out = os.path.join(tmp, "pe_never.h5")
+    bad_specs = ["", "pi", "pi:0", "pi:x", "pi: 4", "ntk:0.5", "yarn:4:32", "yarn:4:1:32", "dynamic:4:0",
+                 "llama3:4:4:1:64", "llama3:4:1:4", "prope:1.5", "prope:", "clip:2", "logn+", "+rope", "dope:",
+                 "dope", "nope", "pi:inf", "pi:1e999",
+                 # a step that rebuilds the frequencies after one that changed them
+                 "pi:4+ntk:4", "clip+yarn:4", "prope:0.5+dynamic:4", f"dope:{mask}+ntk:2", "ntk:2+yarn:4"]
+    mod = load_dumper_module()
+    failed = []
+    for spec in bad_specs:
+        try:
+            mod.parse_pe(spec)
+            failed.append(f"{spec!r}: accepted")
+        except mod.UsageError as e:
+            if forms not in str(e) or "\n" in str(e):
+                failed.append(f"{spec!r}: {e}")
+    for good in ("rope+ntk:4", "logn+yarn:4", "yarn:4:32:1+pi:2+clip+logn", "dynamic:4:1000", "prope:0",
+                 "prope:1", f"dope:{mask}:all+prope:0.25", "llama3:8:1:4:8192", "pi:0x1p-1"):
+        try:
+            mod.parse_pe(good)
+        except mod.UsageError as e:
+            failed.append(f"{good!r} refused: {e}")
+    R.check(not failed, f"--pe: {len(bad_specs)} bad specs (forms, numbers out of range, a rebuilding step after a "
+            "frequency step) are usage errors listing the accepted forms; good chains are accepted",
+            "; ".join(failed))
+    failed = []
+    for spec in ("", "pi:0", "yarn:4:32", "nope", "pi:4+ntk:4", f"dope:{mask}+ntk:2"):
+        rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", base, "--pe", spec, "-o", out)
+        lines = err.strip().splitlines()
+        if rc != 2 or len(lines) != 1 or not lines[0].startswith("pe-dump: --pe") or forms not in err \
+                or os.path.exists(out):
+            failed.append(f"{spec!r}: rc {rc} {err.strip()[:160]}")
+    R.check(not failed, "--pe: bad specs on the command line exit 2 with one line listing the accepted forms",
+            "; ".join(failed))
+    cases = [
+        ("n_heads", dict(n_heads=8)), ("n_kv_heads", dict(n_kv_heads=1)), ("head_dim", dict(head_dim=32)),
+        ("rotary_dim", dict(rotary_dim=32)), ("rope_pairing", dict(pairing="half")),
+    ]
+    failed = []
+    for field, kw in cases:
+        wrong = os.path.join(tmp, f"mask_{field}.json")
+        write_mask(wrong, [dict(PE_MASK_HEADS[0], pairs=[1])], **kw)
+        rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", base, "--pe", f"dope:{wrong}:all", "-o", out)
+        lines = err.strip().splitlines()
+        if rc != 1 or len(lines) != 1 or f"made for another model: {field}" not in err or os.path.exists(out):
+            failed.append(f"{field}: rc {rc} {err.strip()[:160]}")
+    wrong = os.path.join(tmp, "mask_layer.json")
+    write_mask(wrong, [dict(PE_MASK_HEADS[0], layer=4)])
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", base, "--pe", f"dope:{wrong}", "-o", out)
+    if rc != 1 or len(err.strip().splitlines()) != 1 or "layer 4 is not in" not in err:
+        failed.append(f"layer: rc {rc} {err.strip()[:160]}")
+    junk = os.path.join(tmp, "mask_junk.json")
+    with open(junk, "w") as fh:
+        fh.write('{"format": "petools-dope-mask", "format_version": 1, "n_heads": 4, "n_kv_heads": 2, '
+                 '"head_dim": 64, "rotary_dim": 64, "rope_pairing": "interleaved", "heads": [{"layer": true}]}')
+    rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", base, "--pe", f"dope:{junk}", "-o", out)
+    if rc != 1 or len(err.strip().splitlines()) != 1 or "heads[0]" not in err:
+        failed.append(f"junk: rc {rc} {err.strip()[:160]}")
+    R.check(not failed, "--pe dope: a mask for another shape (n_heads, n_kv_heads, head_dim, rotary_dim, "
+            "rope_pairing, a layer the model lacks) or a malformed one exits 1 with one line naming the field",
+            "; ".join(failed))
+    failed = []
+    for name, args in (("--pe clip with --train-len 0", ["--pe", "clip", "--train-len", "0"]),
+                       ("--pe yarn:4 with --layers 0", ["--pe", "yarn:4", "--layers", "0"]),
+                       ("--pe with --greedy-check", ["--pe", "pi:2", "--greedy-check"]),
+                       ("--tokens-from with --text", ["--text", HELDOUT])):
+        rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", base, *args, "-o", out)
+        if rc != 2 or len(err.strip().splitlines()) != 1 or os.path.exists(out):
+            failed.append(f"{name}: rc {rc} {err.strip()[:160]}")
+    rc, _, err = run_dumper("--hf", os.path.join(tmp, "no-such-model"), "--text", HELDOUT, "--pe", "logn+yarn:4",
+                            "-o", out)
+    if rc != 2 or len(err.strip().splitlines()) != 1 or "logn is refused with --hf" not in err:
+        failed.append(f"--hf logn: rc {rc} {err.strip()[:160]}")
+    rc, _, err = run_dumper("--hf", os.path.join(tmp, "no-such-model"), "--text", HELDOUT, "--pe",
+                            f"dope:{mask}:gauss", "-o", out)
+    if rc != 2 or len(err.strip().splitlines()) != 1 or "dope:gauss is refused with --hf" not in err:
+        failed.append(f"--hf dope: rc {rc} {err.strip()[:160]}")
+    R.check(not failed, "--pe usage errors: a step needing L without it, an early --layers stop, --greedy-check, "
+            "logn and dope with --hf (before loading anything): exit 2, one line", "; ".join(failed))
+    rc, text, _ = run_dumper("--help")
+    R.check(rc == 0 and all(w in text for w in ("--pe SPEC", "--tokens-from", "petools-whatif(7)",
+                                                "q_rot and k_rot (--rotated) are rotated with the spec")),
+            "--help documents --pe (what q, k, q_rot, k_rot hold with it) and --tokens-from", "")
+
+
+def test_tokens_from(model, tmp):
+    """--tokens-from DUMP.h5: the ids of a shipped dump, its positions checked."""
+    shipped = os.path.join(ROOT, "testdata", "stories260K.h5")
+    out = os.path.join(tmp, "from.h5")
+    with h5py.File(shipped, "r") as f:
+        ids = [int(v) for v in f["tokens/ids"][...]]
+        nll = f["tokens/nll"][...]
+    R.check(len(ids) == 3072 and ids[0] == 1, "testdata/stories260K.h5 has /tokens/ids (3072, BOS first)", "")
+    if model is None:
+        R.skip("--tokens-from testdata/stories260K.h5 reproduces its loss", "the stories260K model file is absent")
+    else:
+        N = 600
+        rc, _, err = run_dumper("--llama2c", model, "--tokens-from", shipped, "--max-tokens", N, "-o", out)
+        if R.check(rc == 0, "--tokens-from testdata/stories260K.h5 --max-tokens 600 runs", err):
+            with h5py.File(out, "r") as f:
+                got = [int(v) for v in f["tokens/ids"][...]]
+                mine = f["tokens/nll"][...]
+                src = f["tokens"].attrs.get("source", "")
+            R.check(got == ids[:N] and rel_err(mine[:N - 1], nll[:N - 1]) <= 1e-4
+                    and "stories260K.h5" in src and "stream" in src,
+                    "--tokens-from: the shipped ids, whose loss (a causal pass over their first 600) reproduces the "
+                    "shipped /tokens/nll; the source names the dump and what its tokens were",
+                    f"{rel_err(mine[:N - 1], nll[:N - 1]):.3g} {src[:80]!r}")
+    bad = []
+    for name, make, status in (
+            ("no /tokens/ids", lambda f: f.create_dataset("tokens/positions", data=np.arange(5)), 1),
+            ("positions not 0..T-1", lambda f: (f.create_dataset("tokens/ids", data=np.arange(5)),
+                                                f.create_dataset("tokens/positions", data=np.arange(5) + 2)), 1),
+            ("ids beyond the vocabulary", lambda f: f.create_dataset("tokens/ids", data=[1, 2, 300]), 1)):
+        path = os.path.join(tmp, "from_bad.h5")
+        with h5py.File(path, "w") as f:
+            f.attrs["format"] = "qkdump"
+            make(f)
+        rc, _, err = run_dumper("--llama2c", VIMDOC, "--tokens-from", path, "-o", out + ".no")
+        if rc != status or len(err.strip().splitlines()) != 1 or os.path.exists(out + ".no"):
+            bad.append(f"{name}: rc {rc} {err.strip()}")
+    R.check(not bad, "--tokens-from refuses a dump without /tokens/ids, with positions other than 0..T-1, or with "
+            "ids beyond the vocabulary: exit 1, one line", "; ".join(bad))
+
+
 def test_reexec(model, tmp):
     """From a python3 without numpy, the script re-executes itself with /usr/bin/python3."""
     bare = None
@@ -896,7 +1427,7 @@ def test_reexec(model, tmp):
 # ---------------------------------------------------------------------------
 # Hugging Face hook logic on small torch modules built here
 
-def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
+def build_fake_hf(torch, kind, seed=0, mask="additive", output="object", rotary="live"):
     """A tiny HF-shaped causal LM: kind in llama (GQA), qwen3 (q/k norm on [B,T,H,D]),
     gemma3 (q/k norm on [B,H,T,D], local/global rotary), gpt_neox (fused qkv, partial rotary).
     Each attention module records what it computed: pre-rotary q/k and the rotated ones.
@@ -906,7 +1437,9 @@ def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
     drops it (some versions, some attention kernels); "invert" reads it as 1 = attend, 0 = not,
     and inverts it (transformers 4.36).  Setting model.window = (W, S) makes every attention
     mask itself explicitly, query m seeing key n only when n <= m and (m - n < W or n < S):
-    the tests' own control pass."""
+    the tests' own control pass.  The rotary module multiplies cos and sin by its
+    attention_scaling, as transformers' do; rotary="frozen" makes it keep the frequencies it
+    was built with (as a module that caches its tables would), "noscale" ignore the scaling."""
     nn = torch.nn
     torch.manual_seed(seed)
     H, D, HID, L, V = 4, 8, 32, 3, 50
@@ -922,12 +1455,15 @@ def build_fake_hf(torch, kind, seed=0, mask="additive", output="object"):
             super().__init__()
             inv = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
             self.register_buffer("inv_freq", inv, persistent=False)
+            self.built_with = inv.clone()
             self.attention_scaling = 1.0
 
         def forward(self, x, pos):
-            freqs = (self.inv_freq[None, :, None] @ pos[:, None, :].float()).transpose(1, 2)
+            inv = self.built_with if rotary == "frozen" else self.inv_freq
+            freqs = (inv[None, :, None] @ pos[:, None, :].float()).transpose(1, 2)
             emb = torch.cat((freqs, freqs), dim=-1)
-            return emb.cos(), emb.sin()
+            scale = 1.0 if rotary == "noscale" else self.attention_scaling
+            return emb.cos() * scale, emb.sin() * scale
 
     class RMS(nn.Module):
         def __init__(self, dim=D):
@@ -1293,6 +1829,103 @@ def test_hf_loss(tmp):
                 "logits and writes it", f"stderr {said}")
 
 
+def test_hf_pe(tmp):
+    """--pe with --hf on the small torch models: the rotary modules' frequencies (and yarn's
+    attention_scaling) are patched for both passes and restored; the loss equals the model's own
+    run with the spec's frequencies set by hand (closed forms above); q_rot/k_rot carry the spec;
+    a model that does not use the patch is refused."""
+    try:
+        import torch
+    except ImportError as e:
+        R.skip("hf --pe on tiny torch modules", f"torch is not importable ({e})")
+        return
+    mod = load_dumper_module()
+    ids = [3, 17, 5, 42, 8, 1, 0, 33, 21, 9, 12, 49, 7, 7, 30, 2]
+    T, W, L = len(ids), 5, 64
+
+    def direct(model, window=None):
+        model.window = window
+        try:
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
+        finally:
+            model.window = None
+        lp = torch.log_softmax(out.logits[0].double(), dim=-1)
+        return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+
+    def set_rotary(module, theta, scaling):
+        module.inv_freq = torch.tensor(theta, dtype=torch.float32)
+        module.attention_scaling = scaling
+
+    yarn8, yarn_factor = ref_yarn(8, 4, L)
+    cases = [  # kind, spec, {rotary module: theta}, attention_scaling
+        ("llama", "pi:4", {"rotary_emb": [th / 4 for th in ref_theta(8)]}, 1.0),
+        ("llama", "yarn:4", {"rotary_emb": yarn8}, math.sqrt(yarn_factor)),
+        ("llama", "llama3:4:1:4:16", {"rotary_emb": ref_llama3(ref_theta(8), 4, 1, 4, 16)}, 1.0),
+        ("qwen3", "ntk:4+prope:0.5", {"rotary_emb": ref_prope(ref_ntk(8, 4), 0.5)}, 1.0),
+        ("gemma3", "clip", {"rotary_emb": ref_clip(ref_theta(8, 1e6), L),
+                            "rotary_emb_local": ref_clip(ref_theta(8, 1e4), L)}, 1.0),
+        ("gpt_neox", "dynamic:4:200", {"rotary_emb": ref_dynamic(4, 4, 200, L)}, 1.0),
+    ]
+    for kind, spec, thetas, scaling in cases:
+        model, cfg, *_ = build_fake_hf(torch, kind, seed=4)
+        inner = model.gpt_neox if kind == "gpt_neox" else model.model
+        own = {n: getattr(inner, n).inv_freq.clone() for n in thetas}
+        rope_nll = direct(model)
+        out = os.path.join(tmp, f"hf_pe_{kind}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, rotated=True, control=True, control_window=W,
+                                  pe=mod.parse_pe(spec))
+        except Exception as e:
+            R.not_ok(f"hf --pe {spec} ({kind}): dump runs", f"{type(e).__name__}: {e}")
+            continue
+        restored = all(torch.equal(getattr(inner, n).inv_freq, own[n]) and getattr(inner, n).attention_scaling == 1.0
+                       for n in thetas)
+        for n, theta in thetas.items():
+            set_rotary(getattr(inner, n), theta, scaling)
+        want_c, want = direct(model, (W, 1)), direct(model)  # the plain run last: its q/k stay in .seen
+        layers = model.gpt_neox.layers if kind == "gpt_neox" else model.model.layers
+        with h5py.File(out, "r") as f:
+            a, c = f["tokens/nll"][...], f["tokens/nll_control"][...]
+            pe_attr = f["tokens/nll"].attrs.get("pe")
+            rot_err = 0.0
+            for i, layer in enumerate(layers):
+                seen = (layer.attention if kind == "gpt_neox" else layer.self_attn).seen
+                g = f[f"layers/{i:03d}"]
+                rot_err = max(rot_err, rel_err(g["q_rot"][...], seen["q_rot"].numpy() * scaling),
+                              rel_err(g["k_rot"][...], seen["k_rot"].numpy() / scaling),
+                              rel_err(g["q"][...], seen["q"].numpy()))
+        e1, e2 = rel_err(a[:-1], want[:-1]), rel_err(c[:-1], want_c[:-1])
+        R.check(e1 <= 1e-5 and e2 <= 1e-5 and pe_attr == spec and np.max(np.abs(a[:-1] - rope_nll[:-1])) > 1e-4
+                and restored,
+                f"hf --pe {spec} ({kind}): nll and nll_control equal the model's own runs with the spec's frequencies "
+                f"(and attention_scaling) set by hand; pe attribute; the model's rotary modules restored",
+                f"nll {e1:.3g}, control {e2:.3g}, pe {pe_attr!r}, restored {restored}")
+        R.check(rot_err <= 1e-5, f"hf --pe {spec} ({kind}): q_rot, k_rot are rotated with the spec (q_rot carrying the "
+                "logit factor), so q_rot.k_rot is what the attention multiplied", f"{rot_err:.3g}")
+    for variant, spec, refused in (("frozen", "pi:4", True), ("noscale", "yarn:4", True), ("noscale", "pi:4", False)):
+        model, cfg, *_ = build_fake_hf(torch, "llama", seed=4, rotary=variant)
+        own = model.model.rotary_emb.inv_freq.clone()
+        out = os.path.join(tmp, f"hf_pe_{variant}.h5")
+        try:
+            with mod.QKDumpWriter(out, "float32") as w:
+                mod.dump_hf_model(model, cfg, ids, w, pe=mod.parse_pe(spec))
+            msg = None
+        except mod.DumpError as e:
+            msg = str(e)
+        kept = torch.equal(model.model.rotary_emb.inv_freq, own) and model.model.rotary_emb.attention_scaling == 1.0
+        if refused:
+            R.check(msg is not None and "did not use the patched frequencies" in msg and "\n" not in msg
+                    and not os.path.exists(out) and kept,
+                    f"hf --pe {spec}: a rotary module that {'keeps its own frequencies' if variant == 'frozen' else 'ignores attention_scaling'} "
+                    "is refused in one line, no file, the module restored", str(msg))
+        else:
+            R.check(msg is None and os.path.exists(out) and kept,
+                    "hf --pe pi:4 on a rotary module that ignores attention_scaling is accepted (pi does not scale)",
+                    str(msg))
+
+
 # ---------------------------------------------------------------------------
 
 def main():
@@ -1320,9 +1953,14 @@ def main():
             R.skip("llama2c checks (greedy ids, q/k against an independent forward pass, layout, dtypes, "
                    "gzip, errors, documents, loss, stream)", f"model file {model} is absent")
         test_byte_text(model if os.path.exists(model) else None, tmp)
+        test_vimdoc_text(tmp)
+        test_gauss_draws()
+        test_pe(tmp)
+        test_tokens_from(model if os.path.exists(model) else None, tmp)
         test_hf_facts(tmp)
         test_hf_hooks(tmp)
         test_hf_loss(tmp)
+        test_hf_pe(tmp)
     print(f"# pe-dump tests: {R.passed} passed, {R.failed} failed, {R.skipped} skipped")
     return 1 if R.failed else 0
 
