@@ -20,6 +20,11 @@
 # Without a control (nll_control all nan) only the loss is drawn, and the
 # key says that the control is missing.
 #
+# A table of dumps recorded with several positional specs (pe-dump --pe;
+# the pe column, man petools-whatif(7)) draws the loss of each spec against
+# position instead, one line per spec, with the control of the first (rope
+# when it is there) dashed: what each remedy really does to the model.
+#
 # Exit status: 0 done; 1 unreadable or unsuitable table, or OUT's folder
 # missing; 2 usage error (arguments, extension).  Errors are one line on
 # stderr.  Needs sh and awk.
@@ -66,19 +71,20 @@ if (strstrt(FILES, "o") == 0) { print ME . ": OUT '" . OUT . "': its folder does
 AWKQ = 'function gs(n, s) { gsub(q, q q, s); printf "%s = %s%s%s; ", n, q, s, q } '
 AWK(prog) = system("awk -F '\t' -v q=\"'\" '" . AWKQ . prog . "' " . Q)
 COLS = '/^# section: / { exit } /^#/ { next } !hdr && NF { for (i = 1; i <= NF; i++) c[$i] = i; hdr = 1; next } ' . \
-       '!NF || !c["bin_lo"] || !c["bin_hi"] || !c["nll"] || !c["nll_control"] || !c["excess"] || $c["bin_lo"] !~ /^[0-9]+$/ { next } '
+       '!NF || !c["bin_lo"] || !c["bin_hi"] || !c["nll"] || !c["nll_control"] || !c["excess"] || $c["bin_lo"] !~ /^[0-9]+$/ { next } ' . \
+       '{ spec = c["pe"] ? $c["pe"] : "rope" } '
 eval(AWK( \
     '/^# train_len: / { if (tl == "") tl = substr($0, 14); next } ' . \
     '/^# input: / { ni++; if (ni == 1) { inp = substr($0, 10); sub(/ \(T [0-9].*$/, "", inp) } next } ' . \
     '/^# control: / { ctl = substr($0, 12); sub(/ \(.*$/, "", ctl); next } ' . \
     '/^# [a-z]+ table: / { tab = $0; next } ' . \
     COLS . \
-    '{ n++; x = $c["bin_hi"] + 0; if (x > xmax) xmax = x; ' . \
+    '{ n++; x = $c["bin_hi"] + 0; if (x > xmax) xmax = x; if (!(spec in seen)) { seen[spec] = 1; pes = pes (npe++ ? " " : "") spec } ' . \
     '  for (k = 0; k < 2; k++) { v = $c[k ? "nll_control" : "nll"]; if (v == "nan") continue; ' . \
     '    if (k) nctl++; if (!ny || v + 0 > ymax) ymax = v + 0; if (!ny || v + 0 < ymin) ymin = v + 0; ny++ } } ' . \
     'END { if (ni > 1) inp = inp " + " (ni - 1) " more"; if (!ni) inp = "?"; ' . \
-    'gs("TAB", tab); gs("TLRAW", tl); gs("INPUT", inp); gs("CONTROL", ctl); ' . \
-    'printf "NROWS = %d; NCTL = %d; XMAX = %.10g; YMIN = %.10g; YMAX = %.10g", n, nctl, xmax, ymin, ymax }'))
+    'gs("TAB", tab); gs("TLRAW", tl); gs("INPUT", inp); gs("CONTROL", ctl); gs("PES", pes); ' . \
+    'printf "NROWS = %d; NCTL = %d; NPE = %d; XMAX = %.10g; YMIN = %.10g; YMAX = %.10g", n, nctl, npe, xmax, ymin, ymax }'))
 if (TAB ne "# peanalyze table: loss") {
     print ME . ": " . TABLE . ": not a peanalyze loss table"; exit status 1
 }
@@ -87,7 +93,9 @@ if (NROWS == 0) { print ME . ": " . TABLE . ": the table has no rows"; exit stat
 TL = LARG ne "" ? LARG : TLRAW
 if (!isuint(TL) || TL eq "0") { TL = "" }
 if (TL eq "") { print ME . ": warning: " . TABLE . " gives no training length (no '# train_len:' line, or 0) and no L=N was given; L is not marked" }
-ROWS = "< awk -F '\t' '" . COLS . "{ print 0.5 * ($c[\"bin_lo\"] + $c[\"bin_hi\"]), $c[\"nll\"], $c[\"nll_control\"], $c[\"excess\"] }' " . Q
+# The rows of one spec (the first, or number i of PES).
+ROWSOF(p) = "< awk -F '\t' -v want=" . shq(p) . " '" . COLS . "spec == want { print 0.5 * ($c[\"bin_lo\"] + $c[\"bin_hi\"]), $c[\"nll\"], $c[\"nll_control\"], $c[\"excess\"] }' " . Q
+ROWS = ROWSOF(word(PES, 1))
 
 # ------------------------------------------------------------------ figure
 if (EXT eq "png") { set terminal pngcairo size 1000,600 noenhanced font "sans,11" }
@@ -95,7 +103,11 @@ if (EXT eq "svg") { set terminal svg size 1000,600 noenhanced dynamic font "sans
 if (EXT eq "pdf") { set terminal pdfcairo size 7.5in,4.5in noenhanced font "sans,9" }
 if (EXT eq "txt") { set terminal dumb size 110,34 noenhanced }
 
-set title sprintf("%s: the model's loss against position\n(control: %s)", INPUT, NCTL > 0 ? CONTROL : "none") noenhanced
+if (NPE > 1) {
+    set title sprintf("%s: the model's loss against position, run with each positional spec\n(forward passes of pe-dump --pe; control: %s)", INPUT, NCTL > 0 ? CONTROL : "none") noenhanced
+} else {
+    set title sprintf("%s: the model's loss against position\n(control: %s)", INPUT, NCTL > 0 ? CONTROL : "none") noenhanced
+}
 set xlabel "position (bin centre)"
 set ylabel "next-token loss (nats)"
 set xrange [0:XMAX > 0 ? XMAX : 1]
@@ -110,7 +122,11 @@ if (TL ne "") {
 set style fill transparent solid 0.25 noborder
 set output OUT
 # The text rendering draws no shading (the dumb terminal fills with letters).
-if (NCTL > 0 && EXT eq "txt") {
+if (NPE > 1) {
+    set key outside bottom center horizontal maxrows 3 noenhanced
+    plot for [i = 1:NPE] ROWSOF(word(PES, i)) using 1:2 with linespoints lw 2 pt 7 title sprintf("loss with %s", word(PES, i)), \
+         (NCTL > 0 ? ROWS : 1/0) using 1:3 with lines lw 2 dt 2 lc rgb "#555555" title sprintf("control of %s (keys within L, plus sinks)", word(PES, 1))
+} else { if (NCTL > 0 && EXT eq "txt") {
     plot ROWS using 1:2 with linespoints pt 7 title "loss (full attention)", \
          ROWS using 1:3 with linespoints pt 5 title "control (keys within L, plus sinks)"
 } else { if (NCTL > 0) {
@@ -119,5 +135,5 @@ if (NCTL > 0 && EXT eq "txt") {
          ROWS using 1:3 with linespoints lw 2 pt 5 dt 2 lc rgb "#009E73" title "control (keys within L, plus sinks)"
 } else {
     plot ROWS using 1:2 with linespoints lw 2 pt 7 lc rgb "#0072B2" title "loss (full attention; the table has no control)"
-} }
+} } }
 unset output

@@ -605,4 +605,29 @@ expect 1 "pe-fig-loss: cannot read table '$TMP/no-such.gp'" "loss figure: missin
 expect 1 "pe-fig-loss: $TMP/heads.gp: not a peanalyze loss table" "loss figure: a heads table is refused" gnuplot -c "$G" "$TMP/heads.gp" "$TMP/bad.png"
 expect 2 "pe-fig-loss: L=0: not a positive integer" "loss figure: L=0: status 2" gnuplot -c "$G" "$TMP/loss.gp" "$TMP/bad.png" L=0
 if ls "$TMP"/bad* >/dev/null 2>&1; then notok "loss figure: failed calls write no figure"; else ok "loss figure: failed calls write no figure"; fi
+# A table of dumps recorded with two specs: one line per spec.
+"$PA" -t loss --bins 4 truth.h5 truth-otherpe.h5 >"$TMP/loss2.gp"
+expect 0 "" "loss figure: two specs: status 0" gnuplot -c "$G" "$TMP/loss2.gp" "$TMP/loss2.txt"
+contains "loss figure: two specs: one line per spec and rope's control" "$TMP/loss2.txt" \
+    "run with each positional spec" "loss with rope" "loss with pi:4" "control of rope (keys within L, plus sinks)"
+
+# The what-if figure (scripts/pe-fig-whatif.gp).
+G=$SCRIPTS/pe-fig-whatif.gp
+"$PA" -t whatif --pe pi:4 --pe logn f32.h5 >"$TMP/whatif.gp"
+[ $? -eq 0 ] && ok "peanalyze makes the whatif table for the figure" || notok "peanalyze makes the whatif table for the figure"
+for ext in png svg pdf txt; do
+    expect 0 "" "whatif figure: .$ext: status 0, stderr empty" gnuplot -c "$G" "$TMP/whatif.gp" "$TMP/whatif.$ext"
+done
+if magic "$TMP/whatif.png" "89 50 4e 47 0d 0a 1a 0a"; then ok "whatif figure: PNG magic"; else notok "whatif figure: PNG magic"; fi
+contains "whatif figure: the text rendering shows the axes, title and one key entry per spec" "$TMP/whatif.txt" \
+    "f32.h5: what each positional remedy does" "attention on unseen distances beyond L" \
+    "rope" "pi:4" "logn"
+expect 2 "usage: gnuplot -c pe-fig-whatif.gp" "whatif figure: no arguments: usage, status 2" gnuplot -c "$G"
+expect 2 "pe-fig-whatif: OUT '$TMP/bad.jpg': unknown extension" "whatif figure: unknown extension: status 2" \
+    gnuplot -c "$G" "$TMP/whatif.gp" "$TMP/bad.jpg"
+expect 1 "pe-fig-whatif: cannot read table '$TMP/no-such.gp'" "whatif figure: missing table: status 1" \
+    gnuplot -c "$G" "$TMP/no-such.gp" "$TMP/bad.png"
+expect 1 "pe-fig-whatif: $TMP/heads.gp: not a peanalyze whatif table" "whatif figure: a heads table is refused" \
+    gnuplot -c "$G" "$TMP/heads.gp" "$TMP/bad.png"
+if ls "$TMP"/bad* >/dev/null 2>&1; then notok "whatif figure: failed calls write no figure"; else ok "whatif figure: failed calls write no figure"; fi
 exit 0

@@ -20,12 +20,12 @@ done
 
 # Examples: lines of the EXAMPLES section that start with a petools command,
 # with the man escapes for '-', '\' and quotes undone.
-for page in man/*.1; do
+for page in man/*.1 man/*.7; do
     [ -f "$page" ] || continue
     n=$(basename "$page")
     sed -n '/^\.SH EXAMPLES/,/^\.SH /p' "$page" |
-        grep -E '^(pedecomp|peanalyze|peentropy|pe-dump) ' |
-        sed -e 's/\\-/-/g' -e 's/\\e/\\/g' -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' -e 's/\\&//g' >"$TMP/examples"
+        sed -e 's/\\-/-/g' -e 's/\\e/\\/g' -e "s/\\\\(aq/'/g" -e 's/\\(dq/"/g' -e 's/\\&//g' |
+        grep -E '^(pedecomp|peanalyze|peentropy|pe-dump) ' >"$TMP/examples"
     count=0
     while IFS= read -r line; do
         count=$((count + 1))

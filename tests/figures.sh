@@ -337,7 +337,8 @@ if [ ! -r "$REAL" ]; then
 else
     DEMO=$TMP/demo
     start=$(date +%s)
-    PE_DEMO_DIR=$DEMO sh scripts/demo "$BUILD" >"$TMP/demo.out" 2>"$TMP/demo.err"
+    # The forward passes of pe-dump --pe are tests/test_pe_dump.py's: skipped here.
+    PE_DEMO_DIR=$DEMO PE_DEMO_FORWARD=0 sh scripts/demo "$BUILD" >"$TMP/demo.out" 2>"$TMP/demo.err"
     st=$?
     secs=$(($(date +%s) - start))
     if [ "$st" -eq 0 ] && [ ! -s "$TMP/demo.err" ]; then
@@ -346,7 +347,7 @@ else
         notok "demo: status 0, stderr empty" "status $st: $(head -n 2 "$TMP/demo.err" | tr '\n' ' ')"
     fi
     n=0 bad=""
-    for f in "$DEMO"/*.png; do
+    for f in "$DEMO"/*/*.png; do
         [ -e "$f" ] || continue
         n=$((n + 1))
         magic "$f" "$PNG_MAGIC" || bad="$bad $(basename "$f")"
@@ -354,7 +355,7 @@ else
     if [ "$n" -ge 5 ] && [ -z "$bad" ]; then ok "demo: $n PNG figures, each non-empty with PNG magic"; else notok "demo: PNG figures" "$n figures, bad:$bad"; fi
     # Every figure is announced as "PATH: what it shows", and every path printed exists.
     missing=""
-    for f in "$DEMO"/*.png; do
+    for f in "$DEMO"/*/*.png; do
         [ -e "$f" ] || continue
         grep -q "^$f: ..*" "$TMP/demo.out" || missing="$missing $(basename "$f")"
     done
@@ -362,8 +363,16 @@ else
         [ -s "$f" ] || missing="$missing $f(printed, absent)"
     done
     if [ -z "$missing" ]; then ok "demo: prints each file with what it shows"; else notok "demo: prints each file with what it shows" "$missing"; fi
-    contains "demo: the figure lines name L" "$TMP/demo.out" "loss.png: " "components-L0H0.png: " "components-L2H2.png: " \
-        "heatmap-L2H2.png: " "freqmap-yarn4.png: " "usage-q.png: " "usage-k.png: " "purity.png: " "L = 512 marked"
+    contains "demo: both models, the byte-level one first, and the figure lines name L" "$TMP/demo.out" \
+        "demo: testdata/vimdoc3m.h5" "/vimdoc3m/loss.png: " "/vimdoc3m/components-L0H0.png: " "/vimdoc3m/whatif.png: " \
+        "L = 256 marked" "demo: testdata/stories260K.h5" "/stories260K/loss.png: " "/stories260K/components-L2H2.png: " \
+        "/stories260K/heatmap-L2H2.png: " "freqmap-yarn4.png: " "usage-q.png: " "usage-k.png: " "purity.png: " \
+        "/stories260K/whatif.png: " "L = 512 marked"
+    if [ "$(grep -n '^demo: testdata/' "$TMP/demo.out" | head -n 1 | cut -d: -f3-)" = " testdata/vimdoc3m.h5" ]; then
+        ok "demo: the byte-level model comes first"
+    else
+        notok "demo: the byte-level model comes first" "$(grep '^demo: testdata/' "$TMP/demo.out" | tr '\n' ' ')"
+    fi
     if [ ! -e "$DEMO/.demo-stderr" ]; then ok "demo: leaves no scratch file"; else notok "demo: leaves no scratch file"; fi
     expect 1 "demo: $TMP/no-build/pedecomp is missing" "demo: a missing build: status 1, one line" \
         env PE_DEMO_DIR="$TMP/demo2" sh scripts/demo "$TMP/no-build"
