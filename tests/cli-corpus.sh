@@ -520,6 +520,10 @@ cat >"$TMP/abuse-pedecomp" <<'EOF'
 --bins '' f32.h5|--bins: '' is not an integer
 --method slow f32.h5|--method: unknown value 'slow' (one of: fft, direct)
 -t freqs --scale yarn:x f32.h5|--scale 'yarn:x': factor is not a number
+-t summary --min-pairs 0 f32.h5|--min-pairs: 0 is out of range [1, 1099511627776]
+-t summary --min-pairs x f32.h5|--min-pairs: 'x' is not an integer
+-t summary --min-pairs 99999999999999999999 f32.h5|--min-pairs: 99999999999999999999 is out of range
+--min-pairs 5 f32.h5|--min-pairs: only for -t summary
 -t freqs --scale warp:2 f32.h5|--scale 'warp:2': unknown step 'warp:2' (accepted: rope, pi:S
 --scale pi:2 f32.h5|--scale: only for -t freqs (see --pe)
 -t freqs --scale pi:2 --pe pi:2 f32.h5|--scale is the old name of --pe: give one of them
@@ -569,6 +573,10 @@ cat >"$TMP/abuse-peanalyze" <<'EOF'
 --fail-on x f32.h5|--fail-on: unknown value 'x' (one of: ood, ushape)
 --fail-on '' f32.h5|--fail-on: empty
 -t whatif --fail-on ood f32.h5|--fail-on: not for -t whatif
+--unseen-threshold x f32.h5|--unseen-threshold: 'x' is not a number
+--unseen-threshold -1 f32.h5|--unseen-threshold: -1 is out of range [0, 1]
+--unseen-threshold 2 f32.h5|--unseen-threshold: 2 is out of range [0, 1]
+--unseen-threshold nan f32.h5|--unseen-threshold: 'nan' is not a finite number
 -t loss --pe pi:2 f32.h5|--pe: -t loss rotates each file with the spec its loss was recorded with
 --pe pi:2 --pe pi:3 f32.h5|--pe: one spec per run for -t profile (peanalyze -t whatif compares several)
 f32.h5 --rows|option --rows needs an argument
@@ -595,6 +603,8 @@ cat >"$TMP/abuse-peentropy" <<'EOF'
 -t select --mask no/such/m.json f32.h5|--mask: cannot create 'no/such/m.json': No such file or directory
 -t select --mask . f32.h5|--mask: '.' is a directory
 --mask m.json f32.h5|--mask: only for -t select
+-t select --score rho -r 1 f32.h5|--score rho with r 1: rho_1 is 1 for every head, nothing to rank; give -r 2 or more
+-t select --score Energy f32.h5|--score: unknown value 'Energy' (one of: s, norm, rho, full, lambda1, energy)
 --pe pi:2 --pe pi:3 f32.h5|--pe: one spec per run for -t heads (peanalyze -t whatif compares several)
 --stage all --ntk-len 64 --pe pi:2 f32.h5|--pe with the ntk stage: ntk is itself a what-if
 f32.h5 --rank|option --rank needs an argument
