@@ -94,7 +94,15 @@ static int parse_step(const char *opt, const char *spec, const char *s, size_t n
         char tmp[sizeof buf + 8];
         snprintf(tmp, sizeof tmp, "%s:1", buf);
         if (pe_scaling_parse_opt(opt, tmp, &st->scale, e) < 0) {
-            pe_scaling_parse_opt(opt, buf, &st->scale, e); /* the message of the spec as given */
+            /* Only S can be wrong here: the message of "dynamic:S:1",
+             * about S, with the step as given (parsing "dynamic:S" itself
+             * would say that T is missing, and T is optional here). */
+            char who[sizeof buf + 64], msg[sizeof e->msg];
+            size_t n = (size_t)snprintf(who, sizeof who, "%s '%.200s'", opt, tmp);
+            if (strncmp(e->msg, who, n) == 0) {
+                snprintf(msg, sizeof msg, "%s '%.200s'%s", opt, buf, e->msg + n);
+                snprintf(e->msg, sizeof e->msg, "%s", msg);
+            }
             return -1;
         }
         st->kind = PE_STEP_SCALE;
