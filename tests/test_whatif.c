@@ -589,6 +589,20 @@ static void test_parse(void)
                        what, "path '%s', mode %d", w->steps[0].mask_path, (int)w->steps[0].mode);
         pe_whatif_free(w);
     }
+    /* The option's name is copied: the caller's buffer may be reused
+     * (pe_cli_parse formats each option's name into one local buffer). */
+    {
+        char opt[16] = "--pe";
+        pe_whatif *w = NULL;
+        pe_err e = {0};
+        if (pe_whatif_parse(opt, "pi:2", &w, &e) == 0) {
+            memcpy(opt, "-j\0\0", 5);
+            PE_CHECK(w->opt && strcmp(w->opt, "--pe") == 0, "parse: the spec keeps its option's name after the caller's buffer changes");
+            pe_whatif_free(w);
+        } else {
+            pe_test_report(0, "parse: pi:2", "%s", e.msg);
+        }
+    }
     /* The option's name is the caller's. */
     {
         pe_whatif *w = NULL;
