@@ -21,6 +21,7 @@ void pe_whatif_free(pe_whatif *w)
     }
     free(w->steps);
     free(w->text);
+    free((char *)w->opt);
     free(w);
 }
 
@@ -127,7 +128,10 @@ int pe_whatif_parse(const char *opt, const char *spec, pe_whatif **out, pe_err *
         pe_fail_usage(e, "%s: an empty spec (accepted: " PE_WHATIF_FORMS ")", opt);
         goto bad;
     }
-    w->opt = opt;
+    /* A copy: the caller may format each option's name into one buffer
+     * (pe_cli_parse does), and the name is needed after parsing, when the
+     * spec is resolved against the files. */
+    if (!(w->opt = pe_strdup(opt, e))) goto bad;
     if (!(w->text = pe_strdup(spec, e))) goto bad;
     size_t n_steps = 1;
     for (const char *c = spec; *c; c++) n_steps += *c == '+';
