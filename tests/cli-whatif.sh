@@ -306,7 +306,8 @@ agree() { # SPEC
         END { print n + 0, miss + 0, bad + 0 }' "$TMP/ag-d" "$TMP/ag-a")
     is "pedecomp total = peanalyze mean_logit at every distance of every head under $(shown "$1") (distances, missing, wrong)" "320 0 0" "$got"
 }
-for s in yarn:4 logn+pi:2 "dope:$HAND:gauss" "yarn:4+dope:$HAND:gauss+logn" prope:0.5 dynamic:4; do agree "$s"; done
+for s in yarn:4 logn+pi:2 "dope:$HAND" "dope:$HAND:all" "dope:$HAND:gauss" "yarn:4+dope:$HAND:gauss+logn" prope:0.5 dynamic:4 \
+    llama3:8:1:4:32; do agree "$s"; done
 # peanalyze -t heads --pe SPEC rotates through the engine's door; -t whatif
 # rotates the raw heads itself: the unseen mass must be the same, and the
 # entropy shift the spec's entropy beyond L minus rope's within.
