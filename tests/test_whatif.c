@@ -668,7 +668,7 @@ static void test_gauss(void)
      * the standard error of a mean is 1/sqrt(N) = 0.0016, of a variance
      * sqrt(2/N) = 0.0022; tolerances of 5 of them. */
     const int P = 8;
-    const long N = 400000 / 1; /* pairs x positions */
+    const long N = 400000; /* draws: 8 pairs x 50000 positions */
     double sc = 0, ss = 0, scc = 0, sss = 0, scs = 0, sr2 = 0, sr4 = 0;
     long n = 0;
     int same = 1;
