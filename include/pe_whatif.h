@@ -49,7 +49,7 @@ typedef struct pe_whatif_step {
 
 typedef struct pe_whatif {
     char *text; /* the spec as given */
-    const char *opt; /* the option that gave it ("--pe"), for messages */
+    const char *opt; /* the option that gave it ("--pe"), for messages (owned: a copy) */
     pe_whatif_step *steps;
     int n;
 } pe_whatif;

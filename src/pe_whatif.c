@@ -21,6 +21,7 @@ void pe_whatif_free(pe_whatif *w)
     }
     free(w->steps);
     free(w->text);
+    free((char *)w->opt);
     free(w);
 }
 
@@ -94,7 +95,15 @@ static int parse_step(const char *opt, const char *spec, const char *s, size_t n
         char tmp[sizeof buf + 8];
         snprintf(tmp, sizeof tmp, "%s:1", buf);
         if (pe_scaling_parse_opt(opt, tmp, &st->scale, e) < 0) {
-            pe_scaling_parse_opt(opt, buf, &st->scale, e); /* the message of the spec as given */
+            /* Only S can be wrong here: the message of "dynamic:S:1",
+             * about S, with the step as given (parsing "dynamic:S" itself
+             * would say that T is missing, and T is optional here). */
+            char who[sizeof buf + 64], msg[sizeof e->msg];
+            size_t n = (size_t)snprintf(who, sizeof who, "%s '%.200s'", opt, tmp);
+            if (strncmp(e->msg, who, n) == 0) {
+                snprintf(msg, sizeof msg, "%s '%.200s'%s", opt, buf, e->msg + n);
+                snprintf(e->msg, sizeof e->msg, "%s", msg);
+            }
             return -1;
         }
         st->kind = PE_STEP_SCALE;
@@ -119,7 +128,10 @@ int pe_whatif_parse(const char *opt, const char *spec, pe_whatif **out, pe_err *
         pe_fail_usage(e, "%s: an empty spec (accepted: " PE_WHATIF_FORMS ")", opt);
         goto bad;
     }
-    w->opt = opt;
+    /* A copy: the caller may format each option's name into one buffer
+     * (pe_cli_parse does), and the name is needed after parsing, when the
+     * spec is resolved against the files. */
+    if (!(w->opt = pe_strdup(opt, e))) goto bad;
     if (!(w->text = pe_strdup(spec, e))) goto bad;
     size_t n_steps = 1;
     for (const char *c = spec; *c; c++) n_steps += *c == '+';

@@ -27,13 +27,33 @@
  * full matrix; per bin their means over the tokens with a loss (the file's
  * /tokens/nll, read here); and the calibration rows of the layer: Spearman
  * correlations written here with an O(n^2) ranking, against the excess
- * nll - nll_control.  Tolerance 1e-9 (relative to max(1, |value|)). */
+ * nll - nll_control.  Tolerance 1e-9 (relative to max(1, |value|)).
+ *
+ *   refattn --whatif FILE.h5 LAYER WHATIF.tsv [ROWS [L]]
+ *
+ * WHATIF is `peanalyze -t whatif -f tsv --digits 17 -l LAYER [--rows ROWS]
+ * [--pe SPEC]... FILE` (one file; L, when given, is the -L of the run).
+ * Every row (head, spec) is recomputed from the definitions of man
+ * peanalyze(1), TABLES, whatif: the spec's rotation is built here from man
+ * petools-whatif(7) (every step: rope, pi, ntk, dynamic, yarn, llama3,
+ * prope, clip, logn and dope:MASK[:parts|all|gauss], whose mask is read
+ * with pe_json and whose Gaussian draws are SplitMix64 and Box-Muller
+ * written here), q and k are rotated with it here, and each row's logits
+ * against every key are formed by plain dot products: kl_in (mean over the
+ * in-train rows of KL(p_rope || p_spec)), unseen_mass, entropy_shift (the
+ * spec's mean entropy in nats over its beyond rows m >= 1 minus rope's over
+ * its in-train rows m >= 1), exceedance (the spec's beyond logits outside
+ * rope's in-train band) and the verdict.  Tolerance 1e-9 (relative to
+ * max(1, |value|)); the verdict exact.  A spec this program cannot parse is
+ * an error (status 2), not skipped. */
 #include <hdf5.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pe_json.h"
 
 static void die(const char *what)
 {
@@ -82,7 +102,8 @@ static int H, KV, D, R, P, interleaved;
 static long T, L;
 static double scale, softcap;
 static int64_t *pos;
-static double *theta;
+static double *theta, base;
+static int layer_rope; /* the layer's rope attribute */
 static hid_t file;
 static char lname[64];
 
@@ -118,7 +139,7 @@ static void read_file(const char *path, long layer)
         H5Dclose(pd);
     }
     theta = calloc((size_t)P + 1, sizeof *theta);
-    double base = attr_num(file, "rope_theta", 10000.0);
+    base = attr_num(file, "rope_theta", 10000.0);
     for (int i = 0; i < P; i++) theta[i] = pow(base, -2.0 * i / R);
     const char *freq = NULL;
     char lf[96];
@@ -132,14 +153,14 @@ static void read_file(const char *path, long layer)
         if (H5Dread(fd, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, theta) < 0) die("inv_freq");
         H5Dclose(fd);
     }
-    if (attr_num(g, "rope", 1) == 0)
+    layer_rope = attr_num(g, "rope", 1) != 0;
+    if (!layer_rope)
         for (int i = 0; i < P; i++) theta[i] = 0;
     H5Gclose(g);
 }
 
-/* One head of q or k, rotated at its positions: x[a] + j x[b] times
- * exp(j p theta_i). */
-static double *head(const char *tensor, int h)
+/* One head of q or k as stored (not rotated). */
+static double *head_raw(const char *tensor, int h)
 {
     char path[128];
     snprintf(path, sizeof path, "%s/%s", lname, tensor);
@@ -152,6 +173,14 @@ static double *head(const char *tensor, int h)
     H5Sclose(ms);
     H5Sclose(sp);
     H5Dclose(d);
+    return x;
+}
+
+/* One head of q or k, rotated at its positions: x[a] + j x[b] times
+ * exp(j p theta_i). */
+static double *head(const char *tensor, int h)
+{
+    double *x = head_raw(tensor, h);
     for (long m = 0; m < T; m++) {
         double *v = x + (size_t)m * (size_t)D;
         for (int i = 0; i < P; i++) {
@@ -575,14 +604,414 @@ static int loss_main(char **argv)
     return 0;
 }
 
+/* ---- --whatif: the --pe specs against rope ---- */
+
+#define WMAXP 4096
+static long cur_layer;
+
+/* The rotation of one query head (and, for its logits, its key) under a
+ * spec (man petools-whatif(7)). */
+typedef struct wrot {
+    double th[WMAXP];
+    unsigned char gauss[WMAXP];
+    double factor; /* the constant logit factor (yarn) */
+    int n_logn;    /* logn steps: max(1, ln(p+1)/ln L) each */
+} wrot;
+
+static void wdie(const char *spec, const char *what)
+{
+    fprintf(stderr, "refattn: spec '%s': %s\n", spec, what);
+    exit(2);
+}
+
+/* SplitMix64 seeded with 42, output k (from 0), and g(p, i): THE GAUSSIAN
+ * DRAWS of man petools-whatif(7). */
+static uint64_t sm42(uint64_t k)
+{
+    uint64_t z = 42 + (k + 1) * 0x9E3779B97F4A7C15ULL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+static void gdraw(int64_t p, int i, double *c, double *s)
+{
+    uint64_t k = 2 * ((uint64_t)p * (uint64_t)P + (uint64_t)i);
+    double u1 = ((double)(sm42(k) >> 11) + 1) / 9007199254740992.0;
+    double u2 = (double)(sm42(k + 1) >> 11) / 9007199254740992.0;
+    double r = sqrt(-2 * log(u1));
+    *c = r * cos(2 * M_PI * u2);
+    *s = r * sin(2 * M_PI * u2);
+}
+
+static double wnum(const char *spec, const char *f)
+{
+    char *end;
+    double v = strtod(f, &end);
+    if (end == f || *end) wdie(spec, "a field is not a number");
+    return v;
+}
+
+/* theta_i = b'^(-2i/R). */
+static void from_base(double b, double *th)
+{
+    for (int i = 0; i < P; i++) th[i] = pow(b, -2.0 * i / R);
+}
+
+/* The pairs (sel) of query head h of this layer that the mask selects. */
+static int dope_select(const char *spec, const char *path, int h, int all, unsigned char *sel)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) wdie(spec, "cannot open the mask");
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    pe_json *doc;
+    pe_err e;
+    if (pe_json_parse(buf, n, &doc, &e) < 0) wdie(spec, e.msg);
+    const pe_json *hs = pe_json_get(doc, "heads");
+    int any = 0;
+    for (size_t k = 0; hs && k < hs->n; k++) {
+        const pe_json *en = &hs->items[k], *ly = pe_json_get(en, "layer"), *qh = pe_json_get(en, "query_heads"),
+                      *pr = pe_json_get(en, "pairs");
+        if (!ly || !qh || !pr) wdie(spec, "a mask entry without layer, query_heads or pairs");
+        int hit = 0;
+        for (size_t j = 0; j < qh->n; j++) hit |= (int)qh->items[j].number == h;
+        if ((long)ly->number != cur_layer || !hit) continue;
+        any = 1;
+        for (int i = 0; i < P; i++) sel[i] |= all;
+        for (size_t j = 0; j < pr->n; j++) sel[(int)pr->items[j].number] = 1;
+    }
+    pe_json_free(doc);
+    return any;
+}
+
+static void wresolve(const char *spec, int h, wrot *w)
+{
+    char buf[1024], *save = NULL;
+    snprintf(buf, sizeof buf, "%s", spec);
+    memcpy(w->th, theta, (size_t)P * sizeof *theta);
+    memset(w->gauss, 0, sizeof w->gauss);
+    w->factor = 1;
+    w->n_logn = 0;
+    for (char *st = strtok_r(buf, "+", &save); st; st = strtok_r(NULL, "+", &save)) {
+        char *f[8];
+        int nf = 0;
+        if (strncmp(st, "dope:", 5) == 0) {
+            char *path = st + 5, *c = strrchr(path, ':');
+            int mode = 0; /* parts, all, gauss */
+            if (c && (strcmp(c + 1, "parts") == 0 || strcmp(c + 1, "all") == 0 || strcmp(c + 1, "gauss") == 0)) {
+                mode = c[1] == 'p' ? 0 : c[1] == 'a' ? 1 : 2;
+                *c = 0;
+            }
+            unsigned char sel[WMAXP] = {0};
+            if (!dope_select(spec, path, h, mode == 1, sel)) continue;
+            for (int i = 0; i < P; i++)
+                if (sel[i]) {
+                    w->th[i] = 0;
+                    if (mode == 2) w->gauss[i] = 1;
+                }
+            continue;
+        }
+        for (char *p = st;;) {
+            f[nf++] = p;
+            char *c = strchr(p, ':');
+            if (!c || nf == 8) break;
+            *c = 0;
+            p = c + 1;
+        }
+        const char *k = f[0];
+        if (strcmp(k, "rope") == 0 && nf == 1) continue;
+        if (strcmp(k, "clip") == 0 && nf == 1) {
+            for (int i = 0; i < P; i++)
+                if (w->th[i] < 2 * M_PI / (double)L) w->th[i] = 0;
+            continue;
+        }
+        if (strcmp(k, "logn") == 0 && nf == 1) {
+            w->n_logn++;
+            continue;
+        }
+        if (strcmp(k, "prope") == 0 && nf == 2) {
+            /* floor(P n) of the decimal P: n P rounded at 1e-9 first. */
+            int keep = (int)floor(wnum(spec, f[1]) * P + 1e-9);
+            unsigned char kept[WMAXP] = {0};
+            for (int r = 0; r < keep; r++) { /* the highest left, the lower pair on ties */
+                int best = -1;
+                for (int i = 0; i < P; i++)
+                    if (!kept[i] && (best < 0 || w->th[i] > w->th[best])) best = i;
+                kept[best] = 1;
+            }
+            for (int i = 0; i < P; i++)
+                if (!kept[i]) w->th[i] = 0;
+            continue;
+        }
+        /* The scaling steps: a layer without rotary embedding has nothing
+         * to scale. */
+        int scaling = strcmp(k, "pi") == 0 || strcmp(k, "ntk") == 0 || strcmp(k, "dynamic") == 0 ||
+                      strcmp(k, "yarn") == 0 || strcmp(k, "llama3") == 0;
+        if (!scaling) wdie(spec, "a step this reference does not know");
+        double S = wnum(spec, f[1]);
+        if (!layer_rope || P == 0) continue;
+        if (strcmp(k, "pi") == 0 && nf == 2) {
+            for (int i = 0; i < P; i++) w->th[i] /= S;
+        } else if (strcmp(k, "ntk") == 0 && nf == 2) {
+            from_base(base * pow(S, (double)R / (R - 2)), w->th);
+        } else if (strcmp(k, "dynamic") == 0 && (nf == 2 || nf == 3)) {
+            double Tt = nf == 3 ? wnum(spec, f[2]) : (double)(pos[T - 1] + 1);
+            from_base(Tt > L ? base * pow(S * Tt / L - (S - 1), (double)R / (R - 2)) : base, w->th);
+        } else if (strcmp(k, "yarn") == 0 && (nf == 2 || nf == 4)) {
+            double bf = nf == 4 ? wnum(spec, f[2]) : 32, bs = nf == 4 ? wnum(spec, f[3]) : 1;
+            /* The pair index at which b^(-2i/R) turns beta times within L. */
+            double lo = floor(R * log(L / (bf * 2 * M_PI)) / (2 * log(base)));
+            double hi = ceil(R * log(L / (bs * 2 * M_PI)) / (2 * log(base)));
+            lo = fmin(fmax(lo, 0), R - 1);
+            hi = fmin(fmax(hi, 0), R - 1);
+            if (lo == hi) hi += 0.001;
+            for (int i = 0; i < P; i++) {
+                double r = fmin(1, fmax(0, (i - lo) / (hi - lo))), th = pow(base, -2.0 * i / R);
+                w->th[i] = th * (1 - r) + th / S * r;
+            }
+            if (S > 1) w->factor *= (0.1 * log(S) + 1) * (0.1 * log(S) + 1);
+        } else if (strcmp(k, "llama3") == 0 && nf == 5) {
+            double lo = wnum(spec, f[2]), hi = wnum(spec, f[3]), old = wnum(spec, f[4]);
+            for (int i = 0; i < P; i++) {
+                double th = w->th[i], wl = th > 0 ? 2 * M_PI / th : INFINITY;
+                if (wl < old / hi) continue;
+                if (wl > old / lo) {
+                    w->th[i] = th / S;
+                } else {
+                    double sm = (old / wl - lo) / (hi - lo);
+                    w->th[i] = (1 - sm) * th / S + sm * th;
+                }
+            }
+        } else {
+            wdie(spec, "a step with the wrong number of fields");
+        }
+    }
+}
+
+/* x (T x D, raw) rotated by w; the query also scaled by the logit factor. */
+static void wrotate(double *x, const wrot *w, int query)
+{
+    for (long m = 0; m < T; m++) {
+        double *v = x + (size_t)m * (size_t)D;
+        for (int i = 0; i < P; i++) {
+            int ia = interleaved ? 2 * i : i, ib = interleaved ? 2 * i + 1 : i + P;
+            double c, s;
+            if (w->gauss[i]) {
+                gdraw(pos[m], i, &c, &s);
+            } else {
+                c = cos((double)pos[m] * w->th[i]);
+                s = sin((double)pos[m] * w->th[i]);
+            }
+            double re = v[ia], im = v[ib];
+            v[ia] = re * c - im * s;
+            v[ib] = re * s + im * c;
+        }
+        if (!query) continue;
+        double f = w->factor, g = log((double)pos[m] + 1) / log((double)L);
+        for (int k = 0; k < w->n_logn; k++) f *= g > 1 ? g : 1;
+        for (int d = 0; d < D; d++) v[d] *= f;
+    }
+}
+
+/* Row m's logits of q against k (keys 0..m), softcapped. */
+static void row_logits(const double *q, const double *k, long m, double *l)
+{
+    for (long n = 0; n <= m; n++) {
+        double dot = 0;
+        for (int d = 0; d < D; d++) dot += q[(size_t)m * (size_t)D + (size_t)d] * k[(size_t)n * (size_t)D + (size_t)d];
+        l[n] = scale * dot;
+        if (softcap > 0) l[n] = softcap * tanh(l[n] / softcap);
+    }
+}
+
+/* log-sum-exp of l[0..m]. */
+static double lse(const double *l, long m)
+{
+    double mx = -INFINITY, z = 0;
+    for (long n = 0; n <= m; n++) mx = fmax(mx, l[n]);
+    for (long n = 0; n <= m; n++) z += exp(l[n] - mx);
+    return mx + log(z);
+}
+
+typedef struct wrow {
+    int head;
+    char spec[1024];
+    double got[4];
+    int got_ood;
+} wrow;
+
+/* The rows of one query head, all its specs at once. */
+static void whatif_head(int h, wrow *rows, int nr, long nrows)
+{
+    double *qr = head("q", h), *kr = head("k", h / (H / KV)), *qraw = head_raw("q", h), *kraw = head_raw("k", h / (H / KV));
+    double **qs = malloc((size_t)nr * sizeof *qs), **ks = malloc((size_t)nr * sizeof *ks);
+    wrot *w = malloc(sizeof *w);
+    for (int s = 0; s < nr; s++) {
+        wresolve(rows[s].spec, h, w);
+        qs[s] = malloc((size_t)T * (size_t)D * sizeof(double));
+        ks[s] = malloc((size_t)T * (size_t)D * sizeof(double));
+        memcpy(qs[s], qraw, (size_t)T * (size_t)D * sizeof(double));
+        memcpy(ks[s], kraw, (size_t)T * (size_t)D * sizeof(double));
+        wrotate(qs[s], w, 1);
+        wrotate(ks[s], w, 0);
+    }
+    char *eval = calloc((size_t)T, 1);
+    if (nrows <= 0 || nrows >= T) {
+        memset(eval, 1, (size_t)T);
+    } else if (nrows == 1) {
+        eval[T - 1] = 1;
+    } else {
+        for (long i = 0; i < nrows; i++)
+            eval[(long)((unsigned long long)i * (unsigned long long)(T - 1) / (unsigned long long)(nrows - 1))] = 1;
+    }
+    double *lr = malloc((size_t)T * sizeof *lr), *ls = malloc((size_t)T * sizeof *ls);
+    double *kl = calloc((size_t)nr, sizeof *kl), *un = calloc((size_t)nr, sizeof *un), *nb = calloc((size_t)nr, sizeof *nb);
+    double *out = calloc((size_t)nr, sizeof *out);
+    double rows_in = 0, rows_b = 0, nats_in = 0, ent_in = 0, ent_b = 0, pairs_b = 0, lo = INFINITY, hi = -INFINITY;
+    /* In-train rows: rope's band and entropy, and the divergence. */
+    for (long m = 0; m < T; m++) {
+        if (!eval[m] || pos[m] >= L) continue;
+        row_logits(qr, kr, m, lr);
+        double zr = lse(lr, m), H = 0;
+        for (long n = 0; n <= m; n++) {
+            lo = fmin(lo, lr[n]);
+            hi = fmax(hi, lr[n]);
+            double p = exp(lr[n] - zr);
+            if (p > 0) H -= p * log(p);
+        }
+        rows_in++;
+        if (m >= 1) {
+            nats_in += H;
+            ent_in++;
+        }
+        for (int s = 0; s < nr; s++) {
+            row_logits(qs[s], ks[s], m, ls);
+            double zs = lse(ls, m), d = 0;
+            for (long n = 0; n <= m; n++) d += exp(lr[n] - zr) * ((lr[n] - zr) - (ls[n] - zs));
+            kl[s] += d;
+        }
+    }
+    /* Beyond rows: each spec's unseen mass, entropy and exceedance. */
+    double W = hi - lo;
+    for (long m = 0; m < T; m++) {
+        if (!eval[m] || pos[m] < L) continue;
+        rows_b++;
+        ent_b += m >= 1;
+        pairs_b += (double)(m + 1);
+        for (int s = 0; s < nr; s++) {
+            row_logits(qs[s], ks[s], m, ls);
+            double zs = lse(ls, m), H = 0, u = 0;
+            for (long n = 0; n <= m; n++) {
+                double p = exp(ls[n] - zs);
+                if (p > 0) H -= p * log(p);
+                if (n >= 1 && pos[m] - pos[n] >= L) u += p;
+                if (ls[n] < lo - 0.05 * W || ls[n] > hi + 0.05 * W) out[s]++;
+            }
+            un[s] += u;
+            if (m >= 1) nb[s] += H;
+        }
+    }
+    for (int s = 0; s < nr; s++) {
+        double want[4];
+        want[0] = rows_in > 0 ? kl[s] / rows_in : NAN;
+        want[1] = rows_b > 0 ? un[s] / rows_b : NAN;
+        want[2] = ent_b > 0 && ent_in > 0 ? nb[s] / ent_b - nats_in / ent_in : NAN;
+        want[3] = lo <= hi && pairs_b > 0 ? out[s] / pairs_b : NAN;
+        int ood = want[1] > 0.05 || want[3] > 0.01;
+        static const char *const names[4] = {"kl_in", "unseen_mass", "entropy_shift", "exceedance"};
+        for (int c = 0; c < 4; c++) {
+            char what[1200];
+            snprintf(what, sizeof what, "%s %s", rows[s].spec, names[c]);
+            cmp(rows[s].got[c], want[c], 1e-9, 1, &worst_stat, what, h, 0);
+        }
+        char what[1200];
+        snprintf(what, sizeof what, "%s ood", rows[s].spec);
+        cmp(rows[s].got_ood, ood, 0, 0, &worst_stat, what, h, 0);
+        free(qs[s]);
+        free(ks[s]);
+    }
+    free(qr);
+    free(kr);
+    free(qraw);
+    free(kraw);
+    free(qs);
+    free(ks);
+    free(w);
+    free(eval);
+    free(lr);
+    free(ls);
+    free(kl);
+    free(un);
+    free(nb);
+    free(out);
+}
+
+static int whatif_main(int argc, char **argv)
+{
+    long layer = atol(argv[3]), nrows = argc >= 6 ? atol(argv[5]) : 0;
+    read_file(argv[2], layer);
+    cur_layer = layer;
+    if (argc >= 7) L = atol(argv[6]);
+    if (L <= 0) die("the file has no train_len: give L");
+    if (P > WMAXP) die("too many pairs");
+    FILE *tf = fopen(argv[4], "r");
+    if (!tf) die("cannot open the whatif table");
+    static char line[8192];
+    char *f[16];
+    size_t cap = 64, n = 0;
+    wrow *rows = malloc(cap * sizeof *rows);
+    while (fgets(line, sizeof line, tf)) {
+        if (strncmp(line, "# section:", 10) == 0) break; /* the layers and the model */
+        if (line[0] == '#' || strncmp(line, "layer\t", 6) == 0) continue;
+        if (fields(line, f, 16) != 9) die("a whatif row without 9 columns");
+        if (atol(f[0]) != layer) die("the whatif table must be of LAYER");
+        if (n == cap) rows = realloc(rows, (cap *= 2) * sizeof *rows);
+        wrow *r = &rows[n++];
+        r->head = atoi(f[1]);
+        if (r->head < 0 || r->head >= H) die("head out of range in the table");
+        if (atoi(f[2]) != r->head / (H / KV)) die("kv_head is not head / (n_heads / n_kv_heads)");
+        snprintf(r->spec, sizeof r->spec, "%s", f[3]);
+        for (int c = 0; c < 4; c++) r->got[c] = strtod(f[4 + c], NULL);
+        r->got_ood = atoi(f[8]);
+    }
+    fclose(tf);
+    /* The rows of a head are consecutive, one per spec. */
+    long heads = 0;
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && rows[j].head == rows[i].head) j++;
+        whatif_head(rows[i].head, rows + i, (int)(j - i), nrows);
+        heads++;
+        i = j;
+    }
+    printf("%ld heads, %zu rows, %ld values; worst %.2g\n", heads, n, checked, worst_stat);
+    free(rows);
+    free(pos);
+    free(theta);
+    H5Fclose(file);
+    if (bad || n == 0) {
+        fprintf(stderr, "refattn: %ld values differ beyond the tolerance\n", bad);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 5 && strcmp(argv[1], "--loss") == 0) {
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
         return loss_main(argv);
     }
+    if (argc >= 5 && argc <= 7 && strcmp(argv[1], "--whatif") == 0) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        return whatif_main(argc, argv);
+    }
     if (argc != 5 && argc != 6) {
-        fprintf(stderr, "usage: refattn FILE.h5 LAYER PROFILE.tsv HEADS.tsv [ROWS]\n");
+        fprintf(stderr, "usage: refattn FILE.h5 LAYER PROFILE.tsv HEADS.tsv [ROWS]\n"
+                        "       refattn --loss FILE.h5 LAYER LOSS.tsv\n"
+                        "       refattn --whatif FILE.h5 LAYER WHATIF.tsv [ROWS [L]]\n");
         return 2;
     }
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
