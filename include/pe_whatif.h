@@ -79,7 +79,7 @@ typedef struct pe_rotation {
     double *theta;        /* n_pairs frequencies (0 on gauss pairs) */
     unsigned char *gauss; /* n_pairs: 1 where g(p, i) replaces exp(j p theta_i) */
     int n_gauss;
-    double factor;        /* constant logit factor of the query (yarn) */
+    double factor;        /* constant logit factor of the query's rotary dims (yarn) */
     long logn_len;        /* > 0: the query at position p also gets max(1, ln(p+1) / ln L)^logn_pow */
     int logn_pow;
 } pe_rotation;
@@ -97,8 +97,11 @@ int pe_whatif_resolve(const pe_whatif *w, const pe_meta *m, int slot, pe_tensor 
  * 1, no logn): plain RoPE with rot->theta. */
 int pe_rotation_is_plain(const pe_rotation *rot);
 
-/* The logit factor of the query at position p. */
+/* The logit factor of the query at position p on the rotary dims (yarn's
+ * constant times log-n's), and log-n's alone (every dim: the pass-through
+ * dims get only this one). */
 double pe_rotation_factor(const pe_rotation *rot, int64_t p);
+double pe_rotation_logn(const pe_rotation *rot, int64_t p);
 
 /* g(p, i) of a model with n_pairs pairs (man petools-whatif(7), THE
  * GAUSSIAN DRAWS). */
@@ -107,8 +110,9 @@ void pe_whatif_gauss(int64_t p, int i, int n_pairs, double *c, double *s);
 /* Rotates T vectors x (T x D, row-major) at positions pos with rot:
  * frequency pairs by exp(j p theta_i) (skipped when !phase: the caller
  * applies the distance phase itself, as pedecomp does), gauss pairs by
- * g(p, i), and, when query, every dim by the logit factor at p.  g holds
- * the layout (its theta is ignored). */
+ * g(p, i), and, when query, the rotary dims by pe_rotation_factor and the
+ * pass-through dims by pe_rotation_logn at p.  g holds the layout (its
+ * theta is ignored). */
 void pe_rotation_apply(const pe_rotation *rot, double *x, size_t T, const pe_geom *g, const int64_t *pos, int query,
                        int phase);
 

@@ -135,7 +135,7 @@ static int get_int(const pe_json *o, const char *key, long lo, long hi, long *ou
                    const char *where, pe_err *e)
 {
     const pe_json *v = pe_json_get(o, key);
-    if (!v) return pe_fail(e, "%s: %s%s has no \"%s\"", path, where, *where ? "" : "the mask", key);
+    if (!v) return pe_fail(e, "%s: %s%shas no \"%s\"", path, where, *where ? "" : "the mask ", key);
     if (v->type != PE_JSON_NUMBER || v->number != floor(v->number) || v->number < (double)lo ||
         v->number > (double)hi)
         return pe_fail(e, "%s: %s\"%s\" must be an integer from %ld to %ld", path, where, key, lo, hi);

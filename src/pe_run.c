@@ -497,7 +497,7 @@ static int setup_specs(pe_run *r, pe_err *e)
     if (!r->n_files || (r->def->flags & PE_TABLE_EACH_FILE)) return 0;
     /* A file made by a what-if forward pass (pe-dump --pe) that this run
      * rotates otherwise: its q and k are not the model's own. */
-    for (size_t f = 0; !per_file && !r->c.quiet && f < r->in.n; f++) {
+    for (size_t f = 0; !per_file && !r->c.quiet && !(r->def->flags & PE_TABLE_NO_FILES) && f < r->in.n; f++) {
         const pe_meta *m = pe_dump_meta(r->in.dumps[f]);
         if (m->nll && m->nll_pe && strcmp(m->nll_pe, "rope") != 0 && strcmp(m->nll_pe, r->spec_names[0]) != 0 && !many)
             fprintf(stderr, "%s: warning: %s: its q and k come from a forward pass with --pe %s, which this run "

@@ -337,15 +337,20 @@ int pe_rotation_is_plain(const pe_rotation *rot)
     return rot->n_gauss == 0 && rot->factor == 1 && rot->logn_pow == 0;
 }
 
-double pe_rotation_factor(const pe_rotation *rot, int64_t p)
+double pe_rotation_logn(const pe_rotation *rot, int64_t p)
 {
-    double f = rot->factor;
+    double f = 1;
     if (rot->logn_pow > 0 && rot->logn_len > 1) {
         double g = log((double)p + 1.0) / log((double)rot->logn_len);
         if (g > 1)
             for (int k = 0; k < rot->logn_pow; k++) f *= g;
     }
     return f;
+}
+
+double pe_rotation_factor(const pe_rotation *rot, int64_t p)
+{
+    return rot->factor * pe_rotation_logn(rot, p);
 }
 
 /* ---- the Gaussian draws ---- */
@@ -394,10 +399,14 @@ void pe_rotation_apply(const pe_rotation *rot, double *x, size_t T, const pe_geo
         }
     }
     if (!query || (rot->factor == 1 && rot->logn_pow == 0)) return;
+    /* YaRN's factor scales cos and sin, so only the rotary dims [0, R)
+     * carry it; log-n scales the whole logit. */
     for (size_t m = 0; m < T; m++) {
-        double f = pe_rotation_factor(rot, pos[m]);
-        if (f == 1) continue;
+        double fl = pe_rotation_logn(rot, pos[m]), fr = rot->factor * fl;
         double *v = x + m * (size_t)D;
-        for (int d = 0; d < D; d++) v[d] *= f;
+        if (fr != 1)
+            for (int d = 0; d < g->rotary_dim; d++) v[d] *= fr;
+        if (fl != 1)
+            for (int d = g->rotary_dim; d < D; d++) v[d] *= fl;
     }
 }

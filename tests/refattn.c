@@ -809,9 +809,11 @@ static void wrotate(double *x, const wrot *w, int query)
             v[ib] = re * s + im * c;
         }
         if (!query) continue;
-        double f = w->factor, g = log((double)pos[m] + 1) / log((double)L);
-        for (int k = 0; k < w->n_logn; k++) f *= g > 1 ? g : 1;
-        for (int d = 0; d < D; d++) v[d] *= f;
+        /* log-n scales the whole logit; YaRN's factor (on cos and sin)
+         * only the rotary dims 0 .. 2P-1. */
+        double fl = 1, g = log((double)pos[m] + 1) / log((double)L);
+        for (int k = 0; k < w->n_logn; k++) fl *= g > 1 ? g : 1;
+        for (int d = 0; d < D; d++) v[d] *= d < 2 * P ? w->factor * fl : fl;
     }
 }
 

@@ -900,7 +900,8 @@ static void test_apply(void)
             pe_rotation rot;
             if (!must(spec, s, 1, PE_TENSOR_Q, 2, 512, &rot)) continue;
             /* The factor of the query at p, by the man page: yarn's
-             * (0.1 ln S + 1)^2 times max(1, ln(p+1)/ln L) per logn. */
+             * (0.1 ln S + 1)^2 on the rotary dims, times max(1, ln(p+1)/ln L)
+             * per logn on every dim. */
             double yarn = strstr(specs[c], "yarn:4")   ? pow(0.1 * log(4.0) + 1, 2)
                           : strstr(specs[c], "yarn:2") ? pow(0.1 * log(2.0) + 1, 2)
                                                        : 1;
@@ -927,10 +928,10 @@ static void test_apply(void)
                             v[a] = re;
                             v[b] = im;
                         }
-                        if (query) {
-                            double f = yarn, lg = log((double)pos[m] + 1) / log(512.0);
+                        if (query) { /* yarn's factor on the rotary dims only (it scales cos and sin) */
+                            double f = 1, lg = log((double)pos[m] + 1) / log(512.0);
                             for (int k = 0; k < n_logn; k++) f *= lg > 1 ? lg : 1;
-                            for (int d = 0; d < D; d++) v[d] *= f;
+                            for (int d = 0; d < D; d++) v[d] *= d < R ? yarn * f : f;
                         }
                     }
                     pe_rotation_apply(&rot, x, T, &g, pos, query, phase);
