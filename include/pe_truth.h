@@ -27,6 +27,9 @@ typedef struct pe_loss_acc {
     double *n_ctl; /* tokens with a loss and a control loss */
     double *ctl;   /* their sum of nll_control */
     double *excess;/* their sum of nll - nll_control */
+    size_t n_diag; /* diagnostics binned along (pe_loss_diag) */
+    double *dsum;  /* nb x n_diag: per bin the sum of each over the tokens with a loss */
+    double *dcnt;  /* and the count of those where it is known */
 } pe_loss_acc;
 
 int pe_loss_init(pe_loss_acc *a, size_t n_pos, size_t bins, pe_err *e);
@@ -38,6 +41,19 @@ void pe_loss_clear(pe_loss_acc *a);
  * a->n_pos), their nll and (may be NULL) nll_control.  A token whose nll is
  * NaN (the last one: no next token) is left out; so is its control. */
 void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *nll_control);
+
+/* Bins n_diag per-token diagnostics along with the loss (peanalyze -t
+ * loss: each layer's unseen mass, entropy, ...): zeroed sums, freed by
+ * pe_loss_free.  Returns 0 or -1. */
+int pe_loss_diag(pe_loss_acc *a, size_t n_diag, pe_err *e);
+
+/* Adds one sequence's diagnostics: diag[c * stride + m] is diagnostic c of
+ * token m; a token counts where its nll and the value are both known. */
+void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *diag,
+                      size_t stride);
+
+/* Bin b's mean of diagnostic c (NaN where no token has it). */
+double pe_loss_diag_mean(const pe_loss_acc *a, size_t b, size_t c);
 
 /* ---- calibration: does a diagnostic explain the excess loss? ---- */
 

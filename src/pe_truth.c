@@ -29,6 +29,10 @@ void pe_loss_clear(pe_loss_acc *a)
     size_t nb = a->nb ? a->nb : 1;
     double *arr[] = {a->n, a->nll, a->n_ctl, a->ctl, a->excess};
     for (size_t i = 0; i < sizeof arr / sizeof *arr; i++) memset(arr[i], 0, nb * sizeof(double));
+    if (a->n_diag) {
+        memset(a->dsum, 0, nb * a->n_diag * sizeof(double));
+        memset(a->dcnt, 0, nb * a->n_diag * sizeof(double));
+    }
 }
 
 void pe_loss_free(pe_loss_acc *a)
@@ -38,6 +42,8 @@ void pe_loss_free(pe_loss_acc *a)
     free(a->n_ctl);
     free(a->ctl);
     free(a->excess);
+    free(a->dsum);
+    free(a->dcnt);
     memset(a, 0, sizeof *a);
 }
 
@@ -58,6 +64,42 @@ void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll
             a->excess[b] += nll[m] - nll_control[m];
         }
     }
+}
+
+int pe_loss_diag(pe_loss_acc *a, size_t n_diag, pe_err *e)
+{
+    size_t n = (a->nb ? a->nb : 1) * n_diag + 1;
+    free(a->dsum);
+    free(a->dcnt);
+    a->dcnt = NULL;
+    a->n_diag = 0;
+    if (!(a->dsum = pe_alloc(n, sizeof(double), 1, e)) || !(a->dcnt = pe_alloc(n, sizeof(double), 1, e))) return -1;
+    a->n_diag = n_diag;
+    return 0;
+}
+
+void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *diag,
+                      size_t stride)
+{
+    size_t b = 0, lo, hi;
+    if (!a->nb) return;
+    pe_bin_range(a->n_pos, a->nb, 0, &lo, &hi);
+    for (size_t m = 0; m < T; m++) {
+        while ((uint64_t)pos[m] > hi && b + 1 < a->nb) pe_bin_range(a->n_pos, a->nb, ++b, &lo, &hi);
+        if (isnan(nll[m])) continue;
+        for (size_t c = 0; c < a->n_diag; c++) {
+            double v = diag[c * stride + m];
+            if (isnan(v)) continue;
+            a->dsum[b * a->n_diag + c] += v;
+            a->dcnt[b * a->n_diag + c] += 1;
+        }
+    }
+}
+
+double pe_loss_diag_mean(const pe_loss_acc *a, size_t b, size_t c)
+{
+    size_t i = b * a->n_diag + c;
+    return a->dcnt[i] > 0 ? a->dsum[i] / a->dcnt[i] : NAN;
 }
 
 /* ---- calibration ---- */

@@ -14,7 +14,9 @@
 #include <string.h>
 
 #include "pe_attn.h"
+#include "pe_attn_walk.h"
 #include "pe_curve.h"
+#include "pe_lab.h"
 #include "pe_run.h"
 #include "pe_truth.h"
 
@@ -168,6 +170,7 @@ typedef struct head_result {
     double *rows; /* loss: N_DIAG x the tokens of every file (pe_attn_rows) */
     pe_attn_stats st;
     int ood;
+    pe_attn_acc *acc; /* while the head is worked on */
 } head_result;
 
 #define LAYER_MEANS 7
@@ -191,7 +194,7 @@ typedef struct state {
     char (*names)[48];
     /* whatif */
     pe_attn_work **work2;   /* a second work per thread (the divergence) */
-    double *wsum;           /* layers x specs x WHATIF_SUMS */
+    double *wsum;           /* layers x specs x PE_LAB_SUMS */
 } state;
 
 static const analyze_opts *opts_of(const pe_run *r)
@@ -226,63 +229,41 @@ static int prepare_heads(pe_run *r, pe_err *e)
     return 0;
 }
 
-/* One (layer, head): every pooled file, in-train rows of all files before
- * any beyond row (the exceedance needs the whole in-train range); a file
- * is read again for the second phase only when another came between. */
+/* One file of a head (pe_attn_walk: in-train rows of all files first). */
+static int visit_head(pe_run *r, const pe_task *t, size_t f, pe_attn_phase ph, pe_attn_seq *s, void *ctx, pe_err *e)
+{
+    state *st = r->state;
+    head_result *out = ctx;
+    pe_attn_rows ro;
+    (void)t;
+    if (!s) return 0;
+    if (out->rows) {
+        double *b = out->rows + st->off[f];
+        ro = (pe_attn_rows){b, b + st->total, b + 2 * st->total, b + 3 * st->total};
+        s->out = &ro;
+    }
+    pe_attn_params p = params_of(r, pe_dump_meta(r->in.dumps[f]));
+    return pe_attn_add(out->acc, s, &p, ph, st->work[pe_pool_worker()], e);
+}
+
+/* One (layer, head) over every pooled file. */
 static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     const analyze_opts *o = opts_of(r);
     state *st = r->state;
-    long L = r->in.train_len;
     head_result *out = res;
     pe_attn_acc acc;
-    const double *q = NULL, *k = NULL;
-    size_t *rows = NULL, loaded = (size_t)-1, n_rows = 0;
-    int rc = -1, have_key = 0;
+    int rc = -1;
 
     if (pe_attn_init(&acc, r->in.n_dist, e) < 0) return -1;
+    out->acc = &acc;
     if (o->table == TABLE_LOSS) {
         size_t n = N_DIAG * st->total;
         if (!(out->rows = pe_alloc(n, sizeof *out->rows, 0, e))) goto done;
         for (size_t i = 0; i < n; i++) out->rows[i] = NAN;
     }
-    int two = r->in.n > 1 && L > 0;
-    for (int ph = two ? PE_ATTN_IN : PE_ATTN_ALL; ph <= (two ? PE_ATTN_BEYOND : PE_ATTN_ALL); ph++) {
-        for (size_t f = 0; f < r->in.n; f++) {
-            pe_dump *d = r->in.dumps[f];
-            const pe_meta *mf = pe_dump_meta(d);
-            size_t first_row = o->rows == 1 ? mf->T - 1 : 0;
-            if (ph == PE_ATTN_IN && mf->positions[first_row] >= L) continue;
-            if (ph == PE_ATTN_BEYOND && mf->positions[mf->T - 1] < L) continue;
-            if (loaded != f) {
-                if (have_key) pe_run_key_done(r, t, loaded);
-                have_key = 0;
-                if (!(q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, 1, 0, e))) goto done;
-                if (!(k = pe_run_key(r, t, f, 1, 1, e))) goto done;
-                have_key = 1;
-                free(rows);
-                rows = NULL;
-                if (o->rows > 0 && (size_t)o->rows < mf->T) {
-                    if (!(rows = pe_alloc((size_t)o->rows, sizeof *rows, 0, e))) goto done;
-                    n_rows = pe_attn_even_rows(mf->T, (size_t)o->rows, rows);
-                }
-                loaded = f;
-            }
-            pe_attn_rows ro = {0};
-            if (out->rows) {
-                double *b = out->rows + st->off[f];
-                ro = (pe_attn_rows){b, b + st->total, b + 2 * st->total, b + 3 * st->total};
-            }
-            pe_attn_seq s = {mf->T, mf->head_dim, q, k, mf->positions, rows, n_rows, out->rows ? &ro : NULL};
-            pe_attn_params p = params_of(r, mf);
-            if (pe_attn_add(&acc, &s, &p, (pe_attn_phase)ph, st->work[pe_pool_worker()], e) < 0) {
-                char msg[sizeof e->msg];
-                snprintf(msg, sizeof msg, "%s", e->msg);
-                pe_fail(e, "%s: layer %ld head %d: %s", pe_dump_path(d), t->layer, t->head, msg);
-                goto done;
-            }
-        }
-    }
+    int two = r->in.n > 1 && r->in.train_len > 0;
+    if (pe_attn_walk(r, t, PE_READ_ROTATED, o->rows, two, visit_head, out, e) < 0) goto done;
     pe_attn_summary(&acc, &out->st);
     out->ood = pe_attn_ood(&out->st, &o->thr);
     if (o->table == TABLE_PROFILE) {
@@ -303,8 +284,7 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     }
     rc = 0;
 done:
-    if (have_key) pe_run_key_done(r, t, loaded);
-    free(rows);
+    out->acc = NULL;
     pe_attn_free(&acc);
     return rc;
 }
@@ -659,37 +639,24 @@ static int finish_loss(pe_run *r, pe_err *e)
     pe_loss_acc acc;
     if (pe_loss_init(&acc, n_pos, (size_t)opts_of(r)->bins, e) < 0) return -1;
     size_t nb = acc.nb;
-    /* Per bin, layer and diagnostic: the sum over the bin's tokens with a
-     * loss, and their count; then the excess of every token. */
-    double *sum = pe_alloc(nb * nl * N_DIAG * 2 + 1, sizeof *sum, 1, e), *cnt = sum ? sum + nb * nl * N_DIAG : NULL;
+    /* Per bin the means of each layer's diagnostics; the excess of every
+     * token. */
     double *excess = pe_alloc(total + 1, sizeof *excess, 0, e);
     pe_calib_seq *cs = pe_alloc(in->n, sizeof *cs, 0, e);
     pe_calib *calib = pe_alloc(r->n_specs * nl * N_DIAG + 1, sizeof *calib, 0, e);
     int rc = -1;
     pe_table *t = r->table;
-    if (!sum || !excess || !cs || !calib) goto done;
+    if (!excess || !cs || !calib || pe_loss_diag(&acc, nl * N_DIAG, e) < 0) goto done;
     pe_table_meta(t, "bins", "%zu over positions 0..%zu", nb, n_pos - 1);
     for (size_t g = 0; g < r->n_specs; g++) { /* one block per recorded spec */
         pe_loss_clear(&acc);
-        memset(sum, 0, (nb * nl * N_DIAG * 2) * sizeof *sum);
         for (size_t f = 0; f < in->n; f++) {
             const pe_meta *m = pe_dump_meta(in->dumps[f]);
             if (r->file_spec[f] != g) continue;
             pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
-            for (size_t k = 0; k < m->T; k++) {
-                size_t i = s->off[f] + k, b = 0, lo, hi;
-                excess[i] = no_control ? NAN : m->nll[k] - m->nll_control[k];
-                if (isnan(m->nll[k])) continue;
-                for (pe_bin_range(n_pos, nb, b, &lo, &hi); (size_t)m->positions[k] > hi;)
-                    pe_bin_range(n_pos, nb, ++b, &lo, &hi);
-                for (size_t lj = 0; lj < nl; lj++)
-                    for (int d = 0; d < N_DIAG; d++) {
-                        double v = s->diag[(lj * N_DIAG + (size_t)d) * total + i];
-                        if (isnan(v)) continue;
-                        sum[(b * nl + lj) * N_DIAG + (size_t)d] += v;
-                        cnt[(b * nl + lj) * N_DIAG + (size_t)d] += 1;
-                    }
-            }
+            pe_loss_add_diag(&acc, m->positions, m->T, m->nll, s->diag + s->off[f], total);
+            for (size_t k = 0; k < m->T; k++)
+                excess[s->off[f] + k] = no_control ? NAN : m->nll[k] - m->nll_control[k];
         }
         for (size_t b = 0; b < nb; b++) {
             size_t lo, hi;
@@ -701,9 +668,7 @@ static int finish_loss(pe_run *r, pe_err *e)
             pe_table_dbl(t, acc.n[b] > 0 ? acc.nll[b] / acc.n[b] : NAN);
             pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.ctl[b] / acc.n_ctl[b] : NAN);
             pe_table_dbl(t, acc.n_ctl[b] > 0 ? acc.excess[b] / acc.n_ctl[b] : NAN);
-            for (size_t k = 0; k < nl * N_DIAG; k++)
-                pe_table_dbl(t, cnt[b * nl * N_DIAG + k] > 0 ? sum[b * nl * N_DIAG + k] / cnt[b * nl * N_DIAG + k]
-                                                              : NAN);
+            for (size_t c = 0; c < nl * N_DIAG; c++) pe_table_dbl(t, pe_loss_diag_mean(&acc, b, c));
             pe_table_end_row(t);
         }
         if (g + 1 < r->n_specs) pe_table_break(t, 2);
@@ -741,7 +706,6 @@ static int finish_loss(pe_run *r, pe_err *e)
     rc = 0;
 done:
     pe_loss_free(&acc);
-    free(sum);
     free(excess);
     free(cs);
     free(calib);
@@ -750,18 +714,6 @@ done:
 
 /* ---- whatif: the papers' remedies against the model's own rotation ---- */
 
-/* One (head, spec) of -t whatif (man peanalyze(1), TABLES, whatif). */
-typedef struct whatif_row {
-    double kl_in;   /* mean over in-train rows of KL(p_rope || p_spec), nats */
-    double unseen;  /* mean unseen-distance mass of the beyond rows */
-    double shift;   /* mean entropy (nats) of the beyond rows minus rope's in-train one */
-    double exceed;  /* share of the beyond rows' logits outside rope's in-train band */
-    int ood;        /* the verdict of -t heads on these numbers */
-} whatif_row;
-
-/* Per layer and spec: heads, ood heads, then the sum and count of each mean. */
-#define WHATIF_SUMS 10
-
 static int prepare_whatif(pe_run *r, pe_err *e)
 {
     if (prepare_heads(r, e) < 0) return -1;
@@ -769,8 +721,8 @@ static int prepare_whatif(pe_run *r, pe_err *e)
     if (!(s->work2 = pe_alloc((size_t)r->jobs, sizeof *s->work2, 1, e))) return -1;
     for (int j = 0; j < r->jobs; j++)
         if (!(s->work2[j] = pe_attn_work_new(e))) return -1;
-    if (!(s->wsum = pe_alloc(r->in.n_layers * r->n_specs * WHATIF_SUMS + 1, sizeof *s->wsum, 1, e))) return -1;
-    r->result_size = r->n_specs * sizeof(whatif_row);
+    if (!(s->wsum = pe_alloc(r->in.n_layers * r->n_specs * PE_LAB_SUMS + 1, sizeof *s->wsum, 1, e))) return -1;
+    r->result_size = r->n_specs * sizeof(pe_lab_row);
     return 0;
 }
 
@@ -792,123 +744,20 @@ static void meta_whatif(pe_run *r)
     (void)o;
 }
 
-/* Rotates the raw head (q, k: T x D) into qo, ko with spec s. */
-static void rotate_as(const pe_run *r, size_t s, const pe_task *t, size_t f, const pe_meta *m, const double *q,
-                      const double *k, double *qo, double *ko)
-{
-    size_t n = m->T * (size_t)m->head_dim;
-    pe_geom g = pe_run_geom(r, f, pe_run_slot(r, f, t->lj));
-    const pe_rotation *rot = pe_run_rotation(r, s, t, f);
-    memcpy(qo, q, n * sizeof *qo);
-    memcpy(ko, k, n * sizeof *ko);
-    pe_rotation_apply(rot, qo, m->T, &g, m->positions, 1, 1);
-    pe_rotation_apply(rot, ko, m->T, &g, m->positions, 0, 1);
-}
-
-/* One query head under every spec: the in-train rows of every file, then
- * rope's in-train range set as every spec's band, then the beyond rows. */
+/* One query head under every spec (pe_lab.h). */
 static int work_whatif(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     const analyze_opts *o = opts_of(r);
-    state *st = r->state;
-    const size_t ns = r->n_specs;
-    whatif_row *out = res;
-    pe_attn_acc *acc = pe_alloc(ns, sizeof *acc, 1, e);
-    double *kl = pe_alloc(2 * ns, sizeof *kl, 1, e);
-    size_t *rows = NULL, n_rows = 0, ready = 0, loaded = (size_t)-1;
-    const double *q = NULL, *k = NULL;
-    int rc = -1, wid = pe_pool_worker(), have_key = 0;
-    if (!acc || !kl) goto done;
-    for (size_t j = 0; j < ns; j++, ready++)
-        if (pe_attn_init(&acc[j], r->in.n_dist, e) < 0) goto done;
-    for (int ph = PE_ATTN_IN; ph <= PE_ATTN_BEYOND; ph++) {
-        if (ph == PE_ATTN_BEYOND)
-            for (size_t j = 1; j < ns; j++) {
-                acc[j].lo = acc[0].lo;
-                acc[j].hi = acc[0].hi;
-            }
-        for (size_t f = 0; f < r->in.n; f++) {
-            pe_dump *d = r->in.dumps[f];
-            const pe_meta *mf = pe_dump_meta(d);
-            size_t first_row = o->rows == 1 ? mf->T - 1 : 0, n = mf->T * (size_t)mf->head_dim;
-            if (ph == PE_ATTN_IN && mf->positions[first_row] >= r->in.train_len) continue;
-            if (ph == PE_ATTN_BEYOND && mf->positions[mf->T - 1] < r->in.train_len) continue;
-            /* A file is read again for the second phase only when another
-             * came between (the key of a group is released once). */
-            if (loaded != f) {
-                if (have_key) pe_run_key_done(r, t, loaded);
-                have_key = 0;
-                if (!(q = pe_run_read(r, t, f, PE_TENSOR_Q, t->head, PE_READ_RAW, 0, e))) goto done;
-                if (!(k = pe_run_key(r, t, f, PE_READ_RAW, 1, e))) goto done;
-                have_key = 1;
-                loaded = f;
-                free(rows);
-                rows = NULL;
-                n_rows = 0;
-                if (o->rows > 0 && (size_t)o->rows < mf->T) {
-                    if (!(rows = pe_alloc((size_t)o->rows, sizeof *rows, 0, e))) goto done;
-                    n_rows = pe_attn_even_rows(mf->T, (size_t)o->rows, rows);
-                }
-            }
-            double *qr = pe_run_buffer(r, 2, n, e), *kr = pe_run_buffer(r, 3, n, e);
-            double *qs = pe_run_buffer(r, 4, n, e), *ks = pe_run_buffer(r, 5, n, e);
-            if (!qr || !kr || !qs || !ks) goto done;
-            pe_attn_params p = params_of(r, mf);
-            rotate_as(r, 0, t, f, mf, q, k, qr, kr);
-            pe_attn_seq base = {mf->T, mf->head_dim, qr, kr, mf->positions, rows, n_rows, NULL};
-            int bad = 0;
-            for (size_t s = 0; s < ns && !bad; s++) {
-                pe_attn_seq sq = base;
-                if (s) {
-                    rotate_as(r, s, t, f, mf, q, k, qs, ks);
-                    sq.q = qs;
-                    sq.k = ks;
-                }
-                bad = pe_attn_add(&acc[s], &sq, &p, (pe_attn_phase)ph, st->work[wid], e) < 0;
-                if (!bad && s && ph == PE_ATTN_IN)
-                    bad = pe_attn_kl(&base, &sq, &p, PE_ATTN_IN, &kl[2 * s], &kl[2 * s + 1], st->work[wid],
-                                     st->work2[wid], e) < 0;
-            }
-            if (bad) {
-                char msg[sizeof e->msg];
-                snprintf(msg, sizeof msg, "%s", e->msg);
-                pe_fail(e, "%s: layer %ld head %d: %s", pe_dump_path(d), t->layer, t->head, msg);
-                goto done;
-            }
-        }
-    }
-    pe_attn_stats rope;
-    pe_attn_summary(&acc[0], &rope);
-    for (size_t j = 0; j < ns; j++) {
-        pe_attn_stats sj;
-        pe_attn_summary(&acc[j], &sj);
-        out[j].kl_in = j == 0 ? (rope.rows_in > 0 ? 0 : NAN) : kl[2 * j + 1] > 0 ? kl[2 * j] / kl[2 * j + 1] : NAN;
-        out[j].unseen = sj.unseen;
-        out[j].shift = sj.nats_beyond - rope.nats_in;
-        out[j].exceed = sj.exceedance;
-        out[j].ood = pe_attn_ood(&sj, &o->thr);
-    }
-    rc = 0;
-done:
-    if (have_key) pe_run_key_done(r, t, loaded);
-    for (size_t j = 0; j < ready; j++) pe_attn_free(&acc[j]);
-    free(acc);
-    free(kl);
-    free(rows);
-    return rc;
-}
-
-static void whatif_add(double *sum, double v, int slot)
-{
-    if (isnan(v)) return;
-    sum[2 + 2 * slot] += v;
-    sum[3 + 2 * slot] += 1;
+    const state *st = r->state;
+    int wid = pe_pool_worker();
+    pe_attn_params p = params_of(r, r->in.meta);
+    return pe_lab_head(r, t, &p, o->rows, &o->thr, st->work[wid], st->work2[wid], res, e);
 }
 
 static int emit_whatif(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     (void)e;
-    const whatif_row *h = res;
+    const pe_lab_row *h = res;
     state *st = r->state;
     pe_table *tb = r->table;
     for (size_t k = 0; k < r->n_specs; k++) {
@@ -920,79 +769,16 @@ static int emit_whatif(pe_run *r, const pe_task *t, void *res, pe_err *e)
         pe_table_dbl(tb, h[k].exceed);
         pe_table_int(tb, h[k].ood);
         pe_table_end_row(tb);
-        double *sum = st->wsum + (t->lj * r->n_specs + k) * WHATIF_SUMS;
-        sum[0] += 1;
-        sum[1] += h[k].ood;
-        whatif_add(sum, h[k].kl_in, 0);
-        whatif_add(sum, h[k].unseen, 1);
-        whatif_add(sum, h[k].shift, 2);
-        whatif_add(sum, h[k].exceed, 3);
+        pe_lab_add(st->wsum + (t->lj * r->n_specs + k) * PE_LAB_SUMS, &h[k]);
     }
     pe_table_break(tb, 1);
     return 0;
 }
 
-/* The rank of value v among vals[0..n) (1 = lowest; ties share the lower
- * rank; nan last). */
-static long rank_of(const double *vals, size_t n, double v)
-{
-    long rk = 1;
-    if (isnan(v)) return (long)n;
-    for (size_t i = 0; i < n; i++) rk += !isnan(vals[i]) && vals[i] < v;
-    return rk;
-}
-
-static void whatif_means(pe_table *tb, const double *sum)
-{
-    pe_table_int(tb, (long long)sum[0]);
-    pe_table_int(tb, (long long)sum[1]);
-    for (int c = 0; c < 4; c++) pe_table_dbl(tb, sum[3 + 2 * c] > 0 ? sum[2 + 2 * c] / sum[3 + 2 * c] : NAN);
-}
-
 static int finish_whatif(pe_run *r, pe_err *e)
 {
-    state *st = r->state;
-    pe_table *tb = r->table;
-    const size_t ns = r->n_specs, nl = r->in.n_layers;
-    static const char *const layer_cols[] = {"layer",       "pe",          "heads",
-                                             "ood_heads",   "mean_kl_in",  "mean_unseen_mass",
-                                             "mean_entropy_shift", "mean_exceedance"};
-    static const char *const model_cols[] = {"pe",          "heads",        "ood_heads",
-                                             "mean_kl_in",  "mean_unseen_mass", "mean_entropy_shift",
-                                             "mean_exceedance", "rank_kl_in",   "rank_unseen_mass"};
-    double *model = pe_alloc(ns * (WHATIF_SUMS + 2) + 1, sizeof *model, 1, e);
-    if (!model) return -1;
-    double *kl = model + ns * WHATIF_SUMS, *un = kl + ns;
-    pe_table_section(tb, "layers", layer_cols, 8);
-    for (size_t lj = 0; lj < nl; lj++) {
-        for (size_t k = 0; k < ns; k++) {
-            const double *sum = st->wsum + (lj * ns + k) * WHATIF_SUMS;
-            pe_table_int(tb, r->in.layers[lj]);
-            pe_table_str(tb, r->spec_names[k]);
-            whatif_means(tb, sum);
-            pe_table_end_row(tb);
-            for (int c = 0; c < WHATIF_SUMS; c++) model[k * WHATIF_SUMS + (size_t)c] += sum[c];
-        }
-        pe_table_break(tb, 1);
-    }
-    /* The whole model: the mean over every head (layers weighted by their
-     * heads), and each spec's rank by distortion within L and by unseen mass
-     * beyond it. */
-    for (size_t k = 0; k < ns; k++) {
-        const double *m = model + k * WHATIF_SUMS;
-        kl[k] = m[3] > 0 ? m[2] / m[3] : NAN;
-        un[k] = m[5] > 0 ? m[4] / m[5] : NAN;
-    }
-    pe_table_section(tb, "model", model_cols, 9);
-    for (size_t k = 0; k < ns; k++) {
-        pe_table_str(tb, r->spec_names[k]);
-        whatif_means(tb, model + k * WHATIF_SUMS);
-        pe_table_int(tb, rank_of(kl, ns, kl[k]));
-        pe_table_int(tb, rank_of(un, ns, un[k]));
-        pe_table_end_row(tb);
-    }
-    free(model);
-    return 0;
+    const state *st = r->state;
+    return pe_lab_summary(r, r->table, st->wsum, e);
 }
 
 /* ---- the tables ---- */

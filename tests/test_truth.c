@@ -93,6 +93,17 @@ static void test_loss_bins(void)
              "loss: bin [0,2]: 3 tokens, nll 1+2+3, control 1+2+1, excess 2");
     PE_CHECK(a.n[1] == 2 && a.nll[1] == 9 && a.n_ctl[1] == 1 && a.ctl[1] == 1 && a.excess[1] == 3,
              "loss: bin [3,5]: the last token has no loss; a token without a control counts for nll only");
+    /* Two diagnostics of the same tokens, stride 6: the second unknown at
+     * positions 1 and 3; the last token (no loss) never counts. */
+    double diag[12] = {1, 2, 4, 8, 16, 32, 10, NAN, 30, NAN, 50, 60};
+    PE_CHECK(pe_loss_diag(&a, 2, &e) == 0, "loss: two diagnostics");
+    pe_loss_add_diag(&a, pos, 6, nll, diag, 6);
+    PE_CHECK_NEAR(pe_loss_diag_mean(&a, 0, 0), 7.0 / 3, 1e-15, "loss diag: bin [0,2] mean of 1, 2, 4");
+    PE_CHECK_NEAR(pe_loss_diag_mean(&a, 1, 0), 12.0, 1e-15, "loss diag: bin [3,5] mean of 8, 16 (32 has no loss)");
+    PE_CHECK_NEAR(pe_loss_diag_mean(&a, 0, 1), 20.0, 1e-15, "loss diag: unknown values left out: mean of 10, 30");
+    PE_CHECK_NEAR(pe_loss_diag_mean(&a, 1, 1), 50.0, 1e-15, "loss diag: bin [3,5]: only 50 counts");
+    pe_loss_clear(&a);
+    PE_CHECK(isnan(pe_loss_diag_mean(&a, 0, 0)) && a.n[0] == 0, "loss diag: cleared with the loss sums");
     pe_loss_free(&a);
 }
 
