@@ -9,8 +9,10 @@
 #include "pe_rope.h"
 
 int pe_entplan_init(pe_entplan *p, int stage, int with_ntk, pe_prep prep, long rank, int D, int P, int bands,
-                    pe_err *e)
+                    int threads, pe_err *e)
 {
+    p->D = D;
+    p->P = P;
     if (stage == PE_STAGE_ALL) {
         p->stages[p->n_stages++] = PE_STAGE_PRE;
         p->stages[p->n_stages++] = PE_STAGE_POST;
@@ -22,6 +24,8 @@ int pe_entplan_init(pe_entplan *p, int stage, int with_ntk, pe_prep prep, long r
     p->r = rank > D ? D : (int)rank;
     p->bands = bands;
     p->per_stage = PE_ENT_NSCORES + (bands ? (size_t)P * PE_BAND_NVALUES : 0);
+    if (!(p->w = pe_alloc((size_t)threads, sizeof *p->w, 1, e))) return -1;
+    p->threads = threads;
     return (p->rotors = pe_rotor_cache_new(e)) ? 0 : -1;
 }
 
@@ -60,11 +64,13 @@ void pe_entplan_stage_list(const pe_entplan *p, char *buf, size_t n)
         len += (size_t)snprintf(buf + len, n - len, "%s%s", si ? " " : "", pe_stage_name(p->stages[si]));
 }
 
-int pe_entplan_head(pe_entplan *p, size_t f, double *x, double *y, size_t T, const pe_geom *g, const int64_t *pos,
-                    const pe_rotation *spec, int query, int rope, pe_pool *pool, pe_entropy_work *w, double *out,
+int pe_entplan_head(pe_entplan *p, int wid, size_t f, double *x, double *y, size_t T, const pe_geom *g,
+                    const int64_t *pos, const pe_rotation *spec, int query, int rope, pe_pool *pool, double *out,
                     const char *who, pe_err *e)
 {
     size_t td = T * (size_t)g->head_dim;
+    pe_entropy_work *w = &p->w[wid];
+    if (!w->G && pe_entropy_work_init(w, p->D, e) < 0) return -1;
     for (int si = 0; si < p->n_stages; si++) {
         /* The last stage may consume the read vectors; the others work on a copy. */
         double *buf = si == p->n_stages - 1 ? x : y;
@@ -94,8 +100,43 @@ int pe_entplan_head(pe_entplan *p, size_t f, double *x, double *y, size_t T, con
     return 0;
 }
 
+/* The first columns of a row: layer, head, kv_head, tensor, stage. */
+static void row_start(pe_table *tb, long layer, int head, int kv_head, int tensor, pe_stage stage)
+{
+    pe_table_int(tb, layer);
+    pe_table_int(tb, head);
+    pe_table_int(tb, kv_head);
+    pe_table_str(tb, tensor == PE_TENSOR_Q ? "q" : "k");
+    pe_table_str(tb, pe_stage_name(stage));
+}
+
+void pe_entplan_rows(const pe_entplan *p, pe_table *tb, int si, long layer, int head, int kv_head, int tensor,
+                     const double *theta, long L, const double *v)
+{
+    if (!p->bands) {
+        row_start(tb, layer, head, kv_head, tensor, p->stages[si]);
+        pe_table_str(tb, pe_prep_name(p->prep));
+        pe_table_int(tb, p->r);
+        for (int k = 0; k < PE_ENT_NSCORES; k++) pe_table_dbl(tb, v[k]);
+        pe_table_end_row(tb);
+        return;
+    }
+    for (int i = 0; i < p->P; i++) {
+        row_start(tb, layer, head, kv_head, tensor, p->stages[si]);
+        pe_table_int(tb, i);
+        pe_table_dbl(tb, theta[i]);
+        pe_table_str(tb, pe_class_name(pe_rope_classify(theta[i], L, NULL)));
+        for (int k = 0; k < PE_BAND_NVALUES; k++) pe_table_dbl(tb, v[PE_ENT_NSCORES + (size_t)i * PE_BAND_NVALUES + k]);
+        pe_table_end_row(tb);
+    }
+    pe_table_break(tb, 2);
+}
+
 void pe_entplan_free(pe_entplan *p)
 {
+    for (int j = 0; p->w && j < p->threads; j++) pe_entropy_work_free(&p->w[j]);
+    free(p->w);
+    p->w = NULL;
     for (size_t f = 0; p->ntk_theta && f < p->n_files; f++) free(p->ntk_theta[f]);
     free(p->ntk_theta);
     pe_rotor_cache_free(p->rotors);

@@ -515,8 +515,8 @@ void pe_entropy_select_direction(int k, int desc, double lambda1_max, char *buf,
     if (entropy && lambda1_max < 1 / M_E)
         tail = desc ? "; here every lambda_i < 1/e, so a higher S_r is a spikier spectrum: desc picks the spikiest "
                       "heads"
-                    : "; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the flattest heads, "
-                      "not the spikiest (use --score energy or lambda1 --order desc)";
+                    : "; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the flattest "
+                      "heads, not the spikiest (use --score energy or lambda1 --order desc)";
     else if (entropy)
         tail = "; here some lambda_1 >= 1/e: S_r does not order these heads by spikiness";
     snprintf(buf, n, "%s, %s first: %s%s", pe_entropy_score_label(k), desc ? "highest" : "lowest",

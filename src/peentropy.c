@@ -110,15 +110,11 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-
-
 /* ---- the run ---- */
 
 typedef struct state {
-    int D, P;
     long L;
-    pe_entplan plan;      /* the stages and the layout of a task's numbers */
-    pe_entropy_work *w;   /* one per thread */
+    pe_entplan plan; /* the stages and the layout of a task's numbers */
 } state;
 
 static const ent_opts *opts_of(const pe_run *r)
@@ -140,11 +136,9 @@ static int prepare(pe_run *r, pe_err *e)
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
     r->state = s;
-    s->D = m->head_dim;
-    s->P = m->n_pairs;
     s->L = r->in.train_len;
-    if (pe_entplan_init(&s->plan, o->stage, o->ntk_len != 0, (pe_prep)o->prep, o->rank, s->D, s->P,
-                        o->table == TABLE_BANDS, e) < 0)
+    if (pe_entplan_init(&s->plan, o->stage, o->ntk_len != 0, (pe_prep)o->prep, o->rank, m->head_dim, m->n_pairs,
+                        o->table == TABLE_BANDS, r->jobs, e) < 0)
         return -1;
     if (o->table == TABLE_SELECT && score_index[o->score] == PE_ENT_RHO && s->plan.r == 1)
         return pe_fail_usage(e, "--score rho with r 1: rho_1 is 1 for every head, nothing to rank; give -r 2 or more");
@@ -154,7 +148,6 @@ static int prepare(pe_run *r, pe_err *e)
     if (o->mask && s->L <= 0)
         return pe_fail_usage(e, "--mask needs the training length (its pairs have theta <= 2 pi / L): the files have "
                                 "no train_len; give --train-len");
-    if (!(s->w = pe_alloc((size_t)r->jobs, sizeof *s->w, 1, e))) return -1;
     if (!o->ntk_len) return 0;
     if (s->L <= 0)
         return pe_fail_usage(e, "--stage %s needs the training length (dynamic NTK scales from it): the files have no "
@@ -169,7 +162,7 @@ static int prepare(pe_run *r, pe_err *e)
 static double memory_need(pe_run *r)
 {
     const state *s = r->state;
-    double T = (double)r->T_max, D = s->D;
+    double T = (double)r->T_max, D = s->plan.D;
     int threads = r->jobs < (int)r->n_tasks ? r->jobs : (int)r->n_tasks;
     if (threads < 1) threads = 1;
     r->mem_jobs = threads;
@@ -186,9 +179,8 @@ static int work_task(pe_run *r, const pe_task *t, void *res, pe_err *e)
     state *s = r->state;
     const size_t nf = r->in.n;
     const size_t per_file = (size_t)s->plan.n_stages * s->plan.per_stage;
-    pe_entropy_work *w = &s->w[pe_pool_worker()];
     double *pf = pe_run_buffer(r, 2, nf * per_file, e), *tmp = pe_run_buffer(r, 3, nf, e);
-    if (!pf || !tmp || (!w->G && pe_entropy_work_init(w, s->D, e) < 0)) return -1;
+    if (!pf || !tmp) return -1;
     for (size_t f = 0; f < nf; f++) {
         pe_dump *d = r->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
@@ -199,8 +191,8 @@ static int work_task(pe_run *r, const pe_task *t, void *res, pe_err *e)
         if (!x || (s->plan.n_stages > 1 && !(y = pe_run_buffer(r, 1, mf->T * (size_t)mf->head_dim, e)))) return -1;
         snprintf(who, sizeof who, "%s: layer %ld: %s head %d", pe_dump_path(d), t->layer,
                  t->tensor == PE_TENSOR_Q ? "q" : "k", t->head);
-        if (pe_entplan_head(&s->plan, f, x, y, mf->T, &g, mf->positions, pe_run_rotation(r, 0, t, f),
-                            t->tensor == PE_TENSOR_Q, mf->layers[slot].rope, r->pool, w, pf + f * per_file, who, e) < 0)
+        if (pe_entplan_head(&s->plan, pe_pool_worker(), f, x, y, mf->T, &g, mf->positions, pe_run_rotation(r, 0, t, f),
+                            t->tensor == PE_TENSOR_Q, mf->layers[slot].rope, r->pool, pf + f * per_file, who, e) < 0)
             return -1;
     }
     pe_entropy_pool_files(pf, nf, per_file, tmp, res);
@@ -223,7 +215,7 @@ static void meta(pe_run *r)
     pe_table_meta(t, "broadcast", "%s", o->broadcast ? "yes" : "no");
     pe_table_meta(t, "stage", "%s", stages);
     pe_table_meta(t, "prep", "%s", prep_names[o->prep]);
-    if (o->rank > s->D)
+    if (o->rank > s->plan.D)
         pe_table_meta(t, "rank", "%d (asked %ld, clamped to head_dim)", s->plan.r, o->rank);
     else
         pe_table_meta(t, "rank", "%d", s->plan.r);
@@ -272,15 +264,6 @@ static int tensor_selected(const pe_run *r, int tn)
     return opts_of(r)->tensor == TENSOR_BOTH || opts_of(r)->tensor == tn;
 }
 
-static void row_prefix(pe_table *tb, const pe_task *t, const row_ref *row, int tn, pe_stage stage)
-{
-    pe_table_int(tb, t->layer);
-    pe_table_int(tb, row->head);
-    pe_table_int(tb, row->kv_head);
-    pe_table_str(tb, tn == PE_TENSOR_Q ? "q" : "k");
-    pe_table_str(tb, pe_stage_name(stage));
-}
-
 /* heads and bands: a layer's rows once its last task is done. */
 static int emit_layer(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
@@ -296,30 +279,14 @@ static int emit_layer(pe_run *r, const pe_task *t, void *res, pe_err *e)
         size_t n = tensor_rows(r, t->lj, (pe_tensor)tn, rows);
         for (int si = 0; si < s->plan.n_stages; si++) {
             for (size_t j = 0; j < n; j++) {
-                const double *v = result(r, rows[j].task, si);
                 pe_stage stage = s->plan.stages[si];
+                /* The band view's frequencies: those the stage turned with. */
                 const double *theta = stage == PE_STAGE_NTK && rope ? s->plan.ntk_theta[0]
                                       : stage == PE_STAGE_POST
                                           ? pe_run_rotation(r, 0, &r->tasks[rows[j].task], 0)->theta
                                           : pe_run_theta(r, t->lj);
-                if (!s->plan.bands) {
-                    row_prefix(tb, t, &rows[j], tn, stage);
-                    pe_table_str(tb, prep_names[opts_of(r)->prep]);
-                    pe_table_int(tb, s->plan.r);
-                    for (int k = 0; k < PE_ENT_NSCORES; k++) pe_table_dbl(tb, v[k]);
-                    pe_table_end_row(tb);
-                    continue;
-                }
-                for (int i = 0; i < s->P; i++) {
-                    row_prefix(tb, t, &rows[j], tn, stage);
-                    pe_table_int(tb, i);
-                    pe_table_dbl(tb, theta[i]);
-                    pe_table_str(tb, pe_class_name(pe_rope_classify(theta[i], s->L, NULL)));
-                    for (int k = 0; k < PE_BAND_NVALUES; k++)
-                        pe_table_dbl(tb, v[PE_ENT_NSCORES + (size_t)i * PE_BAND_NVALUES + k]);
-                    pe_table_end_row(tb);
-                }
-                pe_table_break(tb, 2);
+                pe_entplan_rows(&s->plan, tb, si, t->layer, rows[j].head, rows[j].kv_head, tn, theta, s->L,
+                                result(r, rows[j].task, si));
             }
             if (!s->plan.bands) pe_table_break(tb, 1);
         }
@@ -377,8 +344,6 @@ static void cleanup(pe_run *r)
     state *s = r->state;
     if (!s) return;
     pe_entplan_free(&s->plan);
-    for (int j = 0; s->w && j < r->jobs; j++) pe_entropy_work_free(&s->w[j]);
-    free(s->w);
     free(s);
     r->state = NULL;
 }
