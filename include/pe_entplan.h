@@ -1,5 +1,6 @@
 /* pe_entplan.h: what a peentropy run computes for each head, and where the
- * numbers go (man peentropy(1), The matrix and its entropy; Several files).
+ * numbers go (man peentropy(1), The matrix and its entropy; Several files;
+ * TABLES, heads and bands).
  *
  * A plan names the stages (pre, post, ntk), the preparation, the rank and
  * whether the band view is kept.  For each head of each file it takes the
@@ -7,6 +8,7 @@
  * numbers are PE_ENT_NSCORES scores, then, with the band view, n_pairs times
  * PE_BAND_NVALUES (the layout of a task's result).  The ntk stage turns with
  * each file's dynamic-NTK frequencies, which the plan computes and keeps.
+ * The plan also writes a head's rows of the heads and bands tables.
  *
  * Ownership: the plan owns its rotor cache, its frequencies and a scratch
  * space per thread (pe_entplan_free); everything passed in is borrowed.
@@ -60,14 +62,16 @@ int pe_entplan_ntk(pe_entplan *p, pe_dump *const *dumps, size_t n, long L, long 
 /* The stages' names separated by spaces ("pre post ntk") into buf. */
 void pe_entplan_stage_list(const pe_entplan *p, char *buf, size_t n);
 
-/* Every stage of one head of file f, on thread wid: x (T x g->head_dim, the vectors as
- * read; the last stage consumes them), y scratch of the same size (used
- * with more than one stage), spec the rotation of the post stage (its
- * frequencies; gauss pairs or a logit factor rotate here, not by a rotor of
- * frequencies, man petools-whatif(7)).  A layer without rotary embedding
- * (rope 0) keeps the spec's frequencies at the ntk stage too.  Stage si's
- * numbers go to out + si * per_stage.  Errors: "WHO: stage S: " and those
- * of pe_entropy_head; those of the rotor cache as they are. */
+/* Every stage of one head of file f, on thread wid (0 .. threads - 1):
+ * x (T x g->head_dim, the vectors as read; the last stage consumes them),
+ * y scratch of the same size (used with more than one stage), spec the
+ * rotation of the post stage (its frequencies; gauss pairs or a logit
+ * factor rotate here, not by a rotor of frequencies, man
+ * petools-whatif(7)).  A layer without rotary embedding (rope 0) keeps the
+ * spec's frequencies at the ntk stage too.  Stage si's numbers go to
+ * out + si * per_stage.  Errors: "WHO: stage S: " and those of
+ * pe_entropy_head; those of the rotor cache and out of memory as they
+ * are. */
 int pe_entplan_head(pe_entplan *p, int wid, size_t f, double *x, double *y, size_t T, const pe_geom *g,
                     const int64_t *pos, const pe_rotation *spec, int query, int rope, pe_pool *pool, double *out,
                     const char *who, pe_err *e);

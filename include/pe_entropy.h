@@ -4,7 +4,8 @@
  * T x D matrix X, the preparation, the Gram matrix G = X^T X (BLAS dsyrk, in
  * double; never a T x T matrix), the eigenvalues of G / trace(G) (LAPACK
  * dsyevd), the scores, the 2 x 2 band view of each RoPE pair, the
- * order-independent mean used to pool files, and the ranking of `select`.
+ * order-independent mean used to pool files, the ranking of `select` and
+ * what each score says about the spectrum.
  * Nothing here reads files, prints or exits.
  *
  * Conventions: as everywhere in petools (pe_common.h), functions that can

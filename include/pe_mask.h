@@ -1,7 +1,8 @@
 /* pe_mask.h: DoPE masks (man peentropy(1), MASK FILE): the heads DoPE would
  * denoise and, for DoPE-by-parts, their pairs with theta <= 2 pi / L.
  * peentropy --mask writes one; --pe dope:MASK (man petools-whatif(7)) reads
- * it back.
+ * it back.  The heads are chosen and listed here too (pe_mask_rank,
+ * pe_mask_rows: the select table).
  *
  * Ownership: pe_mask_read returns a pe_mask the caller frees with
  * pe_mask_free; everything passed in is borrowed.

@@ -6,8 +6,8 @@
  * One task per (layer, tensor, head): a key head is scored once, whatever
  * the number of query heads that use it.  Each file is scored on its own
  * and the per-file numbers are averaged with an order-independent sum.  The
- * run itself is pe_run's; a layer's rows are written when its last head is
- * done, the selection when every head is. */
+ * run itself is pe_run's and a head's work pe_entplan's; a layer's rows are
+ * written when its last head is done, the selection when every head is. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
