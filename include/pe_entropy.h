@@ -4,7 +4,8 @@
  * T x D matrix X, the preparation, the Gram matrix G = X^T X (BLAS dsyrk, in
  * double; never a T x T matrix), the eigenvalues of G / trace(G) (LAPACK
  * dsyevd), the scores, the 2 x 2 band view of each RoPE pair, the
- * order-independent mean used to pool files, and the ranking of `select`.
+ * order-independent mean used to pool files, the ranking of `select` and
+ * what each score says about the spectrum.
  * Nothing here reads files, prints or exits.
  *
  * Conventions: as everywhere in petools (pe_common.h), functions that can
@@ -153,6 +154,22 @@ int pe_entropy_head(double *x, size_t T, const pe_geom *g, const pe_rotor *rot, 
  * place), so that the result does not depend on the order of the files the
  * values came from.  NaN when any value is NaN or n == 0. */
 double pe_entropy_pool_mean(double *v, size_t n);
+
+/* The pooled numbers of a head over nf files: out[j] = pe_entropy_pool_mean
+ * of v[f * stride + j] over the files f, for j < stride (tmp: nf doubles).
+ * man peentropy(1), Several files. */
+void pe_entropy_pool_files(const double *v, size_t nf, size_t stride, double *tmp, double *out);
+
+/* ---- what the scores say (man peentropy(1), The directions) ---- */
+
+/* The formula name of per-head number k (PE_ENT_*): "S_r", "rho_r", ... */
+const char *pe_entropy_score_label(int k);
+/* Which way number k runs with the spikiness of the spectrum. */
+const char *pe_entropy_score_direction(int k);
+/* The sentence `select` states about its ranking by number k (desc:
+ * highest first), given the largest lambda_1 of the ranked heads: for S_r
+ * and S_r / ln D, whether these heads are ordered by spikiness at all. */
+void pe_entropy_select_direction(int k, int desc, double lambda1_max, char *buf, size_t n);
 
 /* A candidate of `select`. */
 typedef struct pe_entropy_cand {

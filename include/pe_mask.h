@@ -1,7 +1,8 @@
 /* pe_mask.h: DoPE masks (man peentropy(1), MASK FILE): the heads DoPE would
  * denoise and, for DoPE-by-parts, their pairs with theta <= 2 pi / L.
  * peentropy --mask writes one; --pe dope:MASK (man petools-whatif(7)) reads
- * it back.
+ * it back.  The heads are chosen and listed here too (pe_mask_rank,
+ * pe_mask_rows: the select table).
  *
  * Ownership: pe_mask_read returns a pe_mask the caller frees with
  * pe_mask_free; everything passed in is borrowed.
@@ -13,6 +14,7 @@
 
 #include "pe_common.h"
 #include "pe_dump.h"
+#include "pe_table.h"
 
 /* A selected head. */
 typedef struct pe_mask_head {
@@ -31,6 +33,17 @@ typedef struct pe_mask_selection {
     long ntk_len;      /* 0: no ntk stage (null in the file) */
     double ntk_factor;
 } pe_mask_selection;
+
+/* The selection of `select` (man peentropy(1), TABLES, select): ranks the
+ * heads by score as pe_entropy_rank does (ascending, or descending when
+ * desc; ties by layer, head, tensor; NaN scores left out) and keeps at most
+ * n_top, best first, in heads[0 .. *n_out).  Returns 0, or -1 when out of
+ * memory (heads unchanged). */
+int pe_mask_rank(pe_mask_head *heads, size_t n, int desc, size_t n_top, size_t *n_out, pe_err *e);
+
+/* The rows of the select table for heads[0 .. n) in rank order: rank,
+ * layer, head, kv_head, tensor, score. */
+void pe_mask_rows(pe_table *t, const pe_mask_head *heads, size_t n);
 
 /* Writes the mask document to f: created_by, the inputs (sorted by name),
  * the model's shape from m, the training length L, the selection and the

@@ -6,6 +6,7 @@
 #include <lapacke.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -474,6 +475,52 @@ double pe_entropy_pool_mean(double *v, size_t n)
     double s = 0;
     for (size_t i = 0; i < n; i++) s += v[i];
     return s / (double)n;
+}
+
+void pe_entropy_pool_files(const double *v, size_t nf, size_t stride, double *tmp, double *out)
+{
+    for (size_t j = 0; j < stride; j++) {
+        for (size_t f = 0; f < nf; f++) tmp[f] = v[f * stride + j];
+        out[j] = pe_entropy_pool_mean(tmp, nf);
+    }
+}
+
+static const char *const score_label[PE_ENT_NSCORES] = {"S_r",      "S_r / ln D", "rho_r",   "lambda_1",
+                                                         "S_D",      "exp(S_D)",   "energy_r"};
+static const char *const score_direction[PE_ENT_NSCORES] = {
+    [PE_ENT_SCORE] = "not monotone in spikiness: -x ln x rises for x < 1/e, so while every lambda_i < 1/e a more "
+                     "concentrated head has a HIGHER S_r",
+    [PE_ENT_NORM] = "S_r / ln D: as S_r, not monotone in spikiness",
+    [PE_ENT_RHO] = "low = the top r eigenvalues are uneven (one dominates them)",
+    [PE_ENT_LAMBDA1] = "high = spiky (one direction dominates)",
+    [PE_ENT_FULL] = "low = a few directions hold the spectrum (spiky)",
+    [PE_ENT_EFF_RANK] = "low = a few directions hold the spectrum (spiky)",
+    [PE_ENT_ENERGY] = "high = spiky (the top r directions hold most of the spectrum)"};
+
+const char *pe_entropy_score_label(int k)
+{
+    return k >= 0 && k < PE_ENT_NSCORES ? score_label[k] : "?";
+}
+
+const char *pe_entropy_score_direction(int k)
+{
+    return k >= 0 && k < PE_ENT_NSCORES ? score_direction[k] : "?";
+}
+
+void pe_entropy_select_direction(int k, int desc, double lambda1_max, char *buf, size_t n)
+{
+    /* S_r's direction depends on the spectra: below 1/e, higher is spikier. */
+    const char *tail = "";
+    int entropy = k == PE_ENT_SCORE || k == PE_ENT_NORM;
+    if (entropy && lambda1_max < 1 / M_E)
+        tail = desc ? "; here every lambda_i < 1/e, so a higher S_r is a spikier spectrum: desc picks the spikiest "
+                      "heads"
+                    : "; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the flattest "
+                      "heads, not the spikiest (use --score energy or lambda1 --order desc)";
+    else if (entropy)
+        tail = "; here some lambda_1 >= 1/e: S_r does not order these heads by spikiness";
+    snprintf(buf, n, "%s, %s first: %s%s", pe_entropy_score_label(k), desc ? "highest" : "lowest",
+             pe_entropy_score_direction(k), tail);
 }
 
 typedef struct rank_item {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pe_entropy.h"
 #include "pe_json.h"
 #include "pe_numfmt.h"
 #include "pe_table.h"
@@ -47,6 +48,40 @@ static void pair_list(FILE *f, const pe_meta *m, const double *theta, double thr
         } else {
             json_num(f, theta[i]);
         }
+    }
+}
+
+int pe_mask_rank(pe_mask_head *heads, size_t n, int desc, size_t n_top, size_t *n_out, pe_err *e)
+{
+    pe_entropy_cand *cand = pe_alloc(n ? n : 1, sizeof *cand, 0, e);
+    pe_mask_head *copy = pe_alloc(n ? n : 1, sizeof *copy, 0, e);
+    size_t *order = pe_alloc(n ? n : 1, sizeof *order, 0, e);
+    int rc = -1;
+    if (!cand || !copy || !order) goto done;
+    for (size_t i = 0; i < n; i++) {
+        cand[i] = (pe_entropy_cand){heads[i].layer, heads[i].head, heads[i].tensor, heads[i].score};
+        copy[i] = heads[i];
+    }
+    if (pe_entropy_rank(cand, n, desc, n_top, order, n_out, e) < 0) goto done;
+    for (size_t k = 0; k < *n_out; k++) heads[k] = copy[order[k]];
+    rc = 0;
+done:
+    free(cand);
+    free(copy);
+    free(order);
+    return rc;
+}
+
+void pe_mask_rows(pe_table *t, const pe_mask_head *heads, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        pe_table_int(t, (long long)k + 1);
+        pe_table_int(t, heads[k].layer);
+        pe_table_int(t, heads[k].head);
+        pe_table_int(t, heads[k].kv_head);
+        pe_table_str(t, heads[k].tensor == PE_TENSOR_Q ? "q" : "k");
+        pe_table_dbl(t, heads[k].score);
+        pe_table_end_row(t);
     }
 }
 

@@ -6,14 +6,15 @@
  * One task per (layer, tensor, head): a key head is scored once, whatever
  * the number of query heads that use it.  Each file is scored on its own
  * and the per-file numbers are averaged with an order-independent sum.  The
- * run itself is pe_run's; a layer's rows are written when its last head is
- * done, the selection when every head is. */
+ * run itself is pe_run's and a head's work pe_entplan's; a layer's rows are
+ * written when its last head is done, the selection when every head is. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "pe_entplan.h"
 #include "pe_entropy.h"
 #include "pe_mask.h"
 #include "pe_run.h"
@@ -25,25 +26,12 @@ typedef enum { TABLE_HEADS = 0, TABLE_BANDS, TABLE_SELECT } table_kind;
 static const char *const table_names[] = {"heads", "bands", "select", NULL};
 enum { TENSOR_Q = 0, TENSOR_K, TENSOR_BOTH };
 static const char *const tensor_names[] = {"q", "k", "both", NULL};
-enum { STAGE_ALL = 3 };
 static const char *const stage_names[] = {"pre", "post", "ntk", "all", NULL};
 static const char *const prep_names[] = {"paper", "uncomp", NULL};
 static const char *const order_names[] = {"asc", "desc", NULL};
 /* --score names and the per-head number each picks. */
 static const char *const score_names[] = {"s", "norm", "rho", "full", "lambda1", "energy", NULL};
 static const int score_index[] = {PE_ENT_SCORE, PE_ENT_NORM, PE_ENT_RHO, PE_ENT_FULL, PE_ENT_LAMBDA1, PE_ENT_ENERGY};
-static const char *const score_desc[] = {"S_r", "S_r / ln D", "rho_r", "S_D", "lambda_1", "energy_r"};
-/* What each score's value says about the spectrum (man peentropy(1), The
- * directions), stated wherever a score is shown. */
-enum { SCORE_S = 0, SCORE_NORM, SCORE_RHO, SCORE_FULL, SCORE_LAMBDA1, SCORE_ENERGY };
-static const char *const score_direction[] = {
-    "not monotone in spikiness: -x ln x rises for x < 1/e, so while every lambda_i < 1/e a more concentrated "
-    "head has a HIGHER S_r",
-    "S_r / ln D: as S_r, not monotone in spikiness",
-    "low = the top r eigenvalues are uneven (one dominates them)",
-    "low = a few directions hold the spectrum (spiky)",
-    "high = spiky (one direction dominates)",
-    "high = spiky (the top r directions hold most of the spectrum)"};
 
 enum {
     OPT_TENSOR = PE_OPT_TOOL,
@@ -122,21 +110,11 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-
-
 /* ---- the run ---- */
 
 typedef struct state {
-    int D, P, r_used;
     long L;
-    int n_stages;
-    pe_stage stages[3];
-    int bands;            /* keep the band view */
-    size_t per_res;       /* numbers per stage of a task */
-    double **ntk_theta;   /* per file: the dynamic-NTK frequencies */
-    double ntk_base;      /* the first file's scaled base, for the record */
-    pe_rotor_cache *rotors;
-    pe_entropy_work *w;   /* one per thread */
+    pe_entplan plan; /* the stages and the layout of a task's numbers */
 } state;
 
 static const ent_opts *opts_of(const pe_run *r)
@@ -148,7 +126,7 @@ static const ent_opts *opts_of(const pe_run *r)
 static double *result(pe_run *r, size_t i, int si)
 {
     const state *s = r->state;
-    return (double *)pe_run_result(r, i) + (size_t)si * s->per_res;
+    return (double *)pe_run_result(r, i) + (size_t)si * s->plan.per_stage;
 }
 
 static int prepare(pe_run *r, pe_err *e)
@@ -158,56 +136,24 @@ static int prepare(pe_run *r, pe_err *e)
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
     r->state = s;
-    s->D = m->head_dim;
-    s->P = m->n_pairs;
     s->L = r->in.train_len;
-    s->r_used = o->rank > s->D ? s->D : (int)o->rank;
-    if (o->table == TABLE_SELECT && o->score == SCORE_RHO && s->r_used == 1)
+    if (pe_entplan_init(&s->plan, o->stage, o->ntk_len != 0, (pe_prep)o->prep, o->rank, m->head_dim, m->n_pairs,
+                        o->table == TABLE_BANDS, r->jobs, e) < 0)
+        return -1;
+    if (o->table == TABLE_SELECT && score_index[o->score] == PE_ENT_RHO && s->plan.r == 1)
         return pe_fail_usage(e, "--score rho with r 1: rho_1 is 1 for every head, nothing to rank; give -r 2 or more");
-    if (o->stage == STAGE_ALL) {
-        s->stages[s->n_stages++] = PE_STAGE_PRE;
-        s->stages[s->n_stages++] = PE_STAGE_POST;
-        if (o->ntk_len) s->stages[s->n_stages++] = PE_STAGE_NTK;
-    } else {
-        s->stages[s->n_stages++] = (pe_stage)o->stage;
-    }
-    s->bands = o->table == TABLE_BANDS;
-    s->per_res = PE_ENT_NSCORES + (s->bands ? (size_t)s->P * PE_BAND_NVALUES : 0);
-    r->result_size = (size_t)s->n_stages * s->per_res * sizeof(double);
+    r->result_size = (size_t)s->plan.n_stages * s->plan.per_stage * sizeof(double);
     r->query_tasks = o->tensor != TENSOR_K;
     r->key_tasks = o->tensor != TENSOR_Q;
     if (o->mask && s->L <= 0)
         return pe_fail_usage(e, "--mask needs the training length (its pairs have theta <= 2 pi / L): the files have "
                                 "no train_len; give --train-len");
-    if (!(s->rotors = pe_rotor_cache_new(e))) return -1;
-    if (!(s->w = pe_alloc((size_t)r->jobs, sizeof *s->w, 1, e))) return -1;
     if (!o->ntk_len) return 0;
     if (s->L <= 0)
         return pe_fail_usage(e, "--stage %s needs the training length (dynamic NTK scales from it): the files have no "
                                 "train_len; give --train-len",
                              stage_names[o->stage]);
-    pe_scaling sc = {0};
-    sc.kind = PE_SCALE_DYNAMIC;
-    sc.factor = o->ntk_factor;
-    sc.target_len = o->ntk_len;
-    if (!(s->ntk_theta = pe_alloc(r->in.n, sizeof *s->ntk_theta, 1, e))) return -1;
-    for (size_t f = 0; f < r->in.n; f++) {
-        const pe_meta *mf = pe_dump_meta(r->in.dumps[f]);
-        pe_scale_info info;
-        if (!(s->ntk_theta[f] = pe_alloc(mf->n_pairs ? (size_t)mf->n_pairs : 1, sizeof(double), 1, e))) return -1;
-        info.base_scaled = mf->rope_theta;
-        if (mf->rotary_dim > 0 &&
-            pe_scaling_apply(&sc, mf->rotary_dim, mf->rope_theta, s->L, mf->theta, s->ntk_theta[f], &info, e) < 0) {
-            char msg[sizeof e->msg];
-            snprintf(msg, sizeof msg, "%s", e->msg);
-            pe_errkind kind = e->kind;
-            pe_fail(e, "%s: --stage ntk: %s", pe_dump_path(r->in.dumps[f]), msg);
-            e->kind = kind;
-            return -1;
-        }
-        if (f == 0) s->ntk_base = info.base_scaled;
-    }
-    return 0;
+    return pe_entplan_ntk(&s->plan, r->in.dumps, r->in.n, s->L, o->ntk_len, o->ntk_factor, e);
 }
 
 /* Per thread: one head's tensor in double (twice with more than one stage),
@@ -216,11 +162,11 @@ static int prepare(pe_run *r, pe_err *e)
 static double memory_need(pe_run *r)
 {
     const state *s = r->state;
-    double T = (double)r->T_max, D = s->D;
+    double T = (double)r->T_max, D = s->plan.D;
     int threads = r->jobs < (int)r->n_tasks ? r->jobs : (int)r->n_tasks;
     if (threads < 1) threads = 1;
     r->mem_jobs = threads;
-    double need = threads * (T * D * 8 * (s->n_stages > 1 ? 2 : 1) + 6 * D * D * 8);
+    double need = threads * (T * D * 8 * (s->plan.n_stages > 1 ? 2 : 1) + 6 * D * D * 8);
     need += (double)r->n_tasks * (double)r->result_size;
     need += (double)r->in.n * 2 * T * r->in.meta->rotary_dim * 8;
     return need;
@@ -232,55 +178,24 @@ static int work_task(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     state *s = r->state;
     const size_t nf = r->in.n;
-    int wid = pe_pool_worker();
-    pe_entropy_work *w = &s->w[wid];
-    double *pf = pe_run_buffer(r, 2, nf * (size_t)s->n_stages * s->per_res, e), *tmp = pe_run_buffer(r, 3, nf, e);
-    if (!pf || !tmp || (!w->G && pe_entropy_work_init(w, s->D, e) < 0)) return -1;
+    const size_t per_file = (size_t)s->plan.n_stages * s->plan.per_stage;
+    double *pf = pe_run_buffer(r, 2, nf * per_file, e), *tmp = pe_run_buffer(r, 3, nf, e);
+    if (!pf || !tmp) return -1;
     for (size_t f = 0; f < nf; f++) {
         pe_dump *d = r->in.dumps[f];
         const pe_meta *mf = pe_dump_meta(d);
         int slot = pe_run_slot(r, f, t->lj);
         pe_geom g = pe_run_geom(r, f, slot);
-        size_t td = mf->T * (size_t)mf->head_dim;
+        char who[sizeof e->msg];
         double *x = pe_run_read(r, t, f, t->tensor, t->head, 0, 0, e), *y = NULL;
-        if (!x || (s->n_stages > 1 && !(y = pe_run_buffer(r, 1, td, e)))) return -1;
-        for (int si = 0; si < s->n_stages; si++) {
-            /* The last stage may consume the read vectors; the others work on a copy. */
-            double *buf = si == s->n_stages - 1 ? x : y;
-            if (buf != x) memcpy(buf, x, td * sizeof *buf);
-            const pe_rotor *rot = NULL;
-            const pe_rotation *spec = pe_run_rotation(r, 0, t, f);
-            if (s->stages[si] == PE_STAGE_POST && !pe_rotation_is_plain(spec)) {
-                /* Gauss draws or a logit factor: rotated here, not by a rotor
-                 * of frequencies (man petools-whatif(7)). */
-                pe_rotation_apply(spec, buf, mf->T, &g, mf->positions, t->tensor == PE_TENSOR_Q, 1);
-            } else if (s->stages[si] != PE_STAGE_PRE) {
-                pe_geom gr = g;
-                /* The post stage turns with the spec's frequencies (the layer's
-                 * own by default); a layer without rotary embedding stays
-                 * unrotated (its theta are 0). */
-                gr.theta = spec->theta;
-                if (s->stages[si] == PE_STAGE_NTK && mf->layers[slot].rope) gr.theta = s->ntk_theta[f];
-                if (!(rot = pe_rotor_cache_get(s->rotors, &gr, mf->positions, mf->T, r->pool, e))) return -1;
-            }
-            double *out = pf + (f * (size_t)s->n_stages + (size_t)si) * s->per_res;
-            int rc = pe_entropy_head(buf, mf->T, &g, rot, (pe_prep)opts_of(r)->prep, s->r_used, out,
-                                     s->bands ? out + PE_ENT_NSCORES : NULL, w, NULL, e);
-            pe_rotor_cache_put(s->rotors, rot);
-            if (rc < 0) {
-                char msg[sizeof e->msg];
-                snprintf(msg, sizeof msg, "%s", e->msg);
-                return pe_fail(e, "%s: layer %ld: %s head %d: stage %s: %s", pe_dump_path(d), t->layer,
-                               t->tensor == PE_TENSOR_Q ? "q" : "k", t->head, pe_stage_name(s->stages[si]), msg);
-            }
-        }
+        if (!x || (s->plan.n_stages > 1 && !(y = pe_run_buffer(r, 1, mf->T * (size_t)mf->head_dim, e)))) return -1;
+        snprintf(who, sizeof who, "%s: layer %ld: %s head %d", pe_dump_path(d), t->layer,
+                 t->tensor == PE_TENSOR_Q ? "q" : "k", t->head);
+        if (pe_entplan_head(&s->plan, pe_pool_worker(), f, x, y, mf->T, &g, mf->positions, pe_run_rotation(r, 0, t, f),
+                            t->tensor == PE_TENSOR_Q, mf->layers[slot].rope, r->pool, pf + f * per_file, who, e) < 0)
+            return -1;
     }
-    double *v = res;
-    for (int si = 0; si < s->n_stages; si++)
-        for (size_t k = 0; k < s->per_res; k++) {
-            for (size_t f = 0; f < nf; f++) tmp[f] = pf[(f * (size_t)s->n_stages + (size_t)si) * s->per_res + k];
-            v[(size_t)si * s->per_res + k] = pe_entropy_pool_mean(tmp, nf);
-        }
+    pe_entropy_pool_files(pf, nf, per_file, tmp, res);
     return 0;
 }
 
@@ -292,34 +207,32 @@ static void meta(pe_run *r)
     const state *s = r->state;
     const pe_meta *m = r->in.meta;
     pe_table *t = r->table;
-    char stages[32] = "";
-    for (int si = 0; si < s->n_stages; si++) {
-        if (si) strcat(stages, " ");
-        strcat(stages, pe_stage_name(s->stages[si]));
-    }
+    char stages[32];
+    pe_entplan_stage_list(&s->plan, stages, sizeof stages);
     pe_table_meta(t, "train_len", "%ld", s->L);
     pe_table_meta(t, "pairing", "%s", m->rotary_dim > 0 ? pe_pairing_name(m->pairing) : "none");
     pe_table_meta(t, "tensor", "%s", tensor_names[o->tensor]);
     pe_table_meta(t, "broadcast", "%s", o->broadcast ? "yes" : "no");
     pe_table_meta(t, "stage", "%s", stages);
     pe_table_meta(t, "prep", "%s", prep_names[o->prep]);
-    if (o->rank > s->D)
-        pe_table_meta(t, "rank", "%d (asked %ld, clamped to head_dim)", s->r_used, o->rank);
+    if (o->rank > s->plan.D)
+        pe_table_meta(t, "rank", "%d (asked %ld, clamped to head_dim)", s->plan.r, o->rank);
     else
-        pe_table_meta(t, "rank", "%d", s->r_used);
-    if (s->ntk_theta) {
+        pe_table_meta(t, "rank", "%d", s->plan.r);
+    if (s->plan.ntk_theta) {
         pe_table_meta(t, "ntk_len", "%ld", o->ntk_len);
         pe_table_meta(t, "ntk_factor", "%.17g", o->ntk_factor);
-        pe_table_meta(t, "ntk_base", "%.17g", s->ntk_base);
+        pe_table_meta(t, "ntk_base", "%.17g", s->plan.ntk_base);
     }
     pe_table_meta(t, "pooling", "each number is the mean over %zu file%s of the per-file numbers", r->in.n,
                   r->in.n == 1 ? "" : "s");
     if (o->table == TABLE_HEADS)
         pe_table_meta(t, "directions", "score (S_r) and score_norm: %s; rho: %s; lambda1: %s; full, eff_rank: %s; "
-                                       "energy_r: %s", score_direction[SCORE_S], score_direction[SCORE_RHO],
-                      score_direction[SCORE_LAMBDA1], score_direction[SCORE_FULL], score_direction[SCORE_ENERGY]);
+                                       "energy_r: %s", pe_entropy_score_direction(PE_ENT_SCORE),
+                      pe_entropy_score_direction(PE_ENT_RHO), pe_entropy_score_direction(PE_ENT_LAMBDA1),
+                      pe_entropy_score_direction(PE_ENT_FULL), pe_entropy_score_direction(PE_ENT_ENERGY));
     if (o->table == TABLE_SELECT) {
-        pe_table_meta(t, "score", "%s (%s)", score_names[o->score], score_desc[o->score]);
+        pe_table_meta(t, "score", "%s (%s)", score_names[o->score], pe_entropy_score_label(score_index[o->score]));
         pe_table_meta(t, "order", "%s", order_names[o->order]);
         pe_table_meta(t, "top", "%ld", o->top);
     }
@@ -351,15 +264,6 @@ static int tensor_selected(const pe_run *r, int tn)
     return opts_of(r)->tensor == TENSOR_BOTH || opts_of(r)->tensor == tn;
 }
 
-static void row_prefix(pe_table *tb, const pe_task *t, const row_ref *row, int tn, pe_stage stage)
-{
-    pe_table_int(tb, t->layer);
-    pe_table_int(tb, row->head);
-    pe_table_int(tb, row->kv_head);
-    pe_table_str(tb, tn == PE_TENSOR_Q ? "q" : "k");
-    pe_table_str(tb, pe_stage_name(stage));
-}
-
 /* heads and bands: a layer's rows once its last task is done. */
 static int emit_layer(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
@@ -373,36 +277,21 @@ static int emit_layer(pe_run *r, const pe_task *t, void *res, pe_err *e)
     for (int tn = 0; tn < 2; tn++) {
         if (!tensor_selected(r, tn)) continue;
         size_t n = tensor_rows(r, t->lj, (pe_tensor)tn, rows);
-        for (int si = 0; si < s->n_stages; si++) {
+        for (int si = 0; si < s->plan.n_stages; si++) {
             for (size_t j = 0; j < n; j++) {
-                const double *v = result(r, rows[j].task, si);
-                const double *theta = s->stages[si] == PE_STAGE_NTK && rope ? s->ntk_theta[0]
-                                      : s->stages[si] == PE_STAGE_POST
+                pe_stage stage = s->plan.stages[si];
+                /* The band view's frequencies: those the stage turned with. */
+                const double *theta = stage == PE_STAGE_NTK && rope ? s->plan.ntk_theta[0]
+                                      : stage == PE_STAGE_POST
                                           ? pe_run_rotation(r, 0, &r->tasks[rows[j].task], 0)->theta
                                           : pe_run_theta(r, t->lj);
-                if (!s->bands) {
-                    row_prefix(tb, t, &rows[j], tn, s->stages[si]);
-                    pe_table_str(tb, prep_names[opts_of(r)->prep]);
-                    pe_table_int(tb, s->r_used);
-                    for (int k = 0; k < PE_ENT_NSCORES; k++) pe_table_dbl(tb, v[k]);
-                    pe_table_end_row(tb);
-                    continue;
-                }
-                for (int i = 0; i < s->P; i++) {
-                    row_prefix(tb, t, &rows[j], tn, s->stages[si]);
-                    pe_table_int(tb, i);
-                    pe_table_dbl(tb, theta[i]);
-                    pe_table_str(tb, pe_class_name(pe_rope_classify(theta[i], s->L, NULL)));
-                    for (int k = 0; k < PE_BAND_NVALUES; k++)
-                        pe_table_dbl(tb, v[PE_ENT_NSCORES + (size_t)i * PE_BAND_NVALUES + k]);
-                    pe_table_end_row(tb);
-                }
-                pe_table_break(tb, 2);
+                pe_entplan_rows(&s->plan, tb, si, t->layer, rows[j].head, rows[j].kv_head, tn, theta, s->L,
+                                result(r, rows[j].task, si));
             }
-            if (!s->bands) pe_table_break(tb, 1);
+            if (!s->plan.bands) pe_table_break(tb, 1);
         }
     }
-    if (!s->bands) pe_table_break(tb, 2);
+    if (!s->plan.bands) pe_table_break(tb, 2);
     free(rows);
     return 0;
 }
@@ -412,71 +301,40 @@ static int finish_select(pe_run *r, pe_err *e)
 {
     const ent_opts *o = opts_of(r);
     const state *s = r->state;
-    size_t cap = r->in.n_layers * 2 * (r->in.n_heads ? r->in.n_heads : 1);
-    pe_entropy_cand *cand = pe_alloc(cap, sizeof *cand, 0, e);
-    pe_mask_head *mh = pe_alloc(cap, sizeof *mh, 0, e);
-    size_t *order = pe_alloc(cap, sizeof *order, 0, e), n = 0, n_sel = 0;
+    pe_mask_head *mh = pe_alloc(r->in.n_layers * 2 * (r->in.n_heads ? r->in.n_heads : 1), sizeof *mh, 0, e);
     row_ref *rows = pe_alloc(r->in.n_heads + 1, sizeof *rows, 0, e);
+    size_t n = 0, n_sel = 0;
+    double l1max = 0;
     int rc = -1;
-    if (!cand || !mh || !order || !rows) goto done;
+    if (!mh || !rows) goto done;
     for (size_t lj = 0; lj < r->in.n_layers; lj++)
         for (int tn = 0; tn < 2; tn++) {
-            if (!tensor_selected(r, tn)) continue;
-            size_t nr = tensor_rows(r, lj, (pe_tensor)tn, rows);
+            size_t nr = tensor_selected(r, tn) ? tensor_rows(r, lj, (pe_tensor)tn, rows) : 0;
             for (size_t j = 0; j < nr; j++, n++) {
-                cand[n] = (pe_entropy_cand){r->in.layers[lj], rows[j].head, tn, result(r, rows[j].task, 0)[score_index[o->score]]};
-                mh[n] = (pe_mask_head){r->in.layers[lj], tn, rows[j].head, rows[j].kv_head, cand[n].score,
+                const double *v = result(r, rows[j].task, 0);
+                mh[n] = (pe_mask_head){r->in.layers[lj], tn, rows[j].head, rows[j].kv_head, v[score_index[o->score]],
                                        pe_run_theta(r, lj)};
+                l1max = fmax(l1max, v[PE_ENT_LAMBDA1]);
             }
         }
-    if (pe_entropy_rank(cand, n, o->order == 1, (size_t)o->top, order, &n_sel, e) < 0) goto done;
+    if (pe_mask_rank(mh, n, o->order == 1, (size_t)o->top, &n_sel, e) < 0) goto done;
     if (r->table) {
-        /* S_r's direction depends on the spectra: below 1/e, higher is spikier. */
-        double l1max = 0;
-        for (size_t lj = 0; lj < r->in.n_layers; lj++)
-            for (int tn = 0; tn < 2; tn++) {
-                if (!tensor_selected(r, tn)) continue;
-                size_t nr = tensor_rows(r, lj, (pe_tensor)tn, rows);
-                for (size_t j = 0; j < nr; j++) l1max = fmax(l1max, result(r, rows[j].task, 0)[PE_ENT_LAMBDA1]);
-            }
-        const char *tail = "";
-        if (o->score <= SCORE_NORM && l1max < 1 / M_E)
-            tail = o->order == 1 ? "; here every lambda_i < 1/e, so a higher S_r is a spikier spectrum: desc picks the "
-                                   "spikiest heads"
-                                 : "; here every lambda_i < 1/e, so a lower S_r is a flatter spectrum: asc picks the "
-                                   "flattest heads, not the spikiest (use --score energy or lambda1 --order desc)";
-        else if (o->score <= SCORE_NORM)
-            tail = "; here some lambda_1 >= 1/e: S_r does not order these heads by spikiness";
-        pe_table_meta(r->table, "direction", "%s, %s first: %s%s", score_desc[o->score],
-                      o->order == 1 ? "highest" : "lowest", score_direction[o->score], tail);
-    }
-    for (size_t k = 0; r->table && k < n_sel; k++) {
-        const pe_entropy_cand *c = &cand[order[k]];
-        pe_table_int(r->table, (long long)k + 1);
-        pe_table_int(r->table, c->layer);
-        pe_table_int(r->table, c->head);
-        pe_table_int(r->table, mh[order[k]].kv_head);
-        pe_table_str(r->table, c->tensor == PE_TENSOR_Q ? "q" : "k");
-        pe_table_dbl(r->table, c->score);
-        pe_table_end_row(r->table);
+        char direction[512];
+        pe_entropy_select_direction(score_index[o->score], o->order == 1, l1max, direction, sizeof direction);
+        pe_table_meta(r->table, "direction", "%s", direction);
+        pe_mask_rows(r->table, mh, n_sel);
     }
     if (o->mask) {
-        pe_mask_head *sel = pe_alloc(n_sel ? n_sel : 1, sizeof *sel, 0, e);
-        if (!sel) goto done;
-        for (size_t k = 0; k < n_sel; k++) sel[k] = mh[order[k]];
-        pe_mask_selection ms = {score_names[o->score], order_names[o->order], pe_stage_name(s->stages[0]),
-                                prep_names[o->prep], tensor_names[o->tensor], o->top, s->r_used, o->broadcast,
-                                s->stages[0] == PE_STAGE_NTK ? o->ntk_len : 0, o->ntk_factor};
-        int mrc = pe_mask_write(r->side.fp, PROG " (petools) " PE_VERSION, r->files, r->in.n, r->in.meta, s->L, &ms, sel,
-                                n_sel, r->kv_group, e);
-        free(sel);
-        if (mrc < 0) goto done;
+        pe_mask_selection ms = {score_names[o->score], order_names[o->order], pe_stage_name(s->plan.stages[0]),
+                                prep_names[o->prep], tensor_names[o->tensor], o->top, s->plan.r, o->broadcast,
+                                s->plan.stages[0] == PE_STAGE_NTK ? o->ntk_len : 0, o->ntk_factor};
+        if (pe_mask_write(r->side.fp, PROG " (petools) " PE_VERSION, r->files, r->in.n, r->in.meta, s->L, &ms, mh,
+                          n_sel, r->kv_group, e) < 0)
+            goto done;
     }
     rc = 0;
 done:
-    free(cand);
     free(mh);
-    free(order);
     free(rows);
     return rc;
 }
@@ -485,11 +343,7 @@ static void cleanup(pe_run *r)
 {
     state *s = r->state;
     if (!s) return;
-    for (size_t f = 0; s->ntk_theta && f < r->in.n; f++) free(s->ntk_theta[f]);
-    free(s->ntk_theta);
-    pe_rotor_cache_free(s->rotors);
-    for (int j = 0; s->w && j < r->jobs; j++) pe_entropy_work_free(&s->w[j]);
-    free(s->w);
+    pe_entplan_free(&s->plan);
     free(s);
     r->state = NULL;
 }
@@ -539,11 +393,11 @@ static int check(pe_run *r, pe_err *e)
         const char *only = o->set_top ? "--top" : o->set_order ? "--order" : o->set_score ? "--score" : o->mask ? "--mask" : NULL;
         if (only) return pe_fail_usage(e, "%s: only for -t select", only);
     }
-    if (o->table == TABLE_SELECT && o->stage == STAGE_ALL)
+    if (o->table == TABLE_SELECT && o->stage == PE_STAGE_ALL)
         return pe_fail_usage(e, "-t select ranks the heads of one stage: give --stage pre, post or ntk, not all");
     if (o->stage == PE_STAGE_NTK && o->ntk_len == 0)
         return pe_fail_usage(e, "--stage ntk needs the target length: give --ntk-len N");
-    if (o->ntk_len && o->stage != PE_STAGE_NTK && o->stage != STAGE_ALL)
+    if (o->ntk_len && o->stage != PE_STAGE_NTK && o->stage != PE_STAGE_ALL)
         return pe_fail_usage(e, "--ntk-len: only with --stage ntk or all");
     if (o->set_factor && !o->ntk_len) return pe_fail_usage(e, "--ntk-factor: only with --ntk-len");
     for (size_t i = 0; o->ntk_len && i < c->n_pe; i++)

@@ -19,7 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pe_entplan.h"
 #include "pe_entropy.h"
+#include "pe_mask.h"
 #include "pe_rope.h"
 #include "pe_test.h"
 
@@ -631,6 +633,102 @@ static void test_pool_and_rank(void)
     PE_CHECK(k == 3 && memcmp(order, want_desc, sizeof want_desc) == 0, "rank desc, top 3: ties still by layer, head");
 }
 
+/* The pooled numbers of a head over three files, by hand: the mean of each
+ * column, a nan file making its column nan. */
+static void test_pool_files(void)
+{
+    const double v[3 * 2] = {1, 10, 3, 30, 2, NAN};
+    double tmp[3], out[2];
+    pe_entropy_pool_files(v, 3, 2, tmp, out);
+    PE_CHECK(out[0] == 2 && isnan(out[1]), "pool files: (1 + 3 + 2) / 3 = 2; a nan in a column makes it nan");
+}
+
+/* select's ranking of mask heads: the order worked out by hand from the
+ * rule (score, then layer, head, q before k; nan out), each head moving
+ * whole (its kv_head tags it). */
+static void test_mask_rank(void)
+{
+    static const double th[1] = {0.5};
+    const double sc[7] = {0.5, 0.5, 0.5, 0.2, NAN, 0.9, 0.5};
+    const long layer[7] = {1, 0, 0, 0, 2, 0, 0};
+    const int head[7] = {0, 3, 3, 1, 0, 0, 2}, tensor[7] = {0, 0, 1, 1, 0, 0, 0};
+    pe_mask_head h[7];
+    pe_err e = {0};
+    size_t k = 0;
+    for (int i = 0; i < 7; i++) h[i] = (pe_mask_head){layer[i], tensor[i], head[i], 100 + i, sc[i], th};
+    int ok = pe_mask_rank(h, 7, 0, 100, &k, &e) == 0 && k == 6;
+    const int want_asc[6] = {3, 6, 1, 2, 0, 5};
+    for (size_t i = 0; ok && i < k; i++) ok = h[i].kv_head == 100 + want_asc[i] && h[i].theta == th;
+    PE_CHECK(ok, "mask rank asc: 0.2 first, the 0.5 ties by layer, head, q before k, 0.9 last; nan left out");
+    for (int i = 0; i < 7; i++) h[i] = (pe_mask_head){layer[i], tensor[i], head[i], 100 + i, sc[i], th};
+    ok = pe_mask_rank(h, 7, 1, 3, &k, &e) == 0 && k == 3;
+    const int want_desc[3] = {5, 6, 1};
+    for (size_t i = 0; ok && i < k; i++) ok = h[i].kv_head == 100 + want_desc[i] && h[i].score == sc[want_desc[i]];
+    PE_CHECK(ok, "mask rank desc, top 3: 0.9, then the 0.5 ties by layer and head");
+    ok = pe_mask_rank(h, 0, 0, 8, &k, &e) == 0 && k == 0;
+    PE_CHECK(ok, "mask rank: no head, none selected");
+}
+
+/* What select says of its order (man peentropy(1), The directions): S_r is
+ * spikier when higher only while every lambda_i < 1/e. */
+static void test_select_direction(void)
+{
+    char buf[512];
+    pe_entropy_select_direction(PE_ENT_SCORE, 0, 0.2, buf, sizeof buf);
+    PE_CHECK(strncmp(buf, "S_r, lowest first: not monotone", 31) == 0 && strstr(buf, "asc picks the flattest heads"),
+             "direction: S_r ascending with lambda_1 0.2 < 1/e picks the flattest heads");
+    pe_entropy_select_direction(PE_ENT_NORM, 1, 0.2, buf, sizeof buf);
+    PE_CHECK(strncmp(buf, "S_r / ln D, highest first: ", 27) == 0 && strstr(buf, "desc picks the spikiest heads"),
+             "direction: S_r / ln D descending with lambda_1 0.2 picks the spikiest heads");
+    pe_entropy_select_direction(PE_ENT_SCORE, 0, 1 / M_E, buf, sizeof buf);
+    PE_CHECK(strstr(buf, "some lambda_1 >= 1/e: S_r does not order these heads by spikiness") != NULL,
+             "direction: at lambda_1 = 1/e, S_r no longer orders by spikiness");
+    pe_entropy_select_direction(PE_ENT_ENERGY, 1, 0.2, buf, sizeof buf);
+    PE_CHECK(strcmp(buf, "energy_r, highest first: high = spiky (the top r directions hold most of the spectrum)") == 0,
+             "direction: energy_r has one direction, whatever lambda_1");
+    PE_CHECK(strcmp(pe_entropy_score_label(PE_ENT_LAMBDA1), "lambda_1") == 0 &&
+                 strcmp(pe_entropy_score_label(PE_ENT_FULL), "S_D") == 0 &&
+                 strcmp(pe_entropy_score_direction(PE_ENT_RHO), "low = the top r eigenvalues are uneven (one dominates "
+                                                                 "them)") == 0,
+             "score labels and directions by PE_ENT_* index");
+}
+
+/* pe_entplan: --stage all without ntk is pre then post; every stage of one
+ * head equals the loop + Jacobi reference, with the rank clamped to D. */
+static void test_plan(void)
+{
+    enum { T = 29, D = 6, R = 4, P = 2, N = PE_ENT_NSCORES + P * PE_BAND_NVALUES };
+    pe_rng rng = {13};
+    double x0[T * D], x[T * D], y[T * D], theta[P] = {0.7, 0.05}, out[2 * N], want[N];
+    int64_t pos[T];
+    pe_err e = {0};
+    pe_entplan p;
+    pe_rotation spec;
+    char list[32];
+    for (int m = 0; m < T; m++) pos[m] = 2 * m + 1;
+    make_data(&rng, T, D, R, x0, NULL);
+    memcpy(x, x0, sizeof x);
+    memset(&p, 0, sizeof p);
+    int ok = pe_entplan_init(&p, PE_STAGE_ALL, 0, PE_PREP_PAPER, 50, D, P, 1, 1, &e) == 0;
+    pe_entplan_stage_list(&p, list, sizeof list);
+    PE_CHECK(ok && p.n_stages == 2 && strcmp(list, "pre post") == 0 && p.r == D && p.per_stage == N,
+             "plan: stage all is pre post; rank 50 clamped to D; 7 scores and 2 x 3 band values per stage");
+    ok = ok && pe_rotation_init(&spec, P, &e) == 0;
+    if (ok) memcpy(spec.theta, theta, sizeof theta);
+    pe_geom g = {D, R, P, PE_PAIRING_HALF, theta};
+    ok = ok && pe_entplan_head(&p, 0, 0, x, y, T, &g, pos, &spec, 1, 1, NULL, out, "test", &e) == 0;
+    ref_head(x0, T, D, R, 0, NULL, pos, PE_PREP_PAPER, D, want, want + PE_ENT_NSCORES);
+    pe_test_report(ok && max_diff(out, want, N) < 1e-10, "plan head: the pre stage equals the reference (1e-10)",
+                   "differ by %.3g", max_diff(out, want, N));
+    ref_head(x0, T, D, R, 0, theta, pos, PE_PREP_PAPER, D, want, want + PE_ENT_NSCORES);
+    pe_test_report(ok && max_diff(out + N, want, N) < 1e-10,
+                   "plan head: the post stage equals the reference rotated by the spec's theta (1e-10)",
+                   "differ by %.3g", max_diff(out + N, want, N));
+    PE_CHECK(ok && max_diff(out, out + N, PE_ENT_NSCORES) > 1e-6, "plan head: the rotation changes this head's scores");
+    if (ok) pe_rotation_free(&spec);
+    pe_entplan_free(&p);
+}
+
 /* ================================================================ --ref */
 
 typedef struct ref_file {
@@ -916,5 +1014,9 @@ int main(int argc, char **argv)
     test_clamp_and_edges();
     test_gram_and_spectrum();
     test_pool_and_rank();
+    test_pool_files();
+    test_mask_rank();
+    test_select_direction();
+    test_plan();
     return pe_test_done();
 }
