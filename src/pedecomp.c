@@ -18,6 +18,7 @@
 #include "pe_check.h"
 #include "pe_curve.h"
 #include "pe_decomp.h"
+#include "pe_freqs.h"
 #include "pe_run.h"
 #include "pe_spectrum.h"
 #include "pe_usage.h"
@@ -127,9 +128,8 @@ typedef struct state {
     double *spare_mean;
     size_t spare_cap;
     /* freqs */
+    pe_freqs_model fm;
     double *theta_cli;    /* the frequencies without an input file */
-    const double *theta;
-    int rotary_dim;
     double *scaled;       /* NULL without --scale */
     pe_scale_info info;
 } state;
@@ -607,18 +607,21 @@ static int prepare_freqs(pe_run *r, pe_err *e)
     if (!s) return -1;
     pthread_mutex_init(&s->spare_mu, NULL);
     r->state = s;
-    long L = r->n_files ? r->in.train_len : r->c.train_len;
-    double base = r->n_files ? r->in.meta->rope_theta : o->rope_theta;
+    pe_freqs_model *fm = &s->fm;
+    fm->train_len = r->n_files ? r->in.train_len : r->c.train_len;
+    fm->base = r->n_files ? r->in.meta->rope_theta : o->rope_theta;
     if (r->n_files) {
         /* One selected layer: its own frequencies; else the file's. */
-        s->theta = r->c.layers && r->in.n_layers == 1 ? pe_run_theta(r, 0) : r->in.meta->theta;
-        s->rotary_dim = r->in.meta->rotary_dim;
+        fm->theta = r->c.layers && r->in.n_layers == 1 ? pe_run_theta(r, 0) : r->in.meta->theta;
+        fm->rotary_dim = r->in.meta->rotary_dim;
+        fm->file = r->in.meta;
+        fm->path = r->files[0];
     } else {
-        s->rotary_dim = (int)o->rotary_dim;
+        fm->rotary_dim = (int)o->rotary_dim;
         if (!(s->theta_cli = pe_alloc(o->rotary_dim > 1 ? (size_t)o->rotary_dim / 2 : 1, sizeof(double), 0, e)))
             return -1;
         pe_rope_default_theta(o->rope_theta, (int)o->rotary_dim, s->theta_cli);
-        s->theta = s->theta_cli;
+        fm->theta = s->theta_cli;
     }
     if (pe_whatif_is_rope(w)) {
         r->ncol = 6;
@@ -629,55 +632,9 @@ static int prepare_freqs(pe_run *r, pe_err *e)
         return pe_fail_usage(e, "%s '%.200s': -t freqs has one row per pair of the model, and dope changes single "
                                 "heads: see their frequencies in -t summary --pe",
                              opt, w->text);
-    /* The spec on a one-layer model of these frequencies. */
-    const int P = s->rotary_dim / 2;
-    int64_t last = 0;
-    pe_layer_info li = {0};
-    pe_meta m = {0};
-    li.rope = 1;
-    li.theta = (double *)s->theta;
-    m.n_pairs = P;
-    m.rotary_dim = s->rotary_dim;
-    m.rope_theta = base;
-    m.n_layers = 1;
-    m.layers = &li;
-    if (r->n_files) {
-        m.T = r->in.meta->T;
-        m.positions = r->in.meta->positions;
-    } else {
-        m.T = 1; /* positions are not known without a file: dynamic:S needs its T */
-        m.positions = &last;
-        for (int k = 0; k < w->n; k++)
-            if (w->steps[k].dynamic_auto)
-                return pe_fail_usage(e, "%s '%.200s': dynamic:S takes the length of the file; without one, give "
-                                        "dynamic:S:T",
-                                     opt, w->text);
-    }
-    pe_rotation rot;
-    if (!(s->scaled = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *s->scaled, 0, e))) return -1;
-    if (pe_rotation_init(&rot, P, e) < 0) return -1;
-    int rc = pe_whatif_resolve(w, &m, 0, PE_TENSOR_Q, 0, L, &rot, e);
-    if (rc == 0) memcpy(s->scaled, rot.theta, (size_t)P * sizeof *s->scaled);
-    pe_rotation_free(&rot);
-    /* What the last scaling step did, for the "# scale:" line. */
-    s->info = (pe_scale_info){base, 1, 0, 0, 0, 0, 0, L};
-    for (int k = 0; rc == 0 && k < w->n; k++) {
-        pe_scaling sc = w->steps[k].scale;
-        if (w->steps[k].kind != PE_STEP_SCALE) continue;
-        if (w->steps[k].dynamic_auto) sc.target_len = (long)(m.positions[m.T - 1] + 1);
-        double *tmp = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *tmp, 0, e);
-        rc = tmp ? pe_scaling_apply(&sc, s->rotary_dim, base, L, s->theta, tmp, &s->info, e) : -1;
-        free(tmp);
-    }
-    if (rc < 0) {
-        /* Name the option and where the rotary layout came from. */
-        char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "%s '%.100s': %.700s%s%.200s", opt, w->text, e->msg, r->n_files ? " in " : "",
-                 r->n_files ? r->files[0] : "");
-        snprintf(e->msg, sizeof e->msg, "%s", msg);
+    if (!(s->scaled = pe_alloc(fm->rotary_dim > 1 ? (size_t)fm->rotary_dim / 2 : 1, sizeof *s->scaled, 0, e)))
         return -1;
-    }
-    return 0;
+    return pe_freqs_whatif(fm, w, opt, s->scaled, &s->info, e);
 }
 
 static int finish_freqs(pe_run *r, pe_err *e)
@@ -685,16 +642,17 @@ static int finish_freqs(pe_run *r, pe_err *e)
     (void)e;
     const decomp_opts *o = opts_of(r);
     const state *s = r->state;
+    const pe_freqs_model *fm = &s->fm;
     pe_table *t = r->table;
-    long L = r->n_files ? r->in.train_len : r->c.train_len;
-    pe_table_meta(t, "rope_theta", "%.17g", r->n_files ? r->in.meta->rope_theta : o->rope_theta);
+    long L = fm->train_len;
+    pe_table_meta(t, "rope_theta", "%.17g", fm->base);
     if (s->scaled)
         pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)", r->spec_names[0],
                       s->info.target_len, s->info.base_scaled, s->info.attn_factor);
     pe_table_meta(t, "train_len", "%ld", L);
-    pe_table_meta(t, "rotary_dim", "%d", s->rotary_dim);
-    for (int i = 0; i < s->rotary_dim / 2; i++) {
-        double th = s->theta[i];
+    pe_table_meta(t, "rotary_dim", "%d", fm->rotary_dim);
+    for (int i = 0; i < fm->rotary_dim / 2; i++) {
+        double th = fm->theta[i];
         pe_table_int(t, i);
         pe_table_dbl(t, th);
         pe_table_dbl(t, pe_rope_wavelength(th));
