@@ -177,64 +177,6 @@ static void result_free(void *res)
     memset(h, 0, sizeof *h);
 }
 
-/* The spectrum table from the unbinned profile: each pair's mean curve over
- * the in-train distances [0, min(Dmax + 1, L)). */
-static int work_spectrum(pe_run *r, const pe_profile *prof, const double *theta, head_result *out, pe_err *e)
-{
-    const decomp_opts *o = opts_of(r);
-    const int P = prof->n_pairs;
-    size_t Dw = prof->n_dist < (size_t)r->in.train_len ? prof->n_dist : (size_t)r->in.train_len;
-    double *curve = pe_alloc(Dw, sizeof *curve, 0, e);
-    int rc = -1;
-    if (!curve) return -1;
-    if (!(out->pur = pe_alloc(P ? (size_t)P : 1, sizeof *out->pur, 1, e))) goto done;
-    if (o->spectrum_of >= 0) {
-        out->n_power = pe_spectrum_size(Dw) / 2 + 1;
-        if (!(out->power = pe_alloc(out->n_power, sizeof *out->power, 0, e))) goto done;
-    }
-    for (int i = 0; i < P; i++) {
-        int want_power = i == o->spectrum_of;
-        if (o->spectrum_of >= 0 && !want_power) continue;
-        for (size_t d = 0; d < Dw; d++)
-            curve[d] = prof->count[d] > 0 ? prof->sum[(size_t)i * prof->n_dist + d] / prof->count[d] : NAN;
-        if (pe_spectrum_purity(curve, Dw, theta[i], &out->pur[i], want_power ? out->power : NULL, e) < 0) goto done;
-    }
-    rc = 0;
-done:
-    free(curve);
-    return rc;
-}
-
-/* Binning a head's profile rows, BIN_ROWS rows per item, on every thread. */
-#define BIN_ROWS 8
-typedef struct bin_job {
-    const pe_profile *prof;
-    head_result *out;
-    size_t nb;
-} bin_job;
-
-static int bin_rows(size_t t, void *ctx, pe_err *e)
-{
-    (void)e;
-    const bin_job *bj = ctx;
-    const size_t nd = bj->prof->n_dist, nb = bj->nb, rows = (size_t)bj->prof->n_pairs + 2;
-    const double *count = bj->prof->count;
-    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++) {
-        const double *sum = bj->prof->sum + r * nd;
-        double *mean = bj->out->mean + r * nb;
-        if (nb == nd) { /* one distance per bin: pe_bin_mean's value, without its loop */
-            for (size_t d = 0; d < nd; d++) mean[d] = count[d] > 0 ? sum[d] / count[d] : NAN;
-            continue;
-        }
-        for (size_t b = 0; b < nb; b++) {
-            size_t lo, hi;
-            pe_bin_range(nd, nb, b, &lo, &hi);
-            mean[b] = pe_bin_mean(sum, count, lo, hi);
-        }
-    }
-    return 0;
-}
-
 /* The frequencies of a head's pairs under the run's spec (the first
  * file's: they differ between files only with dynamic:S). */
 static const double *head_theta(const pe_run *r, const pe_task *t)
@@ -274,22 +216,19 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) return -1;
         return pe_profile_summary(prof, head_theta(r, t), r->in.train_len, (double)o->min_pairs, out->sum, e);
     }
-    if (o->table == TABLE_SPECTRUM) return work_spectrum(r, prof, head_theta(r, t), out, e);
-    size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)o->bins), rows = (size_t)P + 2;
+    if (o->table == TABLE_SPECTRUM) { /* the in-train distances of the unbinned profile */
+        size_t Dw = prof->n_dist < (size_t)r->in.train_len ? prof->n_dist : (size_t)r->in.train_len;
+        out->n_power = o->spectrum_of >= 0 ? pe_spectrum_size(Dw) / 2 + 1 : 0;
+        if (!(out->pur = pe_alloc(P ? (size_t)P : 1, sizeof *out->pur, 1, e))) return -1;
+        if (out->n_power && !(out->power = pe_alloc(out->n_power, sizeof *out->power, 0, e))) return -1;
+        return pe_profile_purity(prof, head_theta(r, t), r->in.train_len, o->spectrum_of, out->pur, out->power, e);
+    }
+    size_t nb = pe_bin_count(prof->n_dist, (size_t)o->bins);
     out->nb = nb;
-    out->mean = mean_take(s, rows * nb, &out->mean_cap, e);
+    out->mean = mean_take(s, ((size_t)P + 2) * nb, &out->mean_cap, e);
     out->npairs = pe_alloc(nb, sizeof(double), 0, e);
     if (!out->mean || !out->npairs) return -1;
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo, hi;
-        pe_bin_range(nd, nb, b, &lo, &hi);
-        double n = 0;
-        for (size_t d = lo; d <= hi; d++) n += prof->count[d];
-        out->npairs[b] = n;
-    }
-    /* A full profile is P + 2 rows of T distances: as much work as a unit's FFTs. */
-    bin_job bj = {prof, out, nb};
-    return pe_pool_for(r->pool, (rows + BIN_ROWS - 1) / BIN_ROWS, bin_rows, &bj, e);
+    return pe_profile_bin(prof, nb, out->mean, out->npairs, r->pool, e);
 }
 
 static void pair_cells(pe_table *t, const pe_run *r, const double *theta, int i)

@@ -678,6 +678,73 @@ static void test_jobs(void)
     free(k);
 }
 
+/* pe_profile_bin: rows whose per-distance mean is a constant (row r: r + 1)
+ * keep it in every bin with pairs; npairs are the counts summed by hand. */
+static void test_bin(void)
+{
+    enum { P = 2, ND = 10 };
+    pe_profile p;
+    pe_err e;
+    double mean[(P + 2) * ND], mean_pool[(P + 2) * ND], npairs[ND];
+    PE_CHECK(pe_profile_init(&p, P, ND, &e) == 0, "bin: profile init");
+    for (size_t d = 0; d < ND; d++) p.count[d] = d == 7 || d == 8 ? 0 : (double)d + 1;
+    for (int r = 0; r < P + 2; r++)
+        for (size_t d = 0; d < ND; d++) p.sum[(size_t)r * ND + d] = p.count[d] * (r + 1);
+    /* Three bins: [0, 2], [3, 5], [6, 9]; pairs 1+2+3, 4+5+6, 7+10. */
+    PE_CHECK(pe_profile_bin(&p, 3, mean, npairs, NULL, &e) == 0, "bin 10 distances into 3");
+    PE_CHECK(npairs[0] == 6 && npairs[1] == 15 && npairs[2] == 17, "bin: pairs per bin 6, 15, 17");
+    int ok = 1;
+    for (int r = 0; r < P + 2; r++)
+        for (int b = 0; b < 3; b++) ok &= fabs(mean[r * 3 + b] - (r + 1)) <= 1e-15 * (r + 1);
+    PE_CHECK(ok, "bin: every row keeps its constant mean r + 1 in every bin");
+    /* One distance per bin: distances without pairs are NaN. */
+    PE_CHECK(pe_profile_bin(&p, ND, mean, npairs, NULL, &e) == 0, "bin 10 distances into 10");
+    PE_CHECK(isnan(mean[7]) && isnan(mean[3 * ND + 8]) && npairs[7] == 0, "bin: a distance without pairs is nan");
+    PE_CHECK(mean[3 * ND + 9] == 4 && npairs[9] == 10, "bin: one distance per bin, total row 4, 10 pairs");
+    /* The same bits on three threads. */
+    pe_pool *pool = pe_pool_new(3, &e);
+    PE_CHECK(pool && pe_profile_bin(&p, ND, mean_pool, npairs, pool, &e) == 0, "bin on a pool of 3");
+    PE_CHECK(memcmp(mean, mean_pool, sizeof mean) == 0, "bin: the same bits on 3 threads as on this one");
+    pe_pool_free(pool);
+    pe_profile_free(&p);
+}
+
+/* pe_profile_purity: a pair whose mean curve is cos(theta d) on the
+ * in-train distances is pure, whatever lies beyond L; with `only` the
+ * other pairs are left alone and the power peaks at theta / (2 pi). */
+static void test_purity(void)
+{
+    enum { P = 2, ND = 64 };
+    const long L = 48;
+    const double theta[P] = {2 * PI * 0.125, 2 * PI * 0.25};
+    pe_profile p;
+    pe_purity pur[P];
+    pe_err e;
+    double power[256 / 2 + 1];
+    PE_CHECK(pe_spectrum_size(48) == 256, "purity: a 256-point spectrum for 48 distances");
+    PE_CHECK(pe_profile_init(&p, P, ND, &e) == 0, "purity: profile init");
+    for (size_t d = 0; d < ND; d++) {
+        p.count[d] = 2;
+        for (int i = 0; i < P; i++) p.sum[(size_t)i * ND + d] = d < (size_t)L ? 2 * cos(theta[i] * d) : 1e6;
+    }
+    PE_CHECK(pe_profile_purity(&p, theta, L, -1, pur, NULL, &e) == 0, "purity of every pair");
+    for (int i = 0; i < P; i++) {
+        char what[80];
+        snprintf(what, sizeof what, "purity: pair %d peaks at theta / 2 pi = %g", i, theta[i] / (2 * PI));
+        PE_CHECK_NEAR(pur[i].peak_freq, theta[i] / (2 * PI), 1e-12, what);
+        snprintf(what, sizeof what, "purity: pair %d is pure (distances >= L left out)", i);
+        PE_CHECK(pur[i].purity > 0.9 && fabs(pur[i].leakage - (1 - pur[i].purity)) < 1e-15, what);
+    }
+    pur[0].purity = -1;
+    PE_CHECK(pe_profile_purity(&p, theta, L, 1, pur, power, &e) == 0, "purity of pair 1 alone, with its power");
+    PE_CHECK(pur[0].purity == -1, "purity with only 1: pair 0 untouched");
+    size_t kmax = 1;
+    for (size_t k = 1; k <= 128; k++)
+        if (power[k] > power[kmax]) kmax = k;
+    PE_CHECK_INT(kmax, 64, "purity: pair 1's power peaks at bin 64 = 0.25 * 256");
+    pe_profile_free(&p);
+}
+
 int main(void)
 {
     test_jobs();
@@ -691,5 +758,7 @@ int main(void)
     test_value_ood();
     test_summary();
     test_threads();
+    test_bin();
+    test_purity();
     return pe_test_done();
 }
