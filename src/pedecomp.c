@@ -20,6 +20,7 @@
 #include "pe_decomp.h"
 #include "pe_freqs.h"
 #include "pe_run.h"
+#include "pe_series.h"
 #include "pe_spectrum.h"
 #include "pe_usage.h"
 
@@ -238,101 +239,51 @@ static void pair_cells(pe_table *t, const pe_run *r, const double *theta, int i)
     pe_table_str(t, pe_class_name(pe_rope_classify(theta[i], r->in.train_len, &opts_of(r)->rule)));
 }
 
-/* The profile of a head is (P + 2) series of nb rows: up to 8.6 million
- * rows at T 131072 with --bins 0, whose formatting takes longer than their
- * computing.  They are formatted in pieces of PROFILE_PIECE rows on every
- * thread into table forks, which this thread writes in order as they come:
- * the same bytes as one thread writing them, and a few pieces in memory. */
-#define PROFILE_PIECE 8192
-
-typedef struct profile_job {
-    pe_run *r;
+/* The profile of a head: a series per pair, pass and total, of its bins,
+ * formatted on every thread (pe_series.h). */
+typedef struct profile_rows {
+    const pe_run *r;
     const pe_task *t;
     const head_result *h;
     int series[1024 + 2]; /* the profile rows written, in order */
-    int ns;
-    pe_table_state at;    /* the table before the first piece */
-    pe_table **forks;     /* per piece, until written */
-} profile_job;
+} profile_rows;
 
-static int format_piece(size_t k, void *ctx, pe_err *e)
+static void profile_prefix(pe_table *t, size_t si, void *ctx)
 {
-    profile_job *pj = ctx;
-    pe_run *r = pj->r;
-    const head_result *h = pj->h;
-    const double *theta = head_theta(r, pj->t);
-    const int P = r->in.meta->n_pairs;
-    const size_t nb = h->nb, first = k * PROFILE_PIECE, n = (size_t)pj->ns * nb;
-    const size_t last = first + PROFILE_PIECE < n ? first + PROFILE_PIECE : n;
-    /* A piece after the first continues rows already written, with the
-     * series break waiting when it starts a series. */
-    pe_table_state at = k == 0 ? pj->at : (pe_table_state){1, first % nb == 0};
-    pe_table *t = pe_table_fork(r->table, at, e);
-    if (!t) return -1;
-    size_t si = first / nb, b = first % nb; /* the series and bin of row x */
-    for (size_t x = first; x < last; x++, b++) {
-        if (b == nb) {
-            b = 0;
-            si++;
-        }
-        const int row = pj->series[si];
-        size_t lo, hi;
-        if (b == 0 && x != first) pe_table_break(t, 1);
-        if (nb == r->in.n_dist) /* every distance its own bin */
-            lo = hi = b;
-        else
-            pe_bin_range(r->in.n_dist, nb, b, &lo, &hi);
-        if (b != 0 && x != first) {
-            pe_table_use_prefix(t); /* the series' first six cells */
-        } else {
-            pe_run_row_start(t, pj->t);
-            if (row < P) {
-                pair_cells(t, r, theta, row);
-            } else {
-                const char *name = row == P ? "pass" : "total";
-                pe_table_str(t, name);
-                pe_table_nan(t);
-                pe_table_str(t, name);
-            }
-            pe_table_mark_prefix(t);
-        }
-        pe_table_int(t, (long long)lo);
-        pe_table_int(t, (long long)hi);
-        pe_table_int(t, (long long)h->npairs[b]);
-        pe_table_dbl(t, h->mean[(size_t)row * nb + b]);
-        pe_table_end_row(t);
+    const profile_rows *pr = ctx;
+    const int P = pr->r->in.meta->n_pairs, row = pr->series[si];
+    pe_run_row_start(t, pr->t);
+    if (row < P) {
+        pair_cells(t, pr->r, head_theta(pr->r, pr->t), row);
+        return;
     }
-    if (last % nb == 0) pe_table_break(t, 1);
-    pj->forks[k] = t;
-    return 0;
+    const char *name = row == P ? "pass" : "total";
+    pe_table_str(t, name);
+    pe_table_nan(t);
+    pe_table_str(t, name);
 }
 
-static int write_piece(size_t k, void *ctx, pe_err *e)
+static void profile_cells(pe_table *t, size_t si, size_t b, void *ctx)
 {
-    profile_job *pj = ctx;
-    pe_table *t = pj->forks[k];
-    pj->forks[k] = NULL;
-    return pe_table_join(pj->r->table, t, e);
+    const profile_rows *pr = ctx;
+    const size_t nb = pr->h->nb, nd = pr->r->in.n_dist;
+    size_t lo = b, hi = b; /* every distance its own bin */
+    if (nb != nd) pe_bin_range(nd, nb, b, &lo, &hi);
+    pe_table_int(t, (long long)lo);
+    pe_table_int(t, (long long)hi);
+    pe_table_int(t, (long long)pr->h->npairs[b]);
+    pe_table_dbl(t, pr->h->mean[(size_t)pr->series[si] * nb + b]);
 }
 
 static int emit_profile(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     const pe_meta *m = r->in.meta;
-    const int P = m->n_pairs;
     head_result *h = res;
-    profile_job *pj = pe_alloc(1, sizeof *pj, 1, e);
-    int rc = -1;
-    if (!pj) return -1;
-    *pj = (profile_job){r, t, h, {0}, 0, pe_table_state_of(r->table), NULL};
-    for (int row = 0; row < P + 2; row++)
-        if (row != P || m->rotary_dim < m->head_dim) pj->series[pj->ns++] = row;
-    size_t n = (size_t)pj->ns * h->nb, pieces = (n + PROFILE_PIECE - 1) / PROFILE_PIECE;
-    if ((pj->forks = pe_alloc(pieces ? pieces : 1, sizeof *pj->forks, 1, e)) &&
-        pe_pool_ordered(r->pool, pieces, 0, 2 * (size_t)r->jobs, format_piece, write_piece, pj, e) == 0)
-        rc = 0;
-    for (size_t k = 0; pj->forks && k < pieces; k++) pe_table_fork_free(pj->forks[k]);
-    free(pj->forks);
-    free(pj);
+    profile_rows pr = {r, t, h, {0}};
+    pe_series ser = {0, h->nb, profile_prefix, profile_cells, &pr};
+    for (int row = 0; row < m->n_pairs + 2; row++)
+        if (row != m->n_pairs || m->rotary_dim < m->head_dim) pr.series[ser.n_series++] = row;
+    int rc = pe_series_write(r->table, r->pool, &ser, e);
     if (rc == 0) mean_give(r->state, h);
     pe_table_break(r->table, 2);
     return rc;
