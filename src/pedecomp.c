@@ -562,30 +562,14 @@ static int finish_freqs(pe_run *r, pe_err *e)
 
 /* ---- --check: each file alone (pe_check.h) ---- */
 
-/* Every selected layer and head must exist in every file. */
 static int prepare_check(pe_run *r, pe_err *e)
 {
-    const pe_common_opts *c = &r->c;
-    for (size_t f = 0; f < r->n_files; f++) {
-        for (size_t j = 0; c->layers && j < c->n_layers; j++)
-            if (pe_dump_find_layer(r->each[f], c->layers[j]) < 0)
-                return pe_fail_usage(e, "--layers: layer %ld is not in %s", c->layers[j], r->files[f]);
-        for (size_t j = 0; c->heads && j < c->n_heads; j++)
-            if (c->heads[j] >= pe_dump_meta(r->each[f])->n_heads)
-                return pe_fail_usage(e, "--heads: head %ld does not exist (%s has %d query heads)", c->heads[j],
-                                     r->files[f], pe_dump_meta(r->each[f])->n_heads);
-    }
-    return 0;
+    return pe_check_selection(r->each, r->files, r->n_files, &r->c, e);
 }
 
 static int finish_check(pe_run *r, pe_err *e)
 {
-    const pe_common_opts *c = &r->c;
-    for (size_t f = 0; f < r->n_files; f++)
-        if (pe_check_file(r->table, r->each[f], r->files[f], c->layers, c->n_layers, c->heads, c->n_heads, &r->found,
-                          e) < 0)
-            return -1;
-    return 0;
+    return pe_check_files(r->table, r->each, r->files, r->n_files, &r->c, &r->found, e);
 }
 
 /* ---- the tables ---- */
