@@ -10,7 +10,6 @@
  * itself is pe_run's: heads one at a time, each spread over every thread
  * (groups of pairs), its rows written while the next head is computed. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "pe_freqs.h"
 #include "pe_run.h"
 #include "pe_series.h"
+#include "pe_spare.h"
 #include "pe_spectrum.h"
 #include "pe_usage.h"
 
@@ -122,12 +122,7 @@ typedef struct head_result {
 
 typedef struct state {
     pe_profile prof;      /* kept from head to head: its pages are already there */
-    /* A written head's mean array, kept for a later head (17 MB at --bins 0
-     * and T 32768: new pages cost more than the binning); work and emit run
-     * at once, hence the lock. */
-    pthread_mutex_t spare_mu;
-    double *spare_mean;
-    size_t spare_cap;
+    pe_spare spare;       /* a written head's mean array, for a later head */
     /* freqs */
     pe_freqs_model fm;
     double *theta_cli;    /* the frequencies without an input file */
@@ -138,32 +133,6 @@ typedef struct state {
 static const decomp_opts *opts_of(const pe_run *r)
 {
     return r->opts;
-}
-
-static double *mean_take(state *s, size_t n, size_t *cap, pe_err *e)
-{
-    double *m = NULL;
-    pthread_mutex_lock(&s->spare_mu);
-    if (s->spare_mean && s->spare_cap >= n) {
-        m = s->spare_mean;
-        *cap = s->spare_cap;
-        s->spare_mean = NULL;
-    }
-    pthread_mutex_unlock(&s->spare_mu);
-    if (!m && (m = pe_alloc_big(n, sizeof *m, e))) *cap = n;
-    return m;
-}
-
-static void mean_give(state *s, head_result *h)
-{
-    pthread_mutex_lock(&s->spare_mu);
-    if (!s->spare_mean || s->spare_cap < h->mean_cap) {
-        free(s->spare_mean);
-        s->spare_mean = h->mean;
-        s->spare_cap = h->mean_cap;
-        h->mean = NULL;
-    }
-    pthread_mutex_unlock(&s->spare_mu);
 }
 
 static void result_free(void *res)
@@ -226,7 +195,7 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     }
     size_t nb = pe_bin_count(prof->n_dist, (size_t)o->bins);
     out->nb = nb;
-    out->mean = mean_take(s, ((size_t)P + 2) * nb, &out->mean_cap, e);
+    out->mean = pe_spare_take(&s->spare, ((size_t)P + 2) * nb, &out->mean_cap, e);
     out->npairs = pe_alloc(nb, sizeof(double), 0, e);
     if (!out->mean || !out->npairs) return -1;
     return pe_profile_bin(prof, nb, out->mean, out->npairs, r->pool, e);
@@ -279,12 +248,13 @@ static int emit_profile(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     const pe_meta *m = r->in.meta;
     head_result *h = res;
+    state *s = r->state;
     profile_rows pr = {r, t, h, {0}};
     pe_series ser = {0, h->nb, profile_prefix, profile_cells, &pr};
     for (int row = 0; row < m->n_pairs + 2; row++)
         if (row != m->n_pairs || m->rotary_dim < m->head_dim) pr.series[ser.n_series++] = row;
     int rc = pe_series_write(r->table, r->pool, &ser, e);
-    if (rc == 0) mean_give(r->state, h);
+    if (rc == 0) pe_spare_give(&s->spare, &h->mean, h->mean_cap); /* for a later head */
     pe_table_break(r->table, 2);
     return rc;
 }
@@ -414,7 +384,7 @@ static int prepare_heads(pe_run *r, pe_err *e)
     const decomp_opts *o = opts_of(r);
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
-    pthread_mutex_init(&s->spare_mu, NULL);
+    pe_spare_init(&s->spare);
     r->state = s;
     if (o->spectrum_of >= r->in.meta->n_pairs)
         return pe_fail_usage(e, "--spectrum-of: pair %ld does not exist (the files have %d pairs)", o->spectrum_of,
@@ -477,8 +447,7 @@ static void cleanup(pe_run *r)
     o->scale = NULL;
     if (!s) return;
     pe_profile_free(&s->prof);
-    free(s->spare_mean);
-    pthread_mutex_destroy(&s->spare_mu);
+    pe_spare_free(&s->spare);
     free(s->theta_cli);
     free(s->scaled);
     free(s);
@@ -495,7 +464,7 @@ static int prepare_freqs(pe_run *r, pe_err *e)
     const pe_whatif *w = r->specs[0];
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
-    pthread_mutex_init(&s->spare_mu, NULL);
+    pe_spare_init(&s->spare);
     r->state = s;
     pe_freqs_model *fm = &s->fm;
     fm->train_len = r->n_files ? r->in.train_len : r->c.train_len;
