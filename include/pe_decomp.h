@@ -68,6 +68,13 @@ typedef struct pe_head_input {
 int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_method method,
                    pe_err *e);
 
+/* Bytes at the peak of a profile of n_pairs pairs (and the pass-through
+ * dims when pass) over n_dist distances, while pe_profile_add sums heads of
+ * T tokens on `threads` threads: the sums and counts, the totals of each
+ * unit of 8 pairs, each thread's gather columns and FFT buffers (man
+ * pedecomp(1), --max-memory). */
+double pe_profile_bytes(int n_pairs, int pass, size_t n_dist, size_t T, int threads);
+
 /* Largest distance the head can produce: pos[T-1] - pos[0]. */
 size_t pe_head_max_distance(size_t T, const int64_t *pos);
 

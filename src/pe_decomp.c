@@ -149,6 +149,17 @@ void pe_profile_clear(pe_profile *p)
     memset(p->mag, 0, (size_t)p->n_pairs * sizeof *p->mag);
 }
 
+double pe_profile_bytes(int n_pairs, int pass, size_t n_dist, size_t T, int threads)
+{
+    double P = n_pairs, nd = (double)n_dist, Td = (double)T;
+    double units = ceil(P / 8) + (pass != 0);
+    double N = 2 * Td * 1.25; /* the FFT size, at most 2^a 3^b 5^c above 2T */
+    double need = (P + 3) * nd * 8;                            /* profile sums, counts */
+    need += units * nd * 8;                                    /* units' totals */
+    need += threads * ((Td + 16) * 4 * 8 * 8 + 3 * N * 16);    /* gather, FFT */
+    return need;
+}
+
 size_t pe_head_max_distance(size_t T, const int64_t *pos)
 {
     if (T < 2 || !pos || pos[T - 1] <= pos[0]) return 0;

@@ -105,7 +105,6 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-
 /* ---- profile, summary, spectrum: one head's profile ---- */
 
 typedef struct head_result {
@@ -429,11 +428,7 @@ static double memory_need(pe_run *r)
     double need = 2 * T * D * 8;
     if (r->in.n == 1 && r->jobs > 1 && T * D * 8 <= 64.0 * (1 << 20)) need += T * D * 8;
     if (o->table != TABLE_USAGE && o->table != TABLE_DIMS) {
-        double units = ceil(P / 8) + (m->rotary_dim < m->head_dim);
-        double N = 2 * T * 1.25; /* the FFT size, at most 2^a 3^b 5^c above 2T */
-        need += (P + 3) * nd * 8;                            /* profile sums, counts */
-        need += units * nd * 8;                              /* units' totals */
-        need += r->jobs * ((T + 16) * 4 * 8 * 8 + 3 * N * 16); /* gather, FFT */
+        need += pe_profile_bytes(m->n_pairs, m->rotary_dim < m->head_dim, r->in.n_dist, r->T_max, r->jobs);
         need += (P + 2) * (o->bins ? fmin((double)o->bins, nd) : nd) * 8 * 2; /* a head's rows */
     }
     return need;

@@ -745,6 +745,17 @@ static void test_purity(void)
     pe_profile_free(&p);
 }
 
+/* pe_profile_bytes, worked by hand: 16 pairs and the pass dims over 100
+ * distances, T 50, 2 threads: sums and counts 19 x 100 x 8 = 15200, three
+ * units' totals 3 x 100 x 8 = 2400, per thread gather (50 + 16) x 256 =
+ * 16896 and FFT 3 x 125 x 16 = 6000: 15200 + 2400 + 2 x 22896 = 63392. */
+static void test_bytes(void)
+{
+    PE_CHECK_NEAR(pe_profile_bytes(16, 1, 100, 50, 2), 63392, 0, "profile bytes: 16 pairs + pass, T 50, 2 threads");
+    PE_CHECK_NEAR(pe_profile_bytes(17, 0, 100, 50, 1), 20 * 800 + 3 * 800 + 22896, 0,
+                  "profile bytes: 17 pairs (3 units), no pass, 1 thread");
+}
+
 int main(void)
 {
     test_jobs();
@@ -760,5 +771,6 @@ int main(void)
     test_threads();
     test_bin();
     test_purity();
+    test_bytes();
     return pe_test_done();
 }
