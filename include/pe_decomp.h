@@ -50,6 +50,11 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
 void pe_profile_free(pe_profile *p);
 /* Zeroes the sums and counts, keeping every buffer for the next head. */
 void pe_profile_clear(pe_profile *p);
+/* Zeroed for a head of n_pairs pairs over n_dist distances: p's arrays and
+ * working buffers are kept when it has that shape (their pages are already
+ * there), else it is made anew (pe_profile_init; p zeroed the first time).
+ * Returns 0 or -1. */
+int pe_profile_reuse(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
 
 /* One head of one sequence: query and key vectors BEFORE the rotary
  * embedding, row-major T x D each, positions strictly increasing. */

@@ -149,6 +149,14 @@ void pe_profile_clear(pe_profile *p)
     memset(p->mag, 0, (size_t)p->n_pairs * sizeof *p->mag);
 }
 
+int pe_profile_reuse(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
+{
+    if (p->sum && (p->n_pairs != n_pairs || p->n_dist != n_dist)) pe_profile_free(p);
+    if (!p->sum) return pe_profile_init(p, n_pairs, n_dist, e);
+    pe_profile_clear(p);
+    return 0;
+}
+
 double pe_profile_bytes(int n_pairs, int pass, size_t n_dist, size_t T, int threads)
 {
     double P = n_pairs, nd = (double)n_dist, Td = (double)T;

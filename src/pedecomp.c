@@ -162,9 +162,7 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     head_result *out = res;
     const int P = r->in.meta->n_pairs;
     pe_profile *prof = &s->prof;
-    if (prof->sum && (prof->n_pairs != P || prof->n_dist != r->in.n_dist)) pe_profile_free(prof);
-    if (!prof->sum && pe_profile_init(prof, P, r->in.n_dist, e) < 0) return -1;
-    pe_profile_clear(prof);
+    if (pe_profile_reuse(prof, P, r->in.n_dist, e) < 0) return -1;
     prof->pool = r->pool;
     for (size_t f = 0; f < r->in.n; f++) {
         const pe_meta *mf = pe_dump_meta(r->in.dumps[f]);

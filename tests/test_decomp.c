@@ -745,6 +745,25 @@ static void test_purity(void)
     pe_profile_free(&p);
 }
 
+/* pe_profile_reuse: the same shape keeps the arrays, zeroed; another
+ * shape gets arrays of its own size. */
+static void test_reuse(void)
+{
+    pe_profile p = {0};
+    pe_err e;
+    PE_CHECK(pe_profile_reuse(&p, 3, 20, &e) == 0 && p.n_pairs == 3 && p.n_dist == 20, "reuse: first use inits");
+    double *sum = p.sum;
+    p.sum[5 * 20 - 1] = 7;
+    p.count[19] = 2;
+    p.mag[2] = 1;
+    PE_CHECK(pe_profile_reuse(&p, 3, 20, &e) == 0 && p.sum == sum, "reuse: the same shape keeps the arrays");
+    PE_CHECK(p.sum[5 * 20 - 1] == 0 && p.count[19] == 0 && p.mag[2] == 0, "reuse: sums, counts, magnitudes zeroed");
+    PE_CHECK(pe_profile_reuse(&p, 4, 30, &e) == 0 && p.n_pairs == 4 && p.n_dist == 30, "reuse: a new shape");
+    p.sum[6 * 30 - 1] = 1; /* the last cell of the new shape exists (valgrind, asan) */
+    PE_CHECK(pe_profile_reuse(&p, 1, 0, &e) == -1, "reuse: no distances is an error");
+    pe_profile_free(&p);
+}
+
 /* pe_profile_bytes, worked by hand: 16 pairs and the pass dims over 100
  * distances, T 50, 2 threads: sums and counts 19 x 100 x 8 = 15200, three
  * units' totals 3 x 100 x 8 = 2400, per thread gather (50 + 16) x 256 =
@@ -772,5 +791,6 @@ int main(void)
     test_bin();
     test_purity();
     test_bytes();
+    test_reuse();
     return pe_test_done();
 }
