@@ -9,6 +9,7 @@
 #ifndef PE_CHECK_H
 #define PE_CHECK_H
 
+#include "pe_cli.h"
 #include "pe_common.h"
 #include "pe_dump.h"
 #include "pe_table.h"
@@ -20,5 +21,14 @@
  * types sets *mismatch.  Returns 0, or -1 when a head cannot be read. */
 int pe_check_file(pe_table *t, pe_dump *d, const char *path, const long *layers, size_t n_layers, const long *heads,
                   size_t n_heads, int *mismatch, pe_err *e);
+
+/* Before anything is written: a layer (c->layers) or query head (c->heads)
+ * selected but missing from one of the n files d (named paths) is a usage
+ * error.  Returns 0 or -1. */
+int pe_check_selection(pe_dump *const *d, char *const *paths, size_t n, const pe_common_opts *c, pe_err *e);
+
+/* pe_check_file for each of the n files in turn, with c's layers and heads. */
+int pe_check_files(pe_table *t, pe_dump *const *d, char *const *paths, size_t n, const pe_common_opts *c,
+                   int *mismatch, pe_err *e);
 
 #endif

@@ -24,6 +24,7 @@
 #include "pe_common.h"
 #include "pe_pool.h"
 #include "pe_rope.h"
+#include "pe_spectrum.h"
 
 typedef enum {
     PE_METHOD_FFT = 0, /* cross-correlations with FFTW, O(T log T) per pair */
@@ -49,6 +50,11 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
 void pe_profile_free(pe_profile *p);
 /* Zeroes the sums and counts, keeping every buffer for the next head. */
 void pe_profile_clear(pe_profile *p);
+/* Zeroed for a head of n_pairs pairs over n_dist distances: p's arrays and
+ * working buffers are kept when it has that shape (their pages are already
+ * there), else it is made anew (pe_profile_init; p zeroed the first time).
+ * Returns 0 or -1. */
+int pe_profile_reuse(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e);
 
 /* One head of one sequence: query and key vectors BEFORE the rotary
  * embedding, row-major T x D each, positions strictly increasing. */
@@ -66,6 +72,13 @@ typedef struct pe_head_input {
  * at or beyond p->n_dist are an error.  Returns 0 or -1. */
 int pe_profile_add(pe_profile *p, const pe_head_input *in, const pe_geom *g, pe_method method,
                    pe_err *e);
+
+/* Bytes at the peak of a profile of n_pairs pairs (and the pass-through
+ * dims when pass) over n_dist distances, while pe_profile_add sums heads of
+ * T tokens on `threads` threads: the sums and counts, the totals of each
+ * unit of 8 pairs, each thread's gather columns and FFT buffers (man
+ * pedecomp(1), --max-memory). */
+double pe_profile_bytes(int n_pairs, int pass, size_t n_dist, size_t T, int threads);
 
 /* Largest distance the head can produce: pos[T-1] - pos[0]. */
 size_t pe_head_max_distance(size_t T, const int64_t *pos);
@@ -99,5 +112,22 @@ double pe_angle_ood(double theta, long train_len, size_t dmax);
  * pe_pair_summary; *n_used (may be NULL) counts the distances taken. */
 double pe_value_ood(const double *sum, const double *count, size_t n_dist, long train_len, double min_pairs,
                     double *lo, double *hi, size_t *n_used);
+
+/* ---- what the per-head tables keep of a pooled profile (man pedecomp(1),
+ * TABLES, profile and spectrum) ---- */
+
+/* The profile table: the P + 2 rows of p cut into nb bins (nb from
+ * pe_bin_count, the rule of pe_bin_range): mean[(P + 2) x nb], row-major,
+ * the pair-weighted mean of each row in each bin (NaN without pairs), and
+ * npairs[nb] the pairs in each bin.  The rows are spread over pool (NULL:
+ * this thread); a full profile is as much work as a head's FFTs.  0 or -1. */
+int pe_profile_bin(const pe_profile *p, size_t nb, double *mean, double *npairs, pe_pool *pool, pe_err *e);
+
+/* The spectrum table: each pair's mean curve over the in-train distances
+ * 0 .. Dw-1, Dw = min(n_dist, L), through pe_spectrum_purity into pur[P]
+ * (theta: the P frequencies).  only >= 0: that pair alone, with its power
+ * spectrum into power[pe_spectrum_size(Dw) / 2 + 1].  Returns 0 or -1. */
+int pe_profile_purity(const pe_profile *p, const double *theta, long train_len, long only, pe_purity *pur,
+                      double *power, pe_err *e);
 
 #endif

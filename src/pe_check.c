@@ -86,3 +86,26 @@ done:
     free(y);
     return rc;
 }
+
+int pe_check_selection(pe_dump *const *d, char *const *paths, size_t n, const pe_common_opts *c, pe_err *e)
+{
+    for (size_t f = 0; f < n; f++) {
+        for (size_t j = 0; c->layers && j < c->n_layers; j++)
+            if (pe_dump_find_layer(d[f], c->layers[j]) < 0)
+                return pe_fail_usage(e, "--layers: layer %ld is not in %s", c->layers[j], paths[f]);
+        for (size_t j = 0; c->heads && j < c->n_heads; j++)
+            if (c->heads[j] >= pe_dump_meta(d[f])->n_heads)
+                return pe_fail_usage(e, "--heads: head %ld does not exist (%s has %d query heads)", c->heads[j],
+                                     paths[f], pe_dump_meta(d[f])->n_heads);
+    }
+    return 0;
+}
+
+int pe_check_files(pe_table *t, pe_dump *const *d, char *const *paths, size_t n, const pe_common_opts *c,
+                   int *mismatch, pe_err *e)
+{
+    for (size_t f = 0; f < n; f++)
+        if (pe_check_file(t, d[f], paths[f], c->layers, c->n_layers, c->heads, c->n_heads, mismatch, e) < 0)
+            return -1;
+    return 0;
+}

@@ -149,6 +149,25 @@ void pe_profile_clear(pe_profile *p)
     memset(p->mag, 0, (size_t)p->n_pairs * sizeof *p->mag);
 }
 
+int pe_profile_reuse(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
+{
+    if (p->sum && (p->n_pairs != n_pairs || p->n_dist != n_dist)) pe_profile_free(p);
+    if (!p->sum) return pe_profile_init(p, n_pairs, n_dist, e);
+    pe_profile_clear(p);
+    return 0;
+}
+
+double pe_profile_bytes(int n_pairs, int pass, size_t n_dist, size_t T, int threads)
+{
+    double P = n_pairs, nd = (double)n_dist, Td = (double)T;
+    double units = ceil(P / 8) + (pass != 0);
+    double N = 2 * Td * 1.25; /* the FFT size, at most 2^a 3^b 5^c above 2T */
+    double need = (P + 3) * nd * 8;                            /* profile sums, counts */
+    need += units * nd * 8;                                    /* units' totals */
+    need += threads * ((Td + 16) * 4 * 8 * 8 + 3 * N * 16);    /* gather, FFT */
+    return need;
+}
+
 size_t pe_head_max_distance(size_t T, const int64_t *pos)
 {
     if (T < 2 || !pos || pos[T - 1] <= pos[0]) return 0;
@@ -718,4 +737,73 @@ int pe_profile_summary(const pe_profile *p, const double *theta, long train_len,
     }
     free(diff);
     return 0;
+}
+
+/* ---- binning and spectra of a pooled profile ---- */
+
+/* Binning a profile's rows, BIN_ROWS rows per item, on every thread. */
+#define BIN_ROWS 8
+typedef struct bin_job {
+    const pe_profile *prof;
+    double *mean;
+    size_t nb;
+} bin_job;
+
+static int bin_rows(size_t t, void *ctx, pe_err *e)
+{
+    (void)e;
+    const bin_job *bj = ctx;
+    const size_t nd = bj->prof->n_dist, nb = bj->nb, rows = (size_t)bj->prof->n_pairs + 2;
+    const double *count = bj->prof->count;
+    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++) {
+        const double *sum = bj->prof->sum + r * nd;
+        double *mean = bj->mean + r * nb;
+        if (nb == nd) { /* one distance per bin: pe_bin_mean's value, without its loop */
+            for (size_t d = 0; d < nd; d++) mean[d] = count[d] > 0 ? sum[d] / count[d] : NAN;
+            continue;
+        }
+        for (size_t b = 0; b < nb; b++) {
+            size_t lo, hi;
+            pe_bin_range(nd, nb, b, &lo, &hi);
+            mean[b] = pe_bin_mean(sum, count, lo, hi);
+        }
+    }
+    return 0;
+}
+
+int pe_profile_bin(const pe_profile *p, size_t nb, double *mean, double *npairs, pe_pool *pool, pe_err *e)
+{
+    const size_t nd = p->n_dist, rows = (size_t)p->n_pairs + 2;
+    for (size_t b = 0; b < nb; b++) {
+        size_t lo, hi;
+        pe_bin_range(nd, nb, b, &lo, &hi);
+        double n = 0;
+        for (size_t d = lo; d <= hi; d++) n += p->count[d];
+        npairs[b] = n;
+    }
+    bin_job bj = {p, mean, nb};
+    if (!pool) {
+        for (size_t t = 0; t * BIN_ROWS < rows; t++) bin_rows(t, &bj, e);
+        return 0;
+    }
+    return pe_pool_for(pool, (rows + BIN_ROWS - 1) / BIN_ROWS, bin_rows, &bj, e);
+}
+
+int pe_profile_purity(const pe_profile *p, const double *theta, long train_len, long only, pe_purity *pur,
+                      double *power, pe_err *e)
+{
+    size_t Dw = p->n_dist < (size_t)train_len ? p->n_dist : (size_t)train_len;
+    double *curve = pe_alloc(Dw, sizeof *curve, 0, e);
+    int rc = -1;
+    if (!curve) return -1;
+    for (int i = 0; i < p->n_pairs; i++) {
+        if (only >= 0 && i != only) continue;
+        for (size_t d = 0; d < Dw; d++)
+            curve[d] = p->count[d] > 0 ? p->sum[(size_t)i * p->n_dist + d] / p->count[d] : NAN;
+        if (pe_spectrum_purity(curve, Dw, theta[i], &pur[i], i == only ? power : NULL, e) < 0) goto done;
+    }
+    rc = 0;
+done:
+    free(curve);
+    return rc;
 }

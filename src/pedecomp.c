@@ -10,7 +10,6 @@
  * itself is pe_run's: heads one at a time, each spread over every thread
  * (groups of pairs), its rows written while the next head is computed. */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +17,10 @@
 #include "pe_check.h"
 #include "pe_curve.h"
 #include "pe_decomp.h"
+#include "pe_freqs.h"
 #include "pe_run.h"
+#include "pe_series.h"
+#include "pe_spare.h"
 #include "pe_spectrum.h"
 #include "pe_usage.h"
 
@@ -103,7 +105,6 @@ static int handle_option(int key, const char *arg, void *ctx, pe_err *e)
     }
 }
 
-
 /* ---- profile, summary, spectrum: one head's profile ---- */
 
 typedef struct head_result {
@@ -120,16 +121,10 @@ typedef struct head_result {
 
 typedef struct state {
     pe_profile prof;      /* kept from head to head: its pages are already there */
-    /* A written head's mean array, kept for a later head (17 MB at --bins 0
-     * and T 32768: new pages cost more than the binning); work and emit run
-     * at once, hence the lock. */
-    pthread_mutex_t spare_mu;
-    double *spare_mean;
-    size_t spare_cap;
+    pe_spare spare;       /* a written head's mean array, for a later head */
     /* freqs */
+    pe_freqs_model fm;
     double *theta_cli;    /* the frequencies without an input file */
-    const double *theta;
-    int rotary_dim;
     double *scaled;       /* NULL without --scale */
     pe_scale_info info;
 } state;
@@ -137,32 +132,6 @@ typedef struct state {
 static const decomp_opts *opts_of(const pe_run *r)
 {
     return r->opts;
-}
-
-static double *mean_take(state *s, size_t n, size_t *cap, pe_err *e)
-{
-    double *m = NULL;
-    pthread_mutex_lock(&s->spare_mu);
-    if (s->spare_mean && s->spare_cap >= n) {
-        m = s->spare_mean;
-        *cap = s->spare_cap;
-        s->spare_mean = NULL;
-    }
-    pthread_mutex_unlock(&s->spare_mu);
-    if (!m && (m = pe_alloc_big(n, sizeof *m, e))) *cap = n;
-    return m;
-}
-
-static void mean_give(state *s, head_result *h)
-{
-    pthread_mutex_lock(&s->spare_mu);
-    if (!s->spare_mean || s->spare_cap < h->mean_cap) {
-        free(s->spare_mean);
-        s->spare_mean = h->mean;
-        s->spare_cap = h->mean_cap;
-        h->mean = NULL;
-    }
-    pthread_mutex_unlock(&s->spare_mu);
 }
 
 static void result_free(void *res)
@@ -175,64 +144,6 @@ static void result_free(void *res)
     free(h->power);
     pe_usage_free(&h->use);
     memset(h, 0, sizeof *h);
-}
-
-/* The spectrum table from the unbinned profile: each pair's mean curve over
- * the in-train distances [0, min(Dmax + 1, L)). */
-static int work_spectrum(pe_run *r, const pe_profile *prof, const double *theta, head_result *out, pe_err *e)
-{
-    const decomp_opts *o = opts_of(r);
-    const int P = prof->n_pairs;
-    size_t Dw = prof->n_dist < (size_t)r->in.train_len ? prof->n_dist : (size_t)r->in.train_len;
-    double *curve = pe_alloc(Dw, sizeof *curve, 0, e);
-    int rc = -1;
-    if (!curve) return -1;
-    if (!(out->pur = pe_alloc(P ? (size_t)P : 1, sizeof *out->pur, 1, e))) goto done;
-    if (o->spectrum_of >= 0) {
-        out->n_power = pe_spectrum_size(Dw) / 2 + 1;
-        if (!(out->power = pe_alloc(out->n_power, sizeof *out->power, 0, e))) goto done;
-    }
-    for (int i = 0; i < P; i++) {
-        int want_power = i == o->spectrum_of;
-        if (o->spectrum_of >= 0 && !want_power) continue;
-        for (size_t d = 0; d < Dw; d++)
-            curve[d] = prof->count[d] > 0 ? prof->sum[(size_t)i * prof->n_dist + d] / prof->count[d] : NAN;
-        if (pe_spectrum_purity(curve, Dw, theta[i], &out->pur[i], want_power ? out->power : NULL, e) < 0) goto done;
-    }
-    rc = 0;
-done:
-    free(curve);
-    return rc;
-}
-
-/* Binning a head's profile rows, BIN_ROWS rows per item, on every thread. */
-#define BIN_ROWS 8
-typedef struct bin_job {
-    const pe_profile *prof;
-    head_result *out;
-    size_t nb;
-} bin_job;
-
-static int bin_rows(size_t t, void *ctx, pe_err *e)
-{
-    (void)e;
-    const bin_job *bj = ctx;
-    const size_t nd = bj->prof->n_dist, nb = bj->nb, rows = (size_t)bj->prof->n_pairs + 2;
-    const double *count = bj->prof->count;
-    for (size_t r = t * BIN_ROWS; r < rows && r < (t + 1) * BIN_ROWS; r++) {
-        const double *sum = bj->prof->sum + r * nd;
-        double *mean = bj->out->mean + r * nb;
-        if (nb == nd) { /* one distance per bin: pe_bin_mean's value, without its loop */
-            for (size_t d = 0; d < nd; d++) mean[d] = count[d] > 0 ? sum[d] / count[d] : NAN;
-            continue;
-        }
-        for (size_t b = 0; b < nb; b++) {
-            size_t lo, hi;
-            pe_bin_range(nd, nb, b, &lo, &hi);
-            mean[b] = pe_bin_mean(sum, count, lo, hi);
-        }
-    }
-    return 0;
 }
 
 /* The frequencies of a head's pairs under the run's spec (the first
@@ -251,9 +162,7 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     head_result *out = res;
     const int P = r->in.meta->n_pairs;
     pe_profile *prof = &s->prof;
-    if (prof->sum && (prof->n_pairs != P || prof->n_dist != r->in.n_dist)) pe_profile_free(prof);
-    if (!prof->sum && pe_profile_init(prof, P, r->in.n_dist, e) < 0) return -1;
-    pe_profile_clear(prof);
+    if (pe_profile_reuse(prof, P, r->in.n_dist, e) < 0) return -1;
     prof->pool = r->pool;
     for (size_t f = 0; f < r->in.n; f++) {
         const pe_meta *mf = pe_dump_meta(r->in.dumps[f]);
@@ -274,22 +183,19 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
         if (!(out->sum = pe_alloc(P ? (size_t)P : 1, sizeof *out->sum, 1, e))) return -1;
         return pe_profile_summary(prof, head_theta(r, t), r->in.train_len, (double)o->min_pairs, out->sum, e);
     }
-    if (o->table == TABLE_SPECTRUM) return work_spectrum(r, prof, head_theta(r, t), out, e);
-    size_t nd = prof->n_dist, nb = pe_bin_count(nd, (size_t)o->bins), rows = (size_t)P + 2;
+    if (o->table == TABLE_SPECTRUM) { /* the in-train distances of the unbinned profile */
+        size_t Dw = prof->n_dist < (size_t)r->in.train_len ? prof->n_dist : (size_t)r->in.train_len;
+        out->n_power = o->spectrum_of >= 0 ? pe_spectrum_size(Dw) / 2 + 1 : 0;
+        if (!(out->pur = pe_alloc(P ? (size_t)P : 1, sizeof *out->pur, 1, e))) return -1;
+        if (out->n_power && !(out->power = pe_alloc(out->n_power, sizeof *out->power, 0, e))) return -1;
+        return pe_profile_purity(prof, head_theta(r, t), r->in.train_len, o->spectrum_of, out->pur, out->power, e);
+    }
+    size_t nb = pe_bin_count(prof->n_dist, (size_t)o->bins);
     out->nb = nb;
-    out->mean = mean_take(s, rows * nb, &out->mean_cap, e);
+    out->mean = pe_spare_take(&s->spare, ((size_t)P + 2) * nb, &out->mean_cap, e);
     out->npairs = pe_alloc(nb, sizeof(double), 0, e);
     if (!out->mean || !out->npairs) return -1;
-    for (size_t b = 0; b < nb; b++) {
-        size_t lo, hi;
-        pe_bin_range(nd, nb, b, &lo, &hi);
-        double n = 0;
-        for (size_t d = lo; d <= hi; d++) n += prof->count[d];
-        out->npairs[b] = n;
-    }
-    /* A full profile is P + 2 rows of T distances: as much work as a unit's FFTs. */
-    bin_job bj = {prof, out, nb};
-    return pe_pool_for(r->pool, (rows + BIN_ROWS - 1) / BIN_ROWS, bin_rows, &bj, e);
+    return pe_profile_bin(prof, nb, out->mean, out->npairs, r->pool, e);
 }
 
 static void pair_cells(pe_table *t, const pe_run *r, const double *theta, int i)
@@ -299,102 +205,53 @@ static void pair_cells(pe_table *t, const pe_run *r, const double *theta, int i)
     pe_table_str(t, pe_class_name(pe_rope_classify(theta[i], r->in.train_len, &opts_of(r)->rule)));
 }
 
-/* The profile of a head is (P + 2) series of nb rows: up to 8.6 million
- * rows at T 131072 with --bins 0, whose formatting takes longer than their
- * computing.  They are formatted in pieces of PROFILE_PIECE rows on every
- * thread into table forks, which this thread writes in order as they come:
- * the same bytes as one thread writing them, and a few pieces in memory. */
-#define PROFILE_PIECE 8192
-
-typedef struct profile_job {
-    pe_run *r;
+/* The profile of a head: a series per pair, pass and total, of its bins,
+ * formatted on every thread (pe_series.h). */
+typedef struct profile_rows {
+    const pe_run *r;
     const pe_task *t;
     const head_result *h;
     int series[1024 + 2]; /* the profile rows written, in order */
-    int ns;
-    pe_table_state at;    /* the table before the first piece */
-    pe_table **forks;     /* per piece, until written */
-} profile_job;
+} profile_rows;
 
-static int format_piece(size_t k, void *ctx, pe_err *e)
+static void profile_prefix(pe_table *t, size_t si, void *ctx)
 {
-    profile_job *pj = ctx;
-    pe_run *r = pj->r;
-    const head_result *h = pj->h;
-    const double *theta = head_theta(r, pj->t);
-    const int P = r->in.meta->n_pairs;
-    const size_t nb = h->nb, first = k * PROFILE_PIECE, n = (size_t)pj->ns * nb;
-    const size_t last = first + PROFILE_PIECE < n ? first + PROFILE_PIECE : n;
-    /* A piece after the first continues rows already written, with the
-     * series break waiting when it starts a series. */
-    pe_table_state at = k == 0 ? pj->at : (pe_table_state){1, first % nb == 0};
-    pe_table *t = pe_table_fork(r->table, at, e);
-    if (!t) return -1;
-    size_t si = first / nb, b = first % nb; /* the series and bin of row x */
-    for (size_t x = first; x < last; x++, b++) {
-        if (b == nb) {
-            b = 0;
-            si++;
-        }
-        const int row = pj->series[si];
-        size_t lo, hi;
-        if (b == 0 && x != first) pe_table_break(t, 1);
-        if (nb == r->in.n_dist) /* every distance its own bin */
-            lo = hi = b;
-        else
-            pe_bin_range(r->in.n_dist, nb, b, &lo, &hi);
-        if (b != 0 && x != first) {
-            pe_table_use_prefix(t); /* the series' first six cells */
-        } else {
-            pe_run_row_start(t, pj->t);
-            if (row < P) {
-                pair_cells(t, r, theta, row);
-            } else {
-                const char *name = row == P ? "pass" : "total";
-                pe_table_str(t, name);
-                pe_table_nan(t);
-                pe_table_str(t, name);
-            }
-            pe_table_mark_prefix(t);
-        }
-        pe_table_int(t, (long long)lo);
-        pe_table_int(t, (long long)hi);
-        pe_table_int(t, (long long)h->npairs[b]);
-        pe_table_dbl(t, h->mean[(size_t)row * nb + b]);
-        pe_table_end_row(t);
+    const profile_rows *pr = ctx;
+    const int P = pr->r->in.meta->n_pairs, row = pr->series[si];
+    pe_run_row_start(t, pr->t);
+    if (row < P) {
+        pair_cells(t, pr->r, head_theta(pr->r, pr->t), row);
+        return;
     }
-    if (last % nb == 0) pe_table_break(t, 1);
-    pj->forks[k] = t;
-    return 0;
+    const char *name = row == P ? "pass" : "total";
+    pe_table_str(t, name);
+    pe_table_nan(t);
+    pe_table_str(t, name);
 }
 
-static int write_piece(size_t k, void *ctx, pe_err *e)
+static void profile_cells(pe_table *t, size_t si, size_t b, void *ctx)
 {
-    profile_job *pj = ctx;
-    pe_table *t = pj->forks[k];
-    pj->forks[k] = NULL;
-    return pe_table_join(pj->r->table, t, e);
+    const profile_rows *pr = ctx;
+    const size_t nb = pr->h->nb, nd = pr->r->in.n_dist;
+    size_t lo = b, hi = b; /* every distance its own bin */
+    if (nb != nd) pe_bin_range(nd, nb, b, &lo, &hi);
+    pe_table_int(t, (long long)lo);
+    pe_table_int(t, (long long)hi);
+    pe_table_int(t, (long long)pr->h->npairs[b]);
+    pe_table_dbl(t, pr->h->mean[(size_t)pr->series[si] * nb + b]);
 }
 
 static int emit_profile(pe_run *r, const pe_task *t, void *res, pe_err *e)
 {
     const pe_meta *m = r->in.meta;
-    const int P = m->n_pairs;
     head_result *h = res;
-    profile_job *pj = pe_alloc(1, sizeof *pj, 1, e);
-    int rc = -1;
-    if (!pj) return -1;
-    *pj = (profile_job){r, t, h, {0}, 0, pe_table_state_of(r->table), NULL};
-    for (int row = 0; row < P + 2; row++)
-        if (row != P || m->rotary_dim < m->head_dim) pj->series[pj->ns++] = row;
-    size_t n = (size_t)pj->ns * h->nb, pieces = (n + PROFILE_PIECE - 1) / PROFILE_PIECE;
-    if ((pj->forks = pe_alloc(pieces ? pieces : 1, sizeof *pj->forks, 1, e)) &&
-        pe_pool_ordered(r->pool, pieces, 0, 2 * (size_t)r->jobs, format_piece, write_piece, pj, e) == 0)
-        rc = 0;
-    for (size_t k = 0; pj->forks && k < pieces; k++) pe_table_fork_free(pj->forks[k]);
-    free(pj->forks);
-    free(pj);
-    if (rc == 0) mean_give(r->state, h);
+    state *s = r->state;
+    profile_rows pr = {r, t, h, {0}};
+    pe_series ser = {0, h->nb, profile_prefix, profile_cells, &pr};
+    for (int row = 0; row < m->n_pairs + 2; row++)
+        if (row != m->n_pairs || m->rotary_dim < m->head_dim) pr.series[ser.n_series++] = row;
+    int rc = pe_series_write(r->table, r->pool, &ser, e);
+    if (rc == 0) pe_spare_give(&s->spare, &h->mean, h->mean_cap); /* for a later head */
     pe_table_break(r->table, 2);
     return rc;
 }
@@ -524,7 +381,7 @@ static int prepare_heads(pe_run *r, pe_err *e)
     const decomp_opts *o = opts_of(r);
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
-    pthread_mutex_init(&s->spare_mu, NULL);
+    pe_spare_init(&s->spare);
     r->state = s;
     if (o->spectrum_of >= r->in.meta->n_pairs)
         return pe_fail_usage(e, "--spectrum-of: pair %ld does not exist (the files have %d pairs)", o->spectrum_of,
@@ -569,11 +426,7 @@ static double memory_need(pe_run *r)
     double need = 2 * T * D * 8;
     if (r->in.n == 1 && r->jobs > 1 && T * D * 8 <= 64.0 * (1 << 20)) need += T * D * 8;
     if (o->table != TABLE_USAGE && o->table != TABLE_DIMS) {
-        double units = ceil(P / 8) + (m->rotary_dim < m->head_dim);
-        double N = 2 * T * 1.25; /* the FFT size, at most 2^a 3^b 5^c above 2T */
-        need += (P + 3) * nd * 8;                            /* profile sums, counts */
-        need += units * nd * 8;                              /* units' totals */
-        need += r->jobs * ((T + 16) * 4 * 8 * 8 + 3 * N * 16); /* gather, FFT */
+        need += pe_profile_bytes(m->n_pairs, m->rotary_dim < m->head_dim, r->in.n_dist, r->T_max, r->jobs);
         need += (P + 2) * (o->bins ? fmin((double)o->bins, nd) : nd) * 8 * 2; /* a head's rows */
     }
     return need;
@@ -587,8 +440,7 @@ static void cleanup(pe_run *r)
     o->scale = NULL;
     if (!s) return;
     pe_profile_free(&s->prof);
-    free(s->spare_mean);
-    pthread_mutex_destroy(&s->spare_mu);
+    pe_spare_free(&s->spare);
     free(s->theta_cli);
     free(s->scaled);
     free(s);
@@ -605,20 +457,23 @@ static int prepare_freqs(pe_run *r, pe_err *e)
     const pe_whatif *w = r->specs[0];
     state *s = pe_alloc(1, sizeof *s, 1, e);
     if (!s) return -1;
-    pthread_mutex_init(&s->spare_mu, NULL);
+    pe_spare_init(&s->spare);
     r->state = s;
-    long L = r->n_files ? r->in.train_len : r->c.train_len;
-    double base = r->n_files ? r->in.meta->rope_theta : o->rope_theta;
+    pe_freqs_model *fm = &s->fm;
+    fm->train_len = r->n_files ? r->in.train_len : r->c.train_len;
+    fm->base = r->n_files ? r->in.meta->rope_theta : o->rope_theta;
     if (r->n_files) {
         /* One selected layer: its own frequencies; else the file's. */
-        s->theta = r->c.layers && r->in.n_layers == 1 ? pe_run_theta(r, 0) : r->in.meta->theta;
-        s->rotary_dim = r->in.meta->rotary_dim;
+        fm->theta = r->c.layers && r->in.n_layers == 1 ? pe_run_theta(r, 0) : r->in.meta->theta;
+        fm->rotary_dim = r->in.meta->rotary_dim;
+        fm->file = r->in.meta;
+        fm->path = r->files[0];
     } else {
-        s->rotary_dim = (int)o->rotary_dim;
+        fm->rotary_dim = (int)o->rotary_dim;
         if (!(s->theta_cli = pe_alloc(o->rotary_dim > 1 ? (size_t)o->rotary_dim / 2 : 1, sizeof(double), 0, e)))
             return -1;
         pe_rope_default_theta(o->rope_theta, (int)o->rotary_dim, s->theta_cli);
-        s->theta = s->theta_cli;
+        fm->theta = s->theta_cli;
     }
     if (pe_whatif_is_rope(w)) {
         r->ncol = 6;
@@ -629,55 +484,9 @@ static int prepare_freqs(pe_run *r, pe_err *e)
         return pe_fail_usage(e, "%s '%.200s': -t freqs has one row per pair of the model, and dope changes single "
                                 "heads: see their frequencies in -t summary --pe",
                              opt, w->text);
-    /* The spec on a one-layer model of these frequencies. */
-    const int P = s->rotary_dim / 2;
-    int64_t last = 0;
-    pe_layer_info li = {0};
-    pe_meta m = {0};
-    li.rope = 1;
-    li.theta = (double *)s->theta;
-    m.n_pairs = P;
-    m.rotary_dim = s->rotary_dim;
-    m.rope_theta = base;
-    m.n_layers = 1;
-    m.layers = &li;
-    if (r->n_files) {
-        m.T = r->in.meta->T;
-        m.positions = r->in.meta->positions;
-    } else {
-        m.T = 1; /* positions are not known without a file: dynamic:S needs its T */
-        m.positions = &last;
-        for (int k = 0; k < w->n; k++)
-            if (w->steps[k].dynamic_auto)
-                return pe_fail_usage(e, "%s '%.200s': dynamic:S takes the length of the file; without one, give "
-                                        "dynamic:S:T",
-                                     opt, w->text);
-    }
-    pe_rotation rot;
-    if (!(s->scaled = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *s->scaled, 0, e))) return -1;
-    if (pe_rotation_init(&rot, P, e) < 0) return -1;
-    int rc = pe_whatif_resolve(w, &m, 0, PE_TENSOR_Q, 0, L, &rot, e);
-    if (rc == 0) memcpy(s->scaled, rot.theta, (size_t)P * sizeof *s->scaled);
-    pe_rotation_free(&rot);
-    /* What the last scaling step did, for the "# scale:" line. */
-    s->info = (pe_scale_info){base, 1, 0, 0, 0, 0, 0, L};
-    for (int k = 0; rc == 0 && k < w->n; k++) {
-        pe_scaling sc = w->steps[k].scale;
-        if (w->steps[k].kind != PE_STEP_SCALE) continue;
-        if (w->steps[k].dynamic_auto) sc.target_len = (long)(m.positions[m.T - 1] + 1);
-        double *tmp = pe_alloc(P > 0 ? (size_t)P : 1, sizeof *tmp, 0, e);
-        rc = tmp ? pe_scaling_apply(&sc, s->rotary_dim, base, L, s->theta, tmp, &s->info, e) : -1;
-        free(tmp);
-    }
-    if (rc < 0) {
-        /* Name the option and where the rotary layout came from. */
-        char msg[sizeof e->msg];
-        snprintf(msg, sizeof msg, "%s '%.100s': %.700s%s%.200s", opt, w->text, e->msg, r->n_files ? " in " : "",
-                 r->n_files ? r->files[0] : "");
-        snprintf(e->msg, sizeof e->msg, "%s", msg);
+    if (!(s->scaled = pe_alloc(fm->rotary_dim > 1 ? (size_t)fm->rotary_dim / 2 : 1, sizeof *s->scaled, 0, e)))
         return -1;
-    }
-    return 0;
+    return pe_freqs_whatif(fm, w, opt, s->scaled, &s->info, e);
 }
 
 static int finish_freqs(pe_run *r, pe_err *e)
@@ -685,16 +494,17 @@ static int finish_freqs(pe_run *r, pe_err *e)
     (void)e;
     const decomp_opts *o = opts_of(r);
     const state *s = r->state;
+    const pe_freqs_model *fm = &s->fm;
     pe_table *t = r->table;
-    long L = r->n_files ? r->in.train_len : r->c.train_len;
-    pe_table_meta(t, "rope_theta", "%.17g", r->n_files ? r->in.meta->rope_theta : o->rope_theta);
+    long L = fm->train_len;
+    pe_table_meta(t, "rope_theta", "%.17g", fm->base);
     if (s->scaled)
         pe_table_meta(t, "scale", "%s (target length %ld, base %.9g, attention factor %.9g)", r->spec_names[0],
                       s->info.target_len, s->info.base_scaled, s->info.attn_factor);
     pe_table_meta(t, "train_len", "%ld", L);
-    pe_table_meta(t, "rotary_dim", "%d", s->rotary_dim);
-    for (int i = 0; i < s->rotary_dim / 2; i++) {
-        double th = s->theta[i];
+    pe_table_meta(t, "rotary_dim", "%d", fm->rotary_dim);
+    for (int i = 0; i < fm->rotary_dim / 2; i++) {
+        double th = fm->theta[i];
         pe_table_int(t, i);
         pe_table_dbl(t, th);
         pe_table_dbl(t, pe_rope_wavelength(th));
@@ -714,30 +524,14 @@ static int finish_freqs(pe_run *r, pe_err *e)
 
 /* ---- --check: each file alone (pe_check.h) ---- */
 
-/* Every selected layer and head must exist in every file. */
 static int prepare_check(pe_run *r, pe_err *e)
 {
-    const pe_common_opts *c = &r->c;
-    for (size_t f = 0; f < r->n_files; f++) {
-        for (size_t j = 0; c->layers && j < c->n_layers; j++)
-            if (pe_dump_find_layer(r->each[f], c->layers[j]) < 0)
-                return pe_fail_usage(e, "--layers: layer %ld is not in %s", c->layers[j], r->files[f]);
-        for (size_t j = 0; c->heads && j < c->n_heads; j++)
-            if (c->heads[j] >= pe_dump_meta(r->each[f])->n_heads)
-                return pe_fail_usage(e, "--heads: head %ld does not exist (%s has %d query heads)", c->heads[j],
-                                     r->files[f], pe_dump_meta(r->each[f])->n_heads);
-    }
-    return 0;
+    return pe_check_selection(r->each, r->files, r->n_files, &r->c, e);
 }
 
 static int finish_check(pe_run *r, pe_err *e)
 {
-    const pe_common_opts *c = &r->c;
-    for (size_t f = 0; f < r->n_files; f++)
-        if (pe_check_file(r->table, r->each[f], r->files[f], c->layers, c->n_layers, c->heads, c->n_heads, &r->found,
-                          e) < 0)
-            return -1;
-    return 0;
+    return pe_check_files(r->table, r->each, r->files, r->n_files, &r->c, &r->found, e);
 }
 
 /* ---- the tables ---- */

@@ -678,6 +678,103 @@ static void test_jobs(void)
     free(k);
 }
 
+/* pe_profile_bin: rows whose per-distance mean is a constant (row r: r + 1)
+ * keep it in every bin with pairs; npairs are the counts summed by hand. */
+static void test_bin(void)
+{
+    enum { P = 2, ND = 10 };
+    pe_profile p;
+    pe_err e;
+    double mean[(P + 2) * ND], mean_pool[(P + 2) * ND], npairs[ND];
+    PE_CHECK(pe_profile_init(&p, P, ND, &e) == 0, "bin: profile init");
+    for (size_t d = 0; d < ND; d++) p.count[d] = d == 7 || d == 8 ? 0 : (double)d + 1;
+    for (int r = 0; r < P + 2; r++)
+        for (size_t d = 0; d < ND; d++) p.sum[(size_t)r * ND + d] = p.count[d] * (r + 1);
+    /* Three bins: [0, 2], [3, 5], [6, 9]; pairs 1+2+3, 4+5+6, 7+10. */
+    PE_CHECK(pe_profile_bin(&p, 3, mean, npairs, NULL, &e) == 0, "bin 10 distances into 3");
+    PE_CHECK(npairs[0] == 6 && npairs[1] == 15 && npairs[2] == 17, "bin: pairs per bin 6, 15, 17");
+    int ok = 1;
+    for (int r = 0; r < P + 2; r++)
+        for (int b = 0; b < 3; b++) ok &= fabs(mean[r * 3 + b] - (r + 1)) <= 1e-15 * (r + 1);
+    PE_CHECK(ok, "bin: every row keeps its constant mean r + 1 in every bin");
+    /* One distance per bin: distances without pairs are NaN. */
+    PE_CHECK(pe_profile_bin(&p, ND, mean, npairs, NULL, &e) == 0, "bin 10 distances into 10");
+    PE_CHECK(isnan(mean[7]) && isnan(mean[3 * ND + 8]) && npairs[7] == 0, "bin: a distance without pairs is nan");
+    PE_CHECK(mean[3 * ND + 9] == 4 && npairs[9] == 10, "bin: one distance per bin, total row 4, 10 pairs");
+    /* The same bits on three threads. */
+    pe_pool *pool = pe_pool_new(3, &e);
+    PE_CHECK(pool && pe_profile_bin(&p, ND, mean_pool, npairs, pool, &e) == 0, "bin on a pool of 3");
+    PE_CHECK(memcmp(mean, mean_pool, sizeof mean) == 0, "bin: the same bits on 3 threads as on this one");
+    pe_pool_free(pool);
+    pe_profile_free(&p);
+}
+
+/* pe_profile_purity: a pair whose mean curve is cos(theta d) on the
+ * in-train distances is pure, whatever lies beyond L; with `only` the
+ * other pairs are left alone and the power peaks at theta / (2 pi). */
+static void test_purity(void)
+{
+    enum { P = 2, ND = 64 };
+    const long L = 48;
+    const double theta[P] = {2 * PI * 0.125, 2 * PI * 0.25};
+    pe_profile p;
+    pe_purity pur[P];
+    pe_err e;
+    double power[256 / 2 + 1];
+    PE_CHECK(pe_spectrum_size(48) == 256, "purity: a 256-point spectrum for 48 distances");
+    PE_CHECK(pe_profile_init(&p, P, ND, &e) == 0, "purity: profile init");
+    for (size_t d = 0; d < ND; d++) {
+        p.count[d] = 2;
+        for (int i = 0; i < P; i++) p.sum[(size_t)i * ND + d] = d < (size_t)L ? 2 * cos(theta[i] * d) : 1e6;
+    }
+    PE_CHECK(pe_profile_purity(&p, theta, L, -1, pur, NULL, &e) == 0, "purity of every pair");
+    for (int i = 0; i < P; i++) {
+        char what[80];
+        snprintf(what, sizeof what, "purity: pair %d peaks at theta / 2 pi = %g", i, theta[i] / (2 * PI));
+        PE_CHECK_NEAR(pur[i].peak_freq, theta[i] / (2 * PI), 1e-12, what);
+        snprintf(what, sizeof what, "purity: pair %d is pure (distances >= L left out)", i);
+        PE_CHECK(pur[i].purity > 0.9 && fabs(pur[i].leakage - (1 - pur[i].purity)) < 1e-15, what);
+    }
+    pur[0].purity = -1;
+    PE_CHECK(pe_profile_purity(&p, theta, L, 1, pur, power, &e) == 0, "purity of pair 1 alone, with its power");
+    PE_CHECK(pur[0].purity == -1, "purity with only 1: pair 0 untouched");
+    size_t kmax = 1;
+    for (size_t k = 1; k <= 128; k++)
+        if (power[k] > power[kmax]) kmax = k;
+    PE_CHECK_INT(kmax, 64, "purity: pair 1's power peaks at bin 64 = 0.25 * 256");
+    pe_profile_free(&p);
+}
+
+/* pe_profile_reuse: the same shape keeps the arrays, zeroed; another
+ * shape gets arrays of its own size. */
+static void test_reuse(void)
+{
+    pe_profile p = {0};
+    pe_err e;
+    PE_CHECK(pe_profile_reuse(&p, 3, 20, &e) == 0 && p.n_pairs == 3 && p.n_dist == 20, "reuse: first use inits");
+    double *sum = p.sum;
+    p.sum[5 * 20 - 1] = 7;
+    p.count[19] = 2;
+    p.mag[2] = 1;
+    PE_CHECK(pe_profile_reuse(&p, 3, 20, &e) == 0 && p.sum == sum, "reuse: the same shape keeps the arrays");
+    PE_CHECK(p.sum[5 * 20 - 1] == 0 && p.count[19] == 0 && p.mag[2] == 0, "reuse: sums, counts, magnitudes zeroed");
+    PE_CHECK(pe_profile_reuse(&p, 4, 30, &e) == 0 && p.n_pairs == 4 && p.n_dist == 30, "reuse: a new shape");
+    p.sum[6 * 30 - 1] = 1; /* the last cell of the new shape exists (valgrind, asan) */
+    PE_CHECK(pe_profile_reuse(&p, 1, 0, &e) == -1, "reuse: no distances is an error");
+    pe_profile_free(&p);
+}
+
+/* pe_profile_bytes, worked by hand: 16 pairs and the pass dims over 100
+ * distances, T 50, 2 threads: sums and counts 19 x 100 x 8 = 15200, three
+ * units' totals 3 x 100 x 8 = 2400, per thread gather (50 + 16) x 256 =
+ * 16896 and FFT 3 x 125 x 16 = 6000: 15200 + 2400 + 2 x 22896 = 63392. */
+static void test_bytes(void)
+{
+    PE_CHECK_NEAR(pe_profile_bytes(16, 1, 100, 50, 2), 63392, 0, "profile bytes: 16 pairs + pass, T 50, 2 threads");
+    PE_CHECK_NEAR(pe_profile_bytes(17, 0, 100, 50, 1), 20 * 800 + 3 * 800 + 22896, 0,
+                  "profile bytes: 17 pairs (3 units), no pass, 1 thread");
+}
+
 int main(void)
 {
     test_jobs();
@@ -691,5 +788,9 @@ int main(void)
     test_value_ood();
     test_summary();
     test_threads();
+    test_bin();
+    test_purity();
+    test_bytes();
+    test_reuse();
     return pe_test_done();
 }

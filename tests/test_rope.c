@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pe_freqs.h"
 #include "pe_rope.h"
 #include "pe_test.h"
 
@@ -460,6 +461,65 @@ static void test_llama3(void)
     PE_CHECK(ok_s, "llama3: smoothed pairs (29..34) strictly between theta/8 and theta");
 }
 
+/* pe_freqs_whatif: a --pe spec on the frequencies alone (pedecomp -t
+ * freqs), with and without a file. */
+static void test_freqs_whatif(void)
+{
+    enum { R = 16, P = 8 };
+    double th[P], out[P];
+    int64_t pos[3] = {0, 1, 8191};
+    pe_meta file = {0};
+    pe_scale_info info;
+    pe_whatif *w = NULL;
+    pe_err e;
+    for (int i = 0; i < P; i++) th[i] = ref_theta(1e4, R, i);
+    pe_freqs_model fm = {th, R, 1e4, 4096, NULL, NULL};
+
+    /* pi:4 divides every frequency by 4; the model is meant for 4 L. */
+    PE_CHECK(pe_whatif_parse("--pe", "pi:4", &w, &e) == 0, "parse --pe pi:4");
+    PE_CHECK(pe_freqs_whatif(&fm, w, "--pe", out, &info, &e) == 0, "freqs what-if pi:4 without a file");
+    int ok = 1;
+    for (int i = 0; i < P; i++) ok &= fabs(out[i] - ref_theta(1e4, R, i) / 4) <= 1e-16 * th[i];
+    PE_CHECK(ok, "freqs pi:4: theta_i / 4 for every pair");
+    PE_CHECK_INT(info.target_len, 4 * 4096, "freqs pi:4 L 4096: target length 16384");
+    pe_whatif_free(w);
+
+    /* ntk:4 rebuilds from the base: theta_i * 4^(-2i/(R-2)). */
+    PE_CHECK(pe_whatif_parse("--pe", "ntk:4", &w, &e) == 0, "parse --pe ntk:4");
+    PE_CHECK(pe_freqs_whatif(&fm, w, "--pe", out, &info, &e) == 0, "freqs what-if ntk:4");
+    ok = 1;
+    for (int i = 0; i < P; i++) ok &= fabs(out[i] - th[i] * pow(4.0, -2.0 * i / (R - 2))) <= 1e-13 * th[i];
+    PE_CHECK(ok, "freqs ntk:4: theta_i * 4^(-2i/14)");
+    PE_CHECK_REL(info.base_scaled, 1e4 * pow(4.0, 16.0 / 14.0), 1e-13, "freqs ntk:4: base' = b * 4^(16/14)");
+    pe_whatif_free(w);
+
+    /* dynamic:S takes its length from the file: its last position + 1. */
+    PE_CHECK(pe_whatif_parse("--pe", "dynamic:2", &w, &e) == 0, "parse --pe dynamic:2");
+    e.msg[0] = 0;
+    PE_CHECK(pe_freqs_whatif(&fm, w, "--pe", out, &info, &e) == -1 && e.kind == PE_ERRK_USAGE &&
+                 strstr(e.msg, "--pe 'dynamic:2': ") == e.msg && strstr(e.msg, "dynamic:S:T"),
+             "freqs dynamic:S without a file: a usage error asking for dynamic:S:T");
+    file.T = 3;
+    file.positions = pos;
+    fm.file = &file;
+    fm.path = "x.h5";
+    PE_CHECK(pe_freqs_whatif(&fm, w, "--pe", out, &info, &e) == 0, "freqs dynamic:2 with a file");
+    PE_CHECK_INT(info.target_len, 8192, "freqs dynamic:2: target length is the file's last position + 1");
+    /* effective factor 2 * 8192 / 4096 - 1 = 3 */
+    PE_CHECK_REL(info.base_scaled, 1e4 * pow(3.0, 16.0 / 14.0), 1e-13, "freqs dynamic:2 T 8192 L 4096: factor 3");
+    PE_CHECK_REL(out[P - 1], th[P - 1] / 3, 1e-13, "freqs dynamic:2: the last pair divided by 3");
+    pe_whatif_free(w);
+
+    /* A scaling the rotary dims do not allow names the option and the file. */
+    PE_CHECK(pe_whatif_parse("--scale", "ntk:4", &w, &e) == 0, "parse --scale ntk:4");
+    fm.rotary_dim = 2;
+    e.msg[0] = 0;
+    PE_CHECK(pe_freqs_whatif(&fm, w, "--scale", out, &info, &e) == -1 && strstr(e.msg, "--scale 'ntk:4': ") == e.msg &&
+                 strstr(e.msg, " in x.h5"),
+             "freqs ntk:4 with R 2 fails naming --scale and the file");
+    pe_whatif_free(w);
+}
+
 int main(void)
 {
     test_pairs();
@@ -470,5 +530,6 @@ int main(void)
     test_pi_ntk_dynamic();
     test_yarn();
     test_llama3();
+    test_freqs_whatif();
     return pe_test_done();
 }
