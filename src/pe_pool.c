@@ -3,7 +3,11 @@
  * One mutex guards the pool and its open loops; `work` wakes idle threads
  * when an item may have become available, `done` wakes the threads that
  * wait for their loops.  Idle threads take from the newest open loop
- * first: the innermost work of a head finishes before anything new starts. */
+ * first: the innermost work of a head finishes before anything new starts.
+ * A thread that waits for items of its loop that others run helps with
+ * the loops opened after it (the pairs of a head another thread works on):
+ * otherwise, with one head at a time, the emitting thread would sit idle
+ * whenever the head was not its own. */
 #include "pe_pool.h"
 
 #include <pthread.h>
@@ -55,6 +59,16 @@ static int available(const pe_loop *l)
     if (l->started >= l->n || l->started >= l->limit) return 0;
     if (l->max_run > 0 && l->running >= l->max_run) return 0;
     return !l->ordered || l->started < l->emitted + l->ahead;
+}
+
+/* The newest loop opened after l that has an item to start, or NULL (lock
+ * held; l is open).  Its items never wait for l's, so running one while
+ * waiting for l cannot deadlock. */
+static pe_loop *newer_available(const pe_pool *p, const pe_loop *l)
+{
+    for (pe_loop *x = p->last; x && x != l; x = x->prev)
+        if (available(x)) return x;
+    return NULL;
 }
 
 /* Runs the next item of l; called and returns with the lock held. */
@@ -162,6 +176,7 @@ static void loop_open(pe_pool *p, pe_loop *l)
         p->first = l;
     p->last = l;
     pthread_cond_broadcast(&p->work);
+    pthread_cond_broadcast(&p->done); /* threads waiting for their loops help too */
 }
 
 /* Waits for l's running items and closes it (lock held). */
@@ -191,21 +206,24 @@ static void loop_init(pe_loop *l, size_t n, pe_task_fn fn, void *ctx)
 
 int pe_pool_for(pe_pool *p, size_t n, pe_task_fn fn, void *ctx, pe_err *e)
 {
-    pe_loop l;
+    pe_loop l, *x;
     if (n == 0) return 0;
     loop_init(&l, n, fn, ctx);
     pthread_mutex_lock(&p->mu);
-    if (p->n_threads > 0 && n > 1) loop_open(p, &l);
+    int open = p->n_threads > 0 && n > 1;
+    if (open) loop_open(p, &l);
     for (;;) {
         if (available(&l)) {
             run_item(p, &l);
         } else if (l.running == 0) {
             break;
+        } else if (open && (x = newer_available(p, &l))) {
+            run_item(p, x);
         } else {
             pthread_cond_wait(&p->done, &p->mu);
         }
     }
-    if (p->n_threads > 0 && n > 1) loop_close(p, &l);
+    if (open) loop_close(p, &l);
     pthread_mutex_unlock(&p->mu);
     if (l.fail_index < n) {
         if (e) *e = l.fail_err;
@@ -217,7 +235,7 @@ int pe_pool_for(pe_pool *p, size_t n, pe_task_fn fn, void *ctx, pe_err *e)
 int pe_pool_ordered(pe_pool *p, size_t n, int max_run, size_t ahead, pe_task_fn work, pe_task_fn emit, void *ctx,
                     pe_err *e)
 {
-    pe_loop l;
+    pe_loop l, *x;
     int rc = 0;
     if (n == 0) return 0;
     loop_init(&l, n, work, ctx);
@@ -250,6 +268,8 @@ int pe_pool_ordered(pe_pool *p, size_t n, int max_run, size_t ahead, pe_task_fn 
             pthread_cond_broadcast(&p->work); /* the window moved */
         } else if (available(&l)) {
             run_item(p, &l);
+        } else if ((x = newer_available(p, &l))) {
+            run_item(p, x);
         } else {
             pthread_cond_wait(&p->done, &p->mu);
         }

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "pe_pool.h"
 #include "pe_test.h"
@@ -117,6 +118,70 @@ static int fail_me(size_t i, void *ctx, pe_err *e)
     return pe_fail(e, "the job failed");
 }
 
+/* Every worker must help with a head's inner loop, whoever runs the head:
+ * an inner item waits (up to 10 s) until every worker has run one of its
+ * loop's items.  emit(i) waits until head i + 1 has started, so that the
+ * emitting thread is not the one that runs it: without help from a thread
+ * waiting in its own loop (the emitting thread of an ordered loop with
+ * max_run 1), the wait times out. */
+typedef struct together {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pe_pool *pool;
+    unsigned seen;  /* the workers that ran an item of the current inner loop */
+    int timed_out;
+    size_t started; /* heads started */
+    size_t n;
+} together;
+
+/* Waits for a change of g under its lock, up to 10 s from `until`. */
+static void together_wait(together *g, const struct timespec *until)
+{
+    if (pthread_cond_timedwait(&g->cv, &g->mu, until) != 0) g->timed_out = 1;
+}
+
+static int together_inner(size_t i, void *ctx, pe_err *e)
+{
+    (void)i;
+    (void)e;
+    together *g = ctx;
+    unsigned all = (1u << pe_pool_jobs(g->pool)) - 1;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&g->mu);
+    g->seen |= 1u << pe_pool_worker();
+    pthread_cond_broadcast(&g->cv);
+    while (g->seen != all && !g->timed_out) together_wait(g, &until);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static int together_emit(size_t i, void *ctx, pe_err *e)
+{
+    (void)e;
+    together *g = ctx;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&g->mu);
+    while (i + 1 < g->n && g->started <= i + 1 && !g->timed_out) together_wait(g, &until);
+    pthread_mutex_unlock(&g->mu);
+    return 0;
+}
+
+static int together_head(size_t i, void *ctx, pe_err *e)
+{
+    (void)i;
+    together *g = ctx;
+    pthread_mutex_lock(&g->mu);
+    g->seen = 0;
+    g->started++;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+    return pe_pool_for(g->pool, 8, together_inner, g, e);
+}
+
 int main(void)
 {
     job j;
@@ -176,6 +241,16 @@ int main(void)
         rc = pe_pool_for(p, 40, work, &j, &e);
         snprintf(what, sizeof what, "-j %d nested: a loop in each item of a loop runs whole", jobs);
         PE_CHECK(rc == 0 && j.inner_runs == 40 * 7, what);
+
+        if (jobs > 1) {
+            together g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, p, 0, 0, 0, 12};
+            rc = pe_pool_ordered(p, g.n, 1, 2, together_head, together_emit, &g, &e);
+            snprintf(what, sizeof what, "-j %d nested: every worker helps each head's inner loop, whoever runs the head",
+                     jobs);
+            PE_CHECK(rc == 0 && !g.timed_out, what);
+            pthread_cond_destroy(&g.cv);
+            pthread_mutex_destroy(&g.mu);
+        }
 
         /* Jobs started now, finished later. */
         int flag = 0;
