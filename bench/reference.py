@@ -3,7 +3,9 @@
 petools tools compute, for `make bench` to time and to check against.
 
     reference.py profile FILE -o OUT [--method fft|direct] [--bins B] [-l LIST] [-H LIST]
-    reference.py heads   FILE -o OUT [-l LIST] [-H LIST] [--sink-tokens S] [--margin X]
+    reference.py heads   FILE -o OUT [-l LIST] [-H LIST] [-L N] [--sink-tokens S] [--margin X]
+                         [--unseen-threshold X] [--exceed-threshold X] [--entropy-threshold X]
+                         [--sink-threshold X] [--u-threshold X]
     reference.py entropy FILE -o OUT [-l LIST] [-H LIST] [-r R]
 
 Each writes a tab-separated table with the columns of the tool's own table
@@ -33,17 +35,31 @@ What each mode does (the way a researcher would write it with numpy):
                           r_i(d) = sum_m zq_{m,i} conj(zk_{m-d,i}), one numpy
                           vector operation per distance: O(T^2 P).
   heads                   the whole T x T logit matrix per head (rotated q and
-                          k, q k^T, causal mask, softmax), then sink mass,
-                          normalised entropy (-sum p ln p / ln(m+1)), the mean
-                          logit per distance (diagonal sums) for the U-scores,
-                          and the exceedance against the in-train range.
+                          k, q k^T, softcap, causal mask, softmax), then per
+                          row the sink mass, the entropy -sum p ln p in nats
+                          and normalised by ln(m+1), and the unseen-distance
+                          mass (keys n >= S with p_m - p_n >= L); their means
+                          over the in-train (p_m < L) and beyond rows; the
+                          mean logit per distance over the pairs whose key is
+                          not a sink (diagonal sums of the block of rows and
+                          keys >= S; binned by distance in positions when the
+                          positions have gaps) for the U-scores; the
+                          exceedance against the in-train range; the ood
+                          flag (unseen mass or exceedance above its
+                          threshold, and the optional entropy and sink shift
+                          rules).  The definitions: man peanalyze(1), What is
+                          measured and TABLES heads; analyses.md 4, 5 and 8.
   entropy                 per head and tensor, X rotated by the positions,
-                          G = X^T X, G / trace, np.linalg.eigvalsh.
+                          G = X^T X, G / trace, np.linalg.eigvalsh, then S_r,
+                          S_r / ln D, rho_r, lambda_1, S_D, exp(S_D) and
+                          energy_r (man peentropy(1), analyses.md 6).
 
-Limits: contiguous positions only (positions p_0 + m), no pass-through
-dims in the heads and entropy modes' rotation beyond what the file states
-(they are handled: dims >= rotary_dim are left as they are).  This is a
-benchmark reference, not a second implementation of every option.
+Limits: one file (no pooling), every row (no --rows), the default stage
+and preparation of peentropy (post, paper), the file's own rotation (no
+--pe); the profile mode needs contiguous positions (positions p_0 + m), the
+heads and entropy modes take any increasing positions.  Dims >= rotary_dim
+pass through unrotated.  This is a benchmark reference, not a second
+implementation of every option.
 """
 import argparse
 import sys
@@ -123,8 +139,7 @@ class Dump:
         self.T = first.shape[1]
         if self.pos is None:
             self.pos = np.arange(self.T, dtype=np.int64)
-        if not np.array_equal(self.pos, self.pos[0] + np.arange(self.T)):
-            die("positions are not contiguous: this reference handles contiguous positions only")
+        self.contiguous = bool(np.array_equal(self.pos, self.pos[0] + np.arange(self.T)))
         self.group = self.H // self.KV
         if self.pairing == "half":
             self.a = np.arange(self.P)
@@ -215,6 +230,8 @@ def selected(dump, args):
 # ---------------------------------------------------------------- profile
 
 def profile(dump, args, out):
+    if not dump.contiguous:
+        die("positions are not contiguous: the profile mode handles contiguous positions only")
     T, P, D, R = dump.T, dump.P, dump.D, dump.R
     s = dump.scale
     N = fft_size(2 * T - 1)
@@ -309,7 +326,10 @@ def rotate(x, theta, dump):
 
 
 def u_score(sums, counts):
-    """pe_u_score: distances 1..n-1 in 32 bins, bins without pairs skipped."""
+    """The U-score of the curve sums[d] / counts[d] (analyses.md section 5):
+    distances 1..n-1 (n = len(sums)) cut into 32 bins by the binning rule,
+    pair-weighted bin means, bins without pairs skipped; near, far = the
+    first and last bin kept, trough = the lowest of the others."""
     n = len(sums)
     if n < 2:
         return float("nan"), False
@@ -335,24 +355,70 @@ def u_score(sums, counts):
     return float(min(max(u, 0.0), 1.0)), near > far
 
 
-def label(u, near_gt_far):
+def label(u, near_gt_far, threshold):
     if u != u:
         return "none"
-    if u >= 0.1:
+    if u >= threshold:
         return "u-shape"
     return "decay" if near_gt_far else "rise"
 
 
+def trim(sums, counts):
+    """The per-distance arrays up to the largest distance that has a pair."""
+    nz = np.flatnonzero(counts > 0)
+    n = int(nz[-1]) + 1 if len(nz) else 0
+    return sums[:n], counts[:n]
+
+
+def nonsink_curve(logits, pos, rows, S, contiguous):
+    """Sum and count of the logits per distance p_m - p_n over the causal
+    pairs of the query rows 0 .. rows-1 whose key is not a sink (n >= S)."""
+    if rows <= S:
+        return np.zeros(0), np.zeros(0)
+    if contiguous:
+        # distance = token offset: the diagonals of the block of rows and keys >= S
+        sub = logits[S:rows, S:rows]
+        n = rows - S
+        sums = np.array([np.trace(sub, offset=-d) for d in range(n)])
+        counts = (n - np.arange(n)).astype(np.float64)
+        return sums, counts
+    # gaps in the positions: bin every pair by its distance in positions
+    nd = int(pos[rows - 1] - pos[0]) + 1
+    sums = np.zeros(nd)
+    counts = np.zeros(nd)
+    keys = np.arange(len(pos))
+    for r0 in range(S, rows, 256):
+        r1 = min(rows, r0 + 256)
+        m = np.arange(r0, r1)
+        sel = (keys[None, :] <= m[:, None]) & (keys[None, :] >= S)
+        dist = (pos[r0:r1, None] - pos[None, :])[sel]
+        sums += np.bincount(dist, weights=logits[r0:r1][sel], minlength=nd)
+        counts += np.bincount(dist, minlength=nd)
+    return trim(sums, counts)
+
+
 def heads_table(dump, args, out):
     T = dump.T
-    L = dump.L
-    nin = int(np.searchsorted(dump.pos, L)) if L > 0 else T  # rows with p_m < L
+    L = dump.L if args.train_len is None else args.train_len
+    if L <= 0:
+        die("the heads mode needs the training length (train_len or -L)")
+    pos = dump.pos
+    nin = int(np.searchsorted(pos, L))  # rows with p_m < L (positions increase)
     causal = np.tril(np.ones((T, T), dtype=bool))
     S = args.sink_tokens
+    keys = np.arange(T)
+    # unseen distances: keys n with p_m - p_n >= L, i.e. n < hi_m, and n >= S
+    hi_unseen = np.searchsorted(pos, pos - L, side="right")
+    unseen_keys = (keys[None, :] < hi_unseen[:, None]) & (keys[None, :] >= S)
     out.write("layer\thead\tkv_head\trows_in\trows_beyond\tsink_in\tsink_beyond\tentropy_in\t"
-              "entropy_beyond\tu_in\tlabel_in\tu_all\tlabel_all\texceedance\tood\n")
+              "entropy_beyond\tu_in\tlabel_in\tu_all\tlabel_all\texceedance\tood\tunseen_mass\t"
+              "entropy_nats_in\tentropy_nats_beyond\tsink_ratio\n")
     layers, heads = selected(dump, args)
-    rows_m = np.arange(T)
+    nan = float("nan")
+
+    def mean(x):
+        return float(x.mean()) if len(x) else nan
+
     for index, name in layers:
         theta = dump.layer_theta(name)
         for h in heads:
@@ -367,38 +433,44 @@ def heads_table(dump, args, out):
             p = np.exp(logits - mx)
             p /= p.sum(axis=1, keepdims=True)
             sink = p[:, :S].sum(axis=1)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                plogp = np.where(p > 0, p * np.log(p), 0.0)
-            ent = -plogp.sum(axis=1)[1:] / np.log(rows_m[1:] + 1.0)
-            del plogp, p
-            # mean logit against distance: diagonal sums, in-train rows and all rows
-            sum_all = np.array([np.trace(logits, offset=-dd) for dd in range(T)])
-            cnt_all = (T - np.arange(T)).astype(np.float64)
-            top = logits[:nin]
-            sum_in = np.array([np.trace(top, offset=-dd) for dd in range(nin)])
-            cnt_in = (nin - np.arange(nin)).astype(np.float64)
-            u_in, ng_in = u_score(sum_in, cnt_in)
-            u_all, ng_all = u_score(sum_all, cnt_all)
+            unseen = p.sum(axis=1, where=unseen_keys)
+            logp = np.zeros_like(p)
+            np.log(p, out=logp, where=p > 0)
+            logp *= p
+            nats = -logp.sum(axis=1)  # -sum p ln p, in nats
+            del logp, p
+            ent = nats[1:] / np.log(keys[1:] + 1.0)  # normalised, rows m >= 1
+            nats = nats[1:]
+            # U-scores of the mean logit against distance, sink keys left out
+            u_in, ng_in = u_score(*nonsink_curve(logits, pos, nin, S, dump.contiguous))
+            u_all, ng_all = u_score(*nonsink_curve(logits, pos, T, S, dump.contiguous))
             # exceedance of the beyond rows against the in-train range
-            if nin > 0 and nin < T:
-                lin = top[causal[:nin]]
+            if 0 < nin < T:
+                lin = logits[:nin][causal[:nin]]
                 lo_, hi_ = lin.min(), lin.max()
+                del lin
                 w = hi_ - lo_
                 blo, bhi = lo_ - args.margin * w, hi_ + args.margin * w
                 bot = logits[nin:]
                 outside = np.count_nonzero((bot < blo) & causal[nin:]) + np.count_nonzero(bot > bhi)
                 exceed = outside / float(np.count_nonzero(causal[nin:]))
             else:
-                exceed = float("nan")
-            sink_in = sink[:nin].mean() if nin else float("nan")
-            sink_b = sink[nin:].mean() if nin < T else float("nan")
-            ent_in = ent[:max(nin - 1, 0)].mean() if nin > 1 else float("nan")
-            ent_b = ent[max(nin - 1, 0):].mean() if nin < T else float("nan")
-            ood = int(exceed > 0.01 or abs(ent_b - ent_in) > 0.1 or abs(sink_b - sink_in) > 0.1)
+                exceed = nan
+            sink_in, sink_b = mean(sink[:nin]), mean(sink[nin:])
+            ent_in, ent_b = mean(ent[:max(nin - 1, 0)]), mean(ent[max(nin - 1, 0):])
+            nats_in, nats_b = mean(nats[:max(nin - 1, 0)]), mean(nats[max(nin - 1, 0):])
+            unseen_b = mean(unseen[nin:])
+            sink_ratio = sink_b / sink_in if sink_in > 0 else nan
+            # NaN compares false: an undefined term flags nothing
+            ood = int(unseen_b > args.unseen_threshold or exceed > args.exceed_threshold or
+                      (args.entropy_threshold is not None and abs(ent_b - ent_in) > args.entropy_threshold) or
+                      (args.sink_threshold is not None and abs(sink_b - sink_in) > args.sink_threshold))
+            ut = args.u_threshold
             out.write("\t".join([str(index), str(h), str(kv), str(nin), str(T - nin), g9(sink_in), g9(sink_b),
-                                 g9(ent_in), g9(ent_b), g9(u_in), label(u_in, ng_in), g9(u_all),
-                                 label(u_all, ng_all), g9(exceed), str(ood)]) + "\n")
-            del logits, top
+                                 g9(ent_in), g9(ent_b), g9(u_in), label(u_in, ng_in, ut), g9(u_all),
+                                 label(u_all, ng_all, ut), g9(exceed), str(ood), g9(unseen_b), g9(nats_in),
+                                 g9(nats_b), g9(sink_ratio)]) + "\n")
+            del logits
 
 
 # ---------------------------------------------------------------- entropy
@@ -406,29 +478,38 @@ def heads_table(dump, args, out):
 def entropy_table(dump, args, out):
     D = dump.D
     r = min(args.rank, D)
-    out.write("layer\thead\tkv_head\ttensor\tstage\tprep\tr\tscore\tscore_norm\trho\tlambda1\tfull\teff_rank\n")
+    out.write("layer\thead\tkv_head\ttensor\tstage\tprep\tr\tscore\tscore_norm\trho\tlambda1\tfull\teff_rank"
+              "\tenergy_r\n")
     layers, heads = selected(dump, args)
     kvs = sorted(set(h // dump.group for h in heads))
+    nan = float("nan")
+
+    def neg_xlogx(v):  # -v ln v elementwise, 0 ln 0 = 0
+        lv = np.zeros_like(v)
+        np.log(v, out=lv, where=v > 0)
+        return -v * lv
+
     for index, name in layers:
         theta = dump.layer_theta(name)
         for tensor, hs in (("q", heads), ("k", kvs)):
             for h in hs:
+                kv = h // dump.group if tensor == "q" else h
                 x = rotate(dump.read(name, tensor, h), theta, dump)
                 g = x.T @ x
-                g /= np.trace(g)
-                lam = np.linalg.eigvalsh(g)[::-1]
-                lam = np.where(lam < 0, 0.0, lam)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ll = np.where(lam > 0, lam * np.log(lam), 0.0)
-                sr = -ll[:r].sum()
-                full = -ll.sum()
-                top = lam[:r] / lam[:r].sum()
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    rho = np.exp(-np.where(top > 0, top * np.log(top), 0.0).sum())
-                kv = h // dump.group if tensor == "q" else h
-                out.write("\t".join([str(index), str(h), str(kv), tensor, "post", "paper", str(r), g9(sr),
-                                     g9(sr / np.log(D)) if D > 1 else "nan", g9(rho), g9(lam[0]), g9(full),
-                                     g9(np.exp(full))]) + "\n")
+                tr = np.trace(g)
+                if tr > 0 and np.isfinite(tr):
+                    lam = np.linalg.eigvalsh(g / tr)[::-1]
+                    lam = np.where(lam < 0, 0.0, lam)  # round-off negatives, not renormalised
+                    h_all = neg_xlogx(lam)
+                    sr = h_all[:r].sum()
+                    full = h_all.sum()
+                    energy = lam[:r].sum()
+                    rho = np.exp(neg_xlogx(lam[:r] / energy).sum()) if energy > 0 else nan
+                    vals = [sr, sr / np.log(D) if D > 1 else nan, rho, lam[0], full, np.exp(full), energy]
+                else:  # a head of zeros has no spectrum
+                    vals = [nan] * 7
+                out.write("\t".join([str(index), str(h), str(kv), tensor, "post", "paper", str(r)] +
+                                    [g9(v) for v in vals]) + "\n")
 
 
 def main(argv):
@@ -443,6 +524,12 @@ def main(argv):
     ap.add_argument("-H", "--heads", type=parse_list, default=None)
     ap.add_argument("--sink-tokens", type=int, default=1)
     ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("-L", "--train-len", type=int, default=None)
+    ap.add_argument("--unseen-threshold", type=float, default=0.05)
+    ap.add_argument("--exceed-threshold", type=float, default=0.01)
+    ap.add_argument("--entropy-threshold", type=float, default=None)
+    ap.add_argument("--sink-threshold", type=float, default=None)
+    ap.add_argument("--u-threshold", type=float, default=0.1)
     ap.add_argument("-r", "--rank", type=int, default=16)
     args = ap.parse_args(argv)
     dump = Dump(args.file)
