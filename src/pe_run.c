@@ -13,6 +13,12 @@
 #include "pe_fft.h"
 #include "pe_version.h"
 
+/* OpenBLAS's pthreads build starts its own threads when it loads, and they
+ * spin on sched_yield for about 2^28 cycles before they sleep: on two cores
+ * that takes a core from the pool at the start of every run.  BLAS runs on
+ * one thread here, so they are stopped; weak, as other BLAS builds lack it. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 #define N_SLOTS 6
 
 typedef struct worker_bufs {
@@ -652,6 +658,7 @@ int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts)
     pthread_cond_init(&priv.kcond, NULL);
     /* Threads are the pool's, over heads: the BLAS runs on the calling thread. */
     openblas_set_num_threads(1);
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
     pe_dump_guard(r.prog);
 
     int status = run(&r, argc, argv, &e);
