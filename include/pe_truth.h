@@ -47,10 +47,11 @@ void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll
  * pe_loss_free.  Returns 0 or -1. */
 int pe_loss_diag(pe_loss_acc *a, size_t n_diag, pe_err *e);
 
-/* Adds one sequence's diagnostics: diag[c * stride + m] is diagnostic c of
- * token m; a token counts where its nll and the value are both known. */
-void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *diag,
-                      size_t stride);
+/* pe_loss_add, and the sequence's diagnostics along (diag may be NULL):
+ * diag[c * stride + m] is diagnostic c of token m; a token counts where its
+ * nll and the value are both known. */
+void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *nll_control,
+                      const double *diag, size_t stride);
 
 /* Bin b's mean of diagnostic c (NaN where no token has it). */
 double pe_loss_diag_mean(const pe_loss_acc *a, size_t b, size_t c);

@@ -49,21 +49,7 @@ void pe_loss_free(pe_loss_acc *a)
 
 void pe_loss_add(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *nll_control)
 {
-    size_t b = 0, lo, hi;
-    if (!a->nb) return;
-    pe_bin_range(a->n_pos, a->nb, 0, &lo, &hi);
-    for (size_t m = 0; m < T; m++) {
-        /* Positions increase: walk the bins along with them. */
-        while ((uint64_t)pos[m] > hi && b + 1 < a->nb) pe_bin_range(a->n_pos, a->nb, ++b, &lo, &hi);
-        if (isnan(nll[m])) continue;
-        a->n[b] += 1;
-        a->nll[b] += nll[m];
-        if (nll_control && !isnan(nll_control[m])) {
-            a->n_ctl[b] += 1;
-            a->ctl[b] += nll_control[m];
-            a->excess[b] += nll[m] - nll_control[m];
-        }
-    }
+    pe_loss_add_diag(a, pos, T, nll, nll_control, NULL, 0);
 }
 
 int pe_loss_diag(pe_loss_acc *a, size_t n_diag, pe_err *e)
@@ -78,16 +64,24 @@ int pe_loss_diag(pe_loss_acc *a, size_t n_diag, pe_err *e)
     return 0;
 }
 
-void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *diag,
-                      size_t stride)
+void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double *nll, const double *nll_control,
+                      const double *diag, size_t stride)
 {
     size_t b = 0, lo, hi;
     if (!a->nb) return;
     pe_bin_range(a->n_pos, a->nb, 0, &lo, &hi);
     for (size_t m = 0; m < T; m++) {
+        /* Positions increase: walk the bins along with them. */
         while ((uint64_t)pos[m] > hi && b + 1 < a->nb) pe_bin_range(a->n_pos, a->nb, ++b, &lo, &hi);
         if (isnan(nll[m])) continue;
-        for (size_t c = 0; c < a->n_diag; c++) {
+        a->n[b] += 1;
+        a->nll[b] += nll[m];
+        if (nll_control && !isnan(nll_control[m])) {
+            a->n_ctl[b] += 1;
+            a->ctl[b] += nll_control[m];
+            a->excess[b] += nll[m] - nll_control[m];
+        }
+        for (size_t c = 0; diag && c < a->n_diag; c++) {
             double v = diag[c * stride + m];
             if (isnan(v)) continue;
             a->dsum[b * a->n_diag + c] += v;

@@ -653,8 +653,8 @@ static int finish_loss(pe_run *r, pe_err *e)
         for (size_t f = 0; f < in->n; f++) {
             const pe_meta *m = pe_dump_meta(in->dumps[f]);
             if (r->file_spec[f] != g) continue;
-            pe_loss_add(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control);
-            pe_loss_add_diag(&acc, m->positions, m->T, m->nll, s->diag + s->off[f], total);
+            pe_loss_add_diag(&acc, m->positions, m->T, m->nll, no_control ? NULL : m->nll_control,
+                             s->diag + s->off[f], total);
             for (size_t k = 0; k < m->T; k++)
                 excess[s->off[f] + k] = no_control ? NAN : m->nll[k] - m->nll_control[k];
         }

@@ -97,7 +97,10 @@ static void test_loss_bins(void)
      * positions 1 and 3; the last token (no loss) never counts. */
     double diag[12] = {1, 2, 4, 8, 16, 32, 10, NAN, 30, NAN, 50, 60};
     PE_CHECK(pe_loss_diag(&a, 2, &e) == 0, "loss: two diagnostics");
-    pe_loss_add_diag(&a, pos, 6, nll, diag, 6);
+    pe_loss_clear(&a);
+    pe_loss_add_diag(&a, pos, 6, nll, ctl, diag, 6);
+    PE_CHECK(a.n[0] == 3 && a.nll[0] == 6 && a.n_ctl[1] == 1 && a.excess[1] == 3,
+             "loss diag: the loss sums are those of pe_loss_add");
     PE_CHECK_NEAR(pe_loss_diag_mean(&a, 0, 0), 7.0 / 3, 1e-15, "loss diag: bin [0,2] mean of 1, 2, 4");
     PE_CHECK_NEAR(pe_loss_diag_mean(&a, 1, 0), 12.0, 1e-15, "loss diag: bin [3,5] mean of 8, 16 (32 has no loss)");
     PE_CHECK_NEAR(pe_loss_diag_mean(&a, 0, 1), 20.0, 1e-15, "loss diag: unknown values left out: mean of 10, 30");
