@@ -1,6 +1,6 @@
 /* pe_attn_walk.h: one query head of a run over every pooled file, in the
- * order the attention tables need (man peanalyze(1), DESCRIPTION: several
- * FILEs are pooled).
+ * order the attention tables need (man peanalyze(1), Pooling several
+ * files, and CHOICES).
  *
  * The in-train rows of every file come before any beyond row, because the
  * exceedance band of a head is its whole in-train logit range; a file with
