@@ -107,6 +107,24 @@ static int layer_rope; /* the layer's rope attribute */
 static hid_t file;
 static char lname[64];
 
+/* Which query rows of T are evaluated: every row (nrows <= 0 or >= T), the
+ * last (1), or nrows evenly spaced ones, the first and the last among them
+ * (man peanalyze(1), --rows); a calloc'd mask the caller frees. */
+static char *eval_rows(long T, long nrows)
+{
+    char *eval = calloc((size_t)T, 1);
+    if (!eval) die("out of memory");
+    if (nrows <= 0 || nrows >= T) {
+        memset(eval, 1, (size_t)T);
+    } else if (nrows == 1) {
+        eval[T - 1] = 1;
+    } else {
+        for (long i = 0; i < nrows; i++)
+            eval[(long)((unsigned long long)i * (unsigned long long)(T - 1) / (unsigned long long)(nrows - 1))] = 1;
+    }
+    return eval;
+}
+
 static void read_file(const char *path, long layer)
 {
     char pairing[64];
@@ -249,14 +267,7 @@ static void compute(refhead *r, int h, long nrows)
     double **arr[] = {&r->logit,    &r->count,    &r->logit_in,    &r->count_in,   &r->prob,    &r->prob_u,
                       &r->last,     &r->last_count, &r->ns_logit, &r->ns_count, &r->ns_logit_in, &r->ns_count_in};
     for (int i = 0; i < 12; i++) *arr[i] = calloc((size_t)nd, sizeof(double));
-    char *eval = calloc((size_t)T, 1);
-    if (nrows <= 0 || nrows >= T) {
-        memset(eval, 1, (size_t)T);
-    } else if (nrows == 1) {
-        eval[T - 1] = 1;
-    } else {
-        for (long i = 0; i < nrows; i++) eval[(long)((unsigned long long)i * (unsigned long long)(T - 1) / (unsigned long long)(nrows - 1))] = 1;
-    }
+    char *eval = eval_rows(T, nrows);
     double lo = INFINITY, hi = -INFINITY;
     for (long m = 0; m < T; m++) {
         if (!eval[m]) continue;
@@ -859,15 +870,7 @@ static void whatif_head(int h, wrow *rows, int nr, long nrows)
         wrotate(qs[s], w, 1);
         wrotate(ks[s], w, 0);
     }
-    char *eval = calloc((size_t)T, 1);
-    if (nrows <= 0 || nrows >= T) {
-        memset(eval, 1, (size_t)T);
-    } else if (nrows == 1) {
-        eval[T - 1] = 1;
-    } else {
-        for (long i = 0; i < nrows; i++)
-            eval[(long)((unsigned long long)i * (unsigned long long)(T - 1) / (unsigned long long)(nrows - 1))] = 1;
-    }
+    char *eval = eval_rows(T, nrows);
     double *lr = malloc((size_t)T * sizeof *lr), *ls = malloc((size_t)T * sizeof *ls);
     double *kl = calloc((size_t)nr, sizeof *kl), *un = calloc((size_t)nr, sizeof *un), *nb = calloc((size_t)nr, sizeof *nb);
     double *out = calloc((size_t)nr, sizeof *out);

@@ -1727,6 +1727,22 @@ def test_hf_hooks(tmp):
                 "hf: --arch-like llama with overrides dumps an unknown model_type", "")
 
 
+def fake_hf_nll(torch, model, ids, window=None):
+    """A fake Hugging Face model's own next-token loss over ids (with its own
+    explicit window mask for the control), log-softmaxed in float64 by torch;
+    the last token has none (NaN)."""
+    T = len(ids)
+    model.window = window
+    try:
+        with torch.no_grad():
+            out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
+    finally:
+        model.window = None
+    logits = out.logits if hasattr(out, "logits") else out[0]
+    lp = torch.log_softmax(logits[0].double(), dim=-1)
+    return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+
+
 def test_hf_loss(tmp):
     try:
         import torch
@@ -1738,17 +1754,7 @@ def test_hf_loss(tmp):
     T, W, S = len(ids), 5, 1
 
     def direct(model, window=None):
-        """The fake model's own logits (its own explicit window mask for the control),
-        log-softmaxed in float64 by torch."""
-        model.window = window
-        try:
-            with torch.no_grad():
-                out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
-        finally:
-            model.window = None
-        logits = out.logits if hasattr(out, "logits") else out[0]
-        lp = torch.log_softmax(logits[0].double(), dim=-1)
-        return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+        return fake_hf_nll(torch, model, ids, window)
 
     for kind, output in (("llama", "object"), ("qwen3", "object"), ("gemma3", "object"), ("gpt_neox", "tuple")):
         model, cfg, *_ = build_fake_hf(torch, kind, seed=3, output=output)
@@ -1844,14 +1850,7 @@ def test_hf_pe(tmp):
     T, W, L = len(ids), 5, 64
 
     def direct(model, window=None):
-        model.window = window
-        try:
-            with torch.no_grad():
-                out = model(input_ids=torch.tensor([ids]), position_ids=torch.arange(T)[None])
-        finally:
-            model.window = None
-        lp = torch.log_softmax(out.logits[0].double(), dim=-1)
-        return np.array([-float(lp[m, ids[m + 1]]) for m in range(T - 1)] + [math.nan])
+        return fake_hf_nll(torch, model, ids, window)
 
     def set_rotary(module, theta, scaling):
         module.inv_freq = torch.tensor(theta, dtype=torch.float32)
