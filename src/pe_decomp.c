@@ -26,7 +26,8 @@ static const double PE_TWO_PI = 6.283185307179586476925286766559;
 
 /* ---- profile ---- */
 
-int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
+/* The arrays, sum not zeroed yet (pe_profile_clear does it). */
+static int profile_alloc(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
 {
     size_t rows;
     memset(p, 0, sizeof *p);
@@ -34,7 +35,10 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
     if (n_dist == 0) return pe_fail(e, "profile: no distances (n_dist is 0)");
     if (pe_mul_size((size_t)n_pairs + 2, n_dist, &rows) != 0)
         return pe_fail(e, "out of memory: %d pairs x %zu distances overflows", n_pairs, n_dist);
-    p->sum = pe_alloc(rows, sizeof *p->sum, 1, e);
+    /* Huge pages, zeroed by writing: calloc'd pages would first be read by
+     * the sums (mapping the shared zero page), and every first write would
+     * then fault again and flush the other threads' TLBs. */
+    p->sum = pe_alloc_big(rows, sizeof *p->sum, e);
     p->count = p->sum ? pe_alloc(n_dist, sizeof *p->count, 1, e) : NULL;
     p->mag = p->count ? pe_alloc((size_t)n_pairs, sizeof *p->mag, 1, e) : NULL;
     if (!p->mag) {
@@ -43,7 +47,13 @@ int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
     }
     p->n_pairs = n_pairs;
     p->n_dist = n_dist;
-    p->pool = NULL;
+    return 0;
+}
+
+int pe_profile_init(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
+{
+    if (profile_alloc(p, n_pairs, n_dist, e) < 0) return -1;
+    pe_profile_clear(p);
     return 0;
 }
 
@@ -141,18 +151,36 @@ void pe_profile_free(pe_profile *p)
     memset(p, 0, sizeof *p);
 }
 
+/* Zeroing runs over the pool in pieces of this many doubles: the first
+ * head's 17 MB (T 32768) are new pages, slow to fault in on one thread. */
+#define PE_CLEAR_PIECE ((size_t)1 << 17)
+
+static int clear_piece(size_t i, void *ctx, pe_err *e)
+{
+    (void)e;
+    pe_profile *p = ctx;
+    size_t rows = ((size_t)p->n_pairs + 2) * p->n_dist, a = i * PE_CLEAR_PIECE;
+    size_t n = rows - a < PE_CLEAR_PIECE ? rows - a : PE_CLEAR_PIECE;
+    memset(p->sum + a, 0, n * sizeof *p->sum);
+    return 0;
+}
+
 void pe_profile_clear(pe_profile *p)
 {
     size_t rows = ((size_t)p->n_pairs + 2) * p->n_dist;
-    memset(p->sum, 0, rows * sizeof *p->sum);
+    pe_err ignored;
+    if (!p->pool || pe_pool_for(p->pool, (rows + PE_CLEAR_PIECE - 1) / PE_CLEAR_PIECE, clear_piece, p, &ignored) < 0)
+        memset(p->sum, 0, rows * sizeof *p->sum); /* the pieces cannot fail: cheap to be sure */
     memset(p->count, 0, p->n_dist * sizeof *p->count);
     memset(p->mag, 0, (size_t)p->n_pairs * sizeof *p->mag);
 }
 
 int pe_profile_reuse(pe_profile *p, int n_pairs, size_t n_dist, pe_err *e)
 {
+    pe_pool *pool = p->pool;
     if (p->sum && (p->n_pairs != n_pairs || p->n_dist != n_dist)) pe_profile_free(p);
-    if (!p->sum) return pe_profile_init(p, n_pairs, n_dist, e);
+    if (!p->sum && profile_alloc(p, n_pairs, n_dist, e) < 0) return -1;
+    p->pool = pool;
     pe_profile_clear(p);
     return 0;
 }

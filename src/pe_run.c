@@ -51,10 +51,21 @@ typedef struct prefetch {
     pe_run *r;
 } prefetch;
 
+/* A task's key head, read on another thread while the task reads its
+ * query head (one-head tables, one file, several threads): the first head
+ * of a run, and of each key group, would otherwise read both in turn. */
+typedef struct key_ahead {
+    pe_pool_job *job;
+    size_t task;
+    int rotate;
+    pe_run *r;
+} key_ahead;
+
 struct pe_run_priv {
     worker_bufs *w; /* one per worker of the pool (one-head tables: w[0] only) */
     int n_w;
     prefetch pf;
+    key_ahead ka;
     pthread_mutex_t kmu;
     pthread_cond_t kcond;
     key_entry *keys;  /* in use */
@@ -70,6 +81,9 @@ struct pe_run_priv {
     size_t n_rots, rot_nf, rot_nh;
     int rot_per_file, rot_per_head;
 };
+
+static int key_shared(const pe_run *r);
+static void key_ahead_start(pe_run *r, const pe_task *t, int rotate);
 
 static double now(void)
 {
@@ -107,6 +121,16 @@ static int one_head(const pe_run *r)
     return (r->def->flags & PE_TABLE_ONE_HEAD) != 0;
 }
 
+/* A head buffer, its pages faulted in here: a read would fault them in
+ * under the HDF5 lock (pe_dump_read_stored), and the other threads would
+ * wait for the lock as long (new pages are slow on a virtual machine). */
+static double *head_buffer(size_t n, pe_err *e)
+{
+    double *x = pe_alloc_big(n ? n : 1, sizeof *x, e);
+    if (x) memset(x, 0, (n ? n : 1) * sizeof *x);
+    return x;
+}
+
 double *pe_run_buffer(pe_run *r, int slot, size_t n, pe_err *e)
 {
     /* One head at a time: one set of buffers, whichever thread runs it. */
@@ -114,7 +138,7 @@ double *pe_run_buffer(pe_run *r, int slot, size_t n, pe_err *e)
     if (w->cap[slot] < n) {
         free(w->p[slot]);
         w->cap[slot] = 0;
-        if (!(w->p[slot] = pe_alloc_big(n ? n : 1, sizeof(double), e))) return NULL;
+        if (!(w->p[slot] = head_buffer(n, e))) return NULL;
         w->cap[slot] = n;
     }
     return w->p[slot];
@@ -185,7 +209,7 @@ static int prefetch_take(pe_run *r, const pe_task *t, int rotate, int slot, size
         if (pf->cap < n) {
             free(pf->buf);
             pe_err ignored;
-            pf->cap = (pf->buf = pe_alloc_big(n, sizeof *pf->buf, &ignored)) ? n : 0;
+            pf->cap = (pf->buf = head_buffer(n, &ignored)) ? n : 0;
         }
         if (pf->buf) {
             pf->task = i + 1;
@@ -206,15 +230,24 @@ double *pe_run_read(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int hea
     if (!x) return NULL;
     /* A failed prefetch is not reported: the task reads its head again. */
     if (one_head(r) && r->n_files == 1 && r->jobs > 1 && tn == PE_TENSOR_Q && t->tensor == PE_TENSOR_Q &&
-        head == t->head && n * sizeof(double) <= PREFETCH_MAX && prefetch_take(r, t, rotate, slot, n))
-        return r->priv->w[0].p[slot];
+        head == t->head && n * sizeof(double) <= PREFETCH_MAX) {
+        if (key_shared(r)) key_ahead_start(r, t, rotate);
+        if (prefetch_take(r, t, rotate, slot, n)) return r->priv->w[0].p[slot];
+    }
     if (read_into(r, t, f, tn, head, rotate, x, e) < 0) return NULL;
     return x;
 }
 
-const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int slot, pe_err *e)
+static int key_shared(const pe_run *r)
 {
-    if (r->n_files != 1 || r->priv->rot_per_head || r->file_spec) return pe_run_read(r, t, f, PE_TENSOR_K, t->kv_head, rotate, slot, e);
+    return r->n_files == 1 && !r->priv->rot_per_head && !r->file_spec;
+}
+
+/* The key entry of task t's group, read by this thread unless another has
+ * it or is reading it (then waits).  NULL only when out of memory; a failed
+ * read is the entry's (failed, err).  A lookup does not count as a use. */
+static key_entry *key_acquire(pe_run *r, const pe_task *t, size_t f, int rotate, pe_err *e)
+{
     struct pe_run_priv *p = r->priv;
     pthread_mutex_lock(&p->kmu);
     key_entry *ke = p->keys;
@@ -245,7 +278,7 @@ const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int 
         if (ke->cap < n) {
             free(ke->k);
             ke->cap = 0;
-            if (!(ke->k = pe_alloc_big(n, sizeof *ke->k, &ke->err)))
+            if (!(ke->k = head_buffer(n, &ke->err)))
                 bad = 1;
             else
                 ke->cap = n;
@@ -257,20 +290,60 @@ const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int 
         pthread_cond_broadcast(&p->kcond);
     }
     while (ke->loading) pthread_cond_wait(&p->kcond, &p->kmu);
-    const double *k = ke->k;
+    pthread_mutex_unlock(&p->kmu);
+    return ke;
+}
+
+static int key_ahead_run(size_t i, void *ctx, pe_err *e)
+{
+    (void)i;
+    key_ahead *ka = ctx;
+    pe_err ignored; /* out of memory: the task tries again and reports it */
+    (void)e;
+    (void)key_acquire(ka->r, &ka->r->tasks[ka->task], 0, ka->rotate, &ignored);
+    return 0;
+}
+
+/* Waits for the key job, if any: it must be done before its task ends. */
+static void key_ahead_finish(pe_run *r)
+{
+    key_ahead *ka = &r->priv->ka;
+    if (ka->job) pe_pool_finish(r->pool, ka->job, NULL);
+    ka->job = NULL;
+}
+
+/* Starts reading task t's key head on another thread, unless it is read. */
+static void key_ahead_start(pe_run *r, const pe_task *t, int rotate)
+{
+    struct pe_run_priv *p = r->priv;
+    key_ahead_finish(r);
+    pthread_mutex_lock(&p->kmu);
+    const key_entry *ke = p->keys;
+    while (ke && !(ke->lj == t->lj && ke->kvh == t->kv_head && ke->rotate == rotate)) ke = ke->next;
+    pthread_mutex_unlock(&p->kmu);
+    if (ke) return;
+    p->ka = (key_ahead){NULL, (size_t)(t - r->tasks), rotate, r};
+    p->ka.job = pe_pool_start(r->pool, key_ahead_run, &p->ka);
+}
+
+const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int slot, pe_err *e)
+{
+    if (!key_shared(r)) return pe_run_read(r, t, f, PE_TENSOR_K, t->kv_head, rotate, slot, e);
+    key_ahead_finish(r);
+    key_entry *ke = key_acquire(r, t, f, rotate, e);
+    if (!ke) return NULL;
     if (ke->failed) {
         *e = ke->err;
-        k = NULL;
+        pe_run_key_done(r, t, f);
+        return NULL;
     }
-    pthread_mutex_unlock(&p->kmu);
-    if (!k) pe_run_key_done(r, t, f);
-    return k;
+    return ke->k;
 }
 
 void pe_run_key_done(pe_run *r, const pe_task *t, size_t f)
 {
     (void)f;
-    if (r->n_files != 1 || r->priv->rot_per_head || r->file_spec) return;
+    if (!key_shared(r)) return;
     struct pe_run_priv *p = r->priv;
     pthread_mutex_lock(&p->kmu);
     key_entry **pp = &p->keys;
@@ -664,6 +737,7 @@ int pe_run_main(int argc, char **argv, const pe_tool_def *tool, void *opts)
     int status = run(&r, argc, argv, &e);
 
     if (priv.pf.job) pe_pool_finish(r.pool, priv.pf.job, NULL);
+    key_ahead_finish(&r);
     free(priv.pf.buf);
     if (r.table) pe_table_finish(r.table, NULL);
     if (r.out.fp) pe_output_close(&r.out, 0, NULL);

@@ -162,8 +162,8 @@ static int work_head(pe_run *r, const pe_task *t, void *res, pe_err *e)
     head_result *out = res;
     const int P = r->in.meta->n_pairs;
     pe_profile *prof = &s->prof;
-    if (pe_profile_reuse(prof, P, r->in.n_dist, e) < 0) return -1;
     prof->pool = r->pool;
+    if (pe_profile_reuse(prof, P, r->in.n_dist, e) < 0) return -1;
     for (size_t f = 0; f < r->in.n; f++) {
         const pe_meta *mf = pe_dump_meta(r->in.dumps[f]);
         int slot = pe_run_slot(r, f, t->lj);

@@ -137,6 +137,16 @@ while IFS='|' read -r file tail late; do
     [ -n "$file" ] || continue
     expect 1 "pedecomp: $file: $tail" "pedecomp refuses $file as the second file of a pool" "$BUILD/pedecomp" f32.h5 "$file"
 done <"$TMP/refusals"
+# Values found bad while heads are read: the same message with two threads,
+# where a key head is read on one thread while its query head is read on
+# the other (pedecomp) or heads are read on both at once.
+for tool in $TOOLS; do
+    while IFS='|' read -r file tail late; do
+        [ -n "$late" ] || continue
+        # shellcheck disable=SC2046
+        expect 1 "$tool: $file: $tail" "$tool -j 2 refuses $file" "$BUILD/$tool" -j 2 $(targs "$tool") "$file"
+    done <"$TMP/refusals"
+done
 
 # A file without read permission (made here: nothing in the build is unreadable).
 cp f32.h5 "$TMP/unreadable.h5"
