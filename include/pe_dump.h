@@ -49,6 +49,7 @@ typedef struct pe_meta {
     char *model, *source_dtype, *rope_scaling, *created_by; /* NULL when absent */
     size_t T;
     int64_t *positions;  /* T values */
+    int64_t *ids;        /* T token ids (/tokens/ids), NULL when absent: -t loss pairs files by them */
     int contiguous;      /* positions[m] == positions[0] + m */
     double *theta;       /* n_pairs: /rope/inv_freq, else from rope_theta */
     int theta_from_file; /* 1 when /rope/inv_freq was present */

@@ -56,6 +56,38 @@ void pe_loss_add_diag(pe_loss_acc *a, const int64_t *pos, size_t T, const double
 /* Bin b's mean of diagnostic c (NaN where no token has it). */
 double pe_loss_diag_mean(const pe_loss_acc *a, size_t b, size_t c);
 
+/* ---- comparing two losses over the same tokens ---- */
+
+/* The mean of x[0..n-1] and its batch-means standard error (man
+ * peanalyze(1), -t loss, section compare): the values, in order, cut into
+ * batches of floor(sqrt(n)) consecutive values (the last may be shorter), so
+ * that neighbouring tokens, whose losses move together, share a batch.
+ * With B batches of sums s_j over c_j values and m = sum s_j / n,
+ * se^2 = B / (B - 1) sum_j (s_j - m c_j)^2 / n^2 (the standard error of a
+ * ratio estimator; with equal batches, var(batch means) / B).  *mean is NaN
+ * when n is 0, *se when B < 2. */
+void pe_batch_mean(const double *x, size_t n, double *mean, double *se);
+
+/* One sequence's recorded loss, for pe_loss_compare (ids may be NULL). */
+typedef struct pe_loss_seq {
+    size_t T;
+    const int64_t *pos, *ids;
+    const double *nll;
+} pe_loss_seq;
+
+/* Within L ([0]) and beyond it ([1]): the tokens with both losses, the mean
+ * of nll_b - nll_a and its batch-means standard error (pe_batch_mean). */
+typedef struct pe_loss_cmp {
+    size_t n[2];
+    double diff[2], se[2];
+} pe_loss_cmp;
+
+/* Two specs' losses token by token (man peanalyze(1), -t loss, section
+ * compare): a[i] against b[i], i < n.  Sequences that are not the same
+ * tokens (T, positions, and ids where both have them) compare nothing: n 0
+ * and NaN.  Returns 0, or -1 with e filled when out of memory. */
+int pe_loss_compare(const pe_loss_seq *a, const pe_loss_seq *b, size_t n, long L, pe_loss_cmp *out, pe_err *e);
+
 /* ---- calibration: does a diagnostic explain the excess loss? ---- */
 
 /* Spearman's rank correlation of x and y (n pairs), ties given their

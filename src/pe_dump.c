@@ -442,6 +442,16 @@ static int read_positions(pe_dump *d, pe_err *e)
     double span = (double)m->positions[m->T - 1] - (double)m->positions[0];
     if (span >= 4503599627370496.0) /* 2^52 */
         return pe_fail(e, "%s: /tokens/positions: span %.0f is too large", file, span);
+    /* The token ids are optional: they only tell whether two files hold the
+     * same tokens (peanalyze -t loss compares losses token by token). */
+    if (pe_h5_has(d->file, "tokens/ids", H5I_DATASET)) {
+        size_t n = 0;
+        if (pe_h5_length(d->file, "tokens/ids", file, "/tokens/ids", &n, e) < 0) return -1;
+        if (n != m->T) return pe_fail(e, "%s: /tokens/ids: has %zu values, expected T = %zu", file, n, m->T);
+        if (!(m->ids = pe_alloc(m->T, sizeof *m->ids, 0, e)) ||
+            pe_h5_vector(d->file, "tokens/ids", file, "/tokens/ids", m->T, 1, NULL, m->ids, e) < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -540,6 +550,7 @@ static void meta_free(pe_meta *m)
     free(m->rope_scaling);
     free(m->created_by);
     free(m->positions);
+    free(m->ids);
     free(m->theta);
     free(m->nll);
     free(m->nll_control);

@@ -96,6 +96,61 @@ double pe_loss_diag_mean(const pe_loss_acc *a, size_t b, size_t c)
     return a->dcnt[i] > 0 ? a->dsum[i] / a->dcnt[i] : NAN;
 }
 
+/* ---- comparing two losses ---- */
+
+void pe_batch_mean(const double *x, size_t n, double *mean, double *se)
+{
+    *mean = *se = NAN;
+    if (n == 0) return;
+    size_t b = 1;
+    while ((b + 1) * (b + 1) <= n) b++; /* floor(sqrt(n)), exactly */
+    double total = 0;
+    for (size_t i = 0; i < n; i++) total += x[i];
+    *mean = total / (double)n;
+    size_t nbatch = (n + b - 1) / b;
+    if (nbatch < 2) return;
+    double ss = 0;
+    for (size_t a = 0; a < n; a += b) {
+        size_t c = n - a < b ? n - a : b;
+        double s = 0;
+        for (size_t i = a; i < a + c; i++) s += x[i];
+        double r = s - *mean * (double)c;
+        ss += r * r;
+    }
+    *se = sqrt((double)nbatch / (double)(nbatch - 1) * ss) / (double)n;
+}
+
+static int same_tokens(const pe_loss_seq *a, const pe_loss_seq *b)
+{
+    return a->T == b->T && memcmp(a->pos, b->pos, a->T * sizeof *a->pos) == 0 &&
+           (!a->ids || !b->ids || memcmp(a->ids, b->ids, a->T * sizeof *a->ids) == 0);
+}
+
+int pe_loss_compare(const pe_loss_seq *a, const pe_loss_seq *b, size_t n, long L, pe_loss_cmp *out, pe_err *e)
+{
+    size_t total = 0;
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < n; i++) {
+        if (!same_tokens(&a[i], &b[i])) total = 0, n = 0;
+        else total += a[i].T;
+    }
+    double *d[2] = {pe_alloc(total + 1, sizeof(double), 0, e), pe_alloc(total + 1, sizeof(double), 0, e)};
+    int rc = -1;
+    if (!d[0] || !d[1]) goto done;
+    for (size_t i = 0; i < n; i++)
+        for (size_t m = 0; m < a[i].T; m++) {
+            double x = b[i].nll[m] - a[i].nll[m];
+            int beyond = a[i].pos[m] >= L;
+            if (!isnan(x)) d[beyond][out->n[beyond]++] = x;
+        }
+    for (int k = 0; k < 2; k++) pe_batch_mean(d[k], out->n[k], &out->diff[k], &out->se[k]);
+    rc = 0;
+done:
+    free(d[0]);
+    free(d[1]);
+    return rc;
+}
+
 /* ---- calibration ---- */
 
 typedef struct ranked {

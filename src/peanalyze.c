@@ -626,6 +626,50 @@ static void meta_loss(pe_run *r)
                                     "layer L's heads (exceedance: beyond-L rows only)");
 }
 
+/* The compare section: every two specs' losses token by token, within L
+ * and beyond it.  Specs with different numbers of files compare nothing. */
+static int compare_losses(pe_run *r, pe_err *e)
+{
+    static const char *const cols[] = {"pe_a", "pe_b",    "n_in",   "diff_in",
+                                       "se_in", "n_beyond", "diff_beyond", "se_beyond"};
+    const pe_inputs *in = &r->in;
+    pe_loss_seq *seq = pe_alloc(in->n, sizeof *seq, 0, e);
+    size_t *first = pe_alloc(r->n_specs + 1, sizeof *first, 0, e); /* spec g's files: seq[first[g] .. first[g+1]) */
+    int rc = -1;
+    if (!seq || !first) goto done;
+    size_t k = 0;
+    for (size_t g = 0; g < r->n_specs; g++) {
+        first[g] = k;
+        for (size_t f = 0; f < in->n; f++) {
+            const pe_meta *m = pe_dump_meta(in->dumps[f]);
+            if (r->file_spec[f] == g) seq[k++] = (pe_loss_seq){m->T, m->positions, m->ids, m->nll};
+        }
+    }
+    first[r->n_specs] = k;
+    pe_table_section(r->table, "compare", cols, 8);
+    for (size_t g = 0; g < r->n_specs; g++)
+        for (size_t h = g + 1; h < r->n_specs; h++) {
+            size_t ng = first[g + 1] - first[g];
+            pe_loss_cmp c = {{0, 0}, {NAN, NAN}, {NAN, NAN}};
+            if (ng == first[h + 1] - first[h] &&
+                pe_loss_compare(seq + first[g], seq + first[h], ng, in->train_len, &c, e) < 0)
+                goto done;
+            pe_table_str(r->table, r->spec_names[g]);
+            pe_table_str(r->table, r->spec_names[h]);
+            for (int k = 0; k < 2; k++) {
+                pe_table_int(r->table, (long long)c.n[k]);
+                pe_table_dbl(r->table, c.diff[k]);
+                pe_table_dbl(r->table, c.se[k]);
+            }
+            pe_table_end_row(r->table);
+        }
+    rc = 0;
+done:
+    free(seq);
+    free(first);
+    return rc;
+}
+
 static int finish_loss(pe_run *r, pe_err *e)
 {
     const pe_inputs *in = &r->in;
@@ -703,6 +747,7 @@ static int finish_loss(pe_run *r, pe_err *e)
                 pe_table_int(t, (long long)c->n_tokens);
                 pe_table_end_row(t);
             }
+    if (r->n_specs > 1 && compare_losses(r, e) < 0) goto done;
     rc = 0;
 done:
     pe_loss_free(&acc);

@@ -100,6 +100,8 @@ bad-T-zero.h5|/layers/000/q: T is 0 (no tokens)|
 bad-positions-order.h5|/tokens/positions: not strictly increasing at token 20 (19 after 19)|
 bad-positions-len.h5|/tokens/positions: has 39 values, expected T = 40|
 bad-positions-float.h5|/tokens/positions: wrong kind: must be integers|
+bad-ids-len.h5|/tokens/ids: has 39 values, expected T = 40|
+bad-ids-float.h5|/tokens/ids: wrong kind: must be integers|
 bad-freq-len.h5|/rope/inv_freq: has 2 values, expected rotary_dim/2 = 3|
 bad-freq-neg.h5|/rope/inv_freq: value 1 is negative (-0.1)|
 bad-freq-nan.h5|/rope/inv_freq: value 1 is not finite|

@@ -216,6 +216,15 @@ if grep -q '^# note: the calibration section of the shards is not merged' "$TMP/
 else
     notok "peanalyze loss: the calibration section is left out, with a note"
 fi
+tables a2 "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5 truth-pi.h5
+tables b2 "$PEANALYZE" -t loss --bins 0 --digits 17 -f tsv truth.h5 truth-pi.h5
+if "$PEMERGE" "$TMP/a2" "$TMP/b2" >"$TMP/merged2" 2>"$TMP/err" &&
+    grep -qx '# note: the calibration and compare sections of the shards are not merged (their numbers do not pool): run the tool on all the inputs for them' "$TMP/merged2" &&
+    ! grep -q '^# section: ' "$TMP/merged2"; then
+    ok "peanalyze loss: two specs: the calibration and compare sections are left out, with one note"
+else
+    notok "peanalyze loss: two specs: the calibration and compare sections are left out, with one note" "$(grep '^# note' "$TMP/merged2"; head -n 1 "$TMP/err")"
+fi
 if [ "$(grep -v '^# input:\|^# note:' "$TMP/merged" | grep '^#')" = "$(grep -v '^# input:' "$TMP/whole" | grep '^#')" ]; then
     ok "peanalyze loss: the comment lines of the unsplit table (bins of the longest input)"
 else

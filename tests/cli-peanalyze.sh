@@ -545,7 +545,7 @@ expect 1 "peanalyze: truth-otherwindow.h5: /tokens/nll_control: control: window:
     "loss: files whose controls differ are refused" "$PA" -t loss truth.h5 truth-otherwindow.h5
 run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-otherpe.h5
 got=$(sed '/^# section/,$d' "$TMP/out" | data /dev/stdin | awk -F'\t' 'NR > 1 { n[$1]++ } END { print n["rope"] + 0, n["pi:4"] + 0 }')
-cal=$(sed -n '/^# section: calibration/,$p' "$TMP/out" | awk -F'\t' '!/^#/ && $1 != "pe" { n[$1]++ } END { print n["rope"] + 0, n["pi:4"] + 0 }')
+cal=$(sed -n '/^# section: calibration/,$p' "$TMP/out" | sed '/^# section: compare/,$d' | awk -F'\t' '!/^#/ && $1 != "pe" { n[$1]++ } END { print n["rope"] + 0, n["pi:4"] + 0 }')
 if [ "$status" -eq 0 ] && [ "$got" = "4 4" ] && [ "$cal" = "8 8" ]; then
     ok "loss: files recorded with different specs line up: one block of bins and of calibration rows per pe"
 else
@@ -554,6 +554,34 @@ fi
 rope_block=$(sed '/^# section/,$d' "$TMP/out" | data /dev/stdin | awk -F'\t' '$1 == "rope"' | cut -f 2-7)
 alone=$("$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 | sed '/^# section/,$d' | data /dev/stdin | awk -F'\t' '$1 == "rope"' | cut -f 2-7)
 is "loss: the rope block of two specs' files equals the rope file alone" "$alone" "$rope_block"
+# The compare section: truth-pi.h5 records truth.h5's tokens with a loss
+# higher by (m mod 3)/8 (tests/fixtures.h: fx_nll_shift).  The expected mean
+# and batch-means standard error, in batches of floor(sqrt(n)) tokens, are
+# summed here from that formula.
+cmpref() {
+    awk 'function row(lo, hi,   n, m, b, i, s, c, tot, mean, ss, nb, r) {
+            n = 0; for (m = lo; m <= hi; m++) x[n++] = (m % 3) / 8
+            b = 1; while ((b + 1) * (b + 1) <= n) b++
+            tot = 0; for (i = 0; i < n; i++) tot += x[i]; mean = tot / n
+            ss = 0; nb = 0
+            for (i = 0; i < n; i += b) { s = 0; c = 0; for (m = i; m < i + b && m < n; m++) { s += x[m]; c++ }
+                r = s - mean * c; ss += r * r; nb++ }
+            printf "%d %.12f %.12f", n, mean, sqrt(nb / (nb - 1) * ss) / n
+        }
+        BEGIN { printf "rope pi:4 "; row(0, 15); printf " "; row(16, 38); print "" }'
+}
+cmpgot() { sed -n '/^# section: compare/,$p' "$1" | awk -F'\t' '!/^#/ && $1 != "pe_a" { printf "%s %s %d %.12f %.12f %d %.12f %.12f\n", $1, $2, $3, $4, $5, $6, $7, $8 }'; }
+run "$PA" -t loss --bins 4 --digits 17 -f tsv truth.h5 truth-pi.h5
+is "loss: compare: the difference of two specs' losses over the same tokens, and its batch-means standard error, within L and beyond" \
+    "$(cmpref)" "$(cmpgot "$TMP/out")"
+run "$PA" -t loss --bins 4 -f tsv truth.h5 truth-pi-otherids.h5
+is "loss: compare: files whose token ids differ are not compared (n 0, nan)" "rope pi:4 0 nan nan 0 nan nan" \
+    "$(sed -n '/^# section: compare/,$p' "$TMP/out" | awk -F'\t' '!/^#/ && $1 != "pe_a" { print $1, $2, $3, $4, $5, $6, $7, $8 }')"
+run "$PA" -t loss --bins 4 -f tsv truth.h5 truth-short.h5 truth-otherpe.h5
+is "loss: compare: specs with different numbers of files are not compared" "rope pi:4 0 nan nan 0 nan nan" \
+    "$(sed -n '/^# section: compare/,$p' "$TMP/out" | awk -F'\t' '!/^#/ && $1 != "pe_a" { print $1, $2, $3, $4, $5, $6, $7, $8 }')"
+run "$PA" -t loss --bins 4 -f tsv truth.h5
+is "loss: compare: no section with one spec" "0" "$(grep -c '^# section: compare' "$TMP/out")"
 expect 2 "peanalyze: --pe: -t loss rotates each file with the spec its loss was recorded with (the pe attribute of /tokens/nll)" \
     "loss: --pe is refused" "$PA" -t loss --pe pi:4 truth.h5
 expect 2 "peanalyze: --rows: not for -t loss" "loss: --rows is refused" "$PA" -t loss --rows 3 truth.h5

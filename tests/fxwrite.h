@@ -174,6 +174,32 @@ static inline void write_truth(hid_t f, long T, const char *pe, const char *cont
     free(v);
 }
 
+/* A second spec's loss over the same tokens: fx_nll + fx_nll_shift, the
+ * control as write_truth's. */
+static inline void write_truth_shifted(hid_t f, long T, const char *pe, const char *control)
+{
+    write_truth(f, T, pe, control);
+    double *v = malloc((size_t)T * sizeof *v);
+    if (!v) die("out of memory");
+    for (long m = 0; m < T; m++) v[m] = fx_nll(m, T) + fx_nll_shift(m);
+    hid_t d = H5Dopen2(f, "tokens/nll", H5P_DEFAULT);
+    if (d < 0 || H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v) < 0) die("cannot rewrite tokens/nll");
+    H5Dclose(d);
+    free(v);
+}
+
+/* /tokens/ids: (7 m + salt) mod 50; files of the same salt hold the same tokens. */
+static inline void write_ids(hid_t f, long T, int salt)
+{
+    int64_t *v = malloc((size_t)T * sizeof *v);
+    hsize_t n = (hsize_t)T;
+    if (!v) die("out of memory");
+    if (H5Lexists(f, "tokens", H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(f, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (long m = 0; m < T; m++) v[m] = (7 * m + salt) % 50;
+    dset_write(f, "tokens/ids", H5T_STD_I64LE, 1, &n, H5T_NATIVE_INT64, v, 0);
+    free(v);
+}
+
 static inline int64_t position(const fx_spec *s, long m)
 {
     return s->pos0 + m + (s->gappy ? m / 3 : 0);

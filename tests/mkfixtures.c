@@ -99,6 +99,17 @@ static void b_positions_len(hid_t f)
     hsize_t n = FX_T - 1;
     dset_write(f, "tokens/positions", H5T_STD_I64LE, 1, &n, H5T_NATIVE_INT64, pos, 0);
 }
+static void b_ids_len(hid_t f)
+{
+    write_ids(f, FX_T - 1, 0);
+}
+static void b_ids_float(hid_t f)
+{
+    double v[FX_T] = {0};
+    hsize_t n = FX_T;
+    if (H5Lexists(f, "tokens", H5P_DEFAULT) <= 0) H5Gclose(H5Gcreate2(f, "tokens", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    dset_write(f, "tokens/ids", H5T_IEEE_F64LE, 1, &n, H5T_NATIVE_DOUBLE, v, 0);
+}
 static void b_positions_float(hid_t f)
 {
     double pos[FX_T];
@@ -394,6 +405,16 @@ int main(int argc, char **argv)
         s = standard();
         hid_t f = write_file(dir, "truth.h5", &s);
         write_truth(f, FX_T, NULL, "window:16:1");
+        write_ids(f, FX_T, 0);
+        H5Fclose(f);
+        /* Another spec's loss over the same tokens, and over other tokens. */
+        f = write_file(dir, "truth-pi.h5", &s);
+        write_truth_shifted(f, FX_T, "pi:4", "window:16:1");
+        write_ids(f, FX_T, 0);
+        H5Fclose(f);
+        f = write_file(dir, "truth-pi-otherids.h5", &s);
+        write_truth_shifted(f, FX_T, "pi:4", "window:16:1");
+        write_ids(f, FX_T, 1);
         H5Fclose(f);
         f = write_file(dir, "truth-nocontrol.h5", &s);
         write_truth(f, FX_T, "rope", NULL);
@@ -436,6 +457,7 @@ int main(int argc, char **argv)
         {"bad-positions-order.h5", b_positions_order},
         {"bad-positions-len.h5", b_positions_len},
         {"bad-positions-float.h5", b_positions_float},
+        {"bad-ids-len.h5", b_ids_len},           {"bad-ids-float.h5", b_ids_float},
         {"bad-freq-len.h5", b_freq_len},         {"bad-freq-neg.h5", b_freq_neg},
         {"bad-freq-nan.h5", b_freq_nan},         {"bad-layer-freq-inf.h5", b_layer_freq_inf},
         {"bad-huge.h5", b_huge},                 {"bad-q-nan.h5", b_q_nan},

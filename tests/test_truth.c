@@ -110,10 +110,59 @@ static void test_loss_bins(void)
     pe_loss_free(&a);
 }
 
+/* pe_batch_mean against values worked by hand (the header's formula). */
+static void test_batch_mean(void)
+{
+    double x[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, m, se;
+    /* n 9: batches of 3, sums 6 15 24, mean 5: se^2 = 3/2 (81 + 0 + 81) / 81 = 3. */
+    pe_batch_mean(x, 9, &m, &se);
+    PE_CHECK_NEAR(m, 5.0, 1e-15, "batch mean: n 9: the mean");
+    PE_CHECK_NEAR(se, sqrt(3.0), 1e-15, "batch mean: n 9: se = sqrt(3) (batches of 3)");
+    /* n 10: batches 1-3, 4-6, 7-9, 10 (floor(sqrt(10)) = 3), mean 5.5:
+     * residuals -10.5 -1.5 7.5 4.5, se^2 = 4/3 x 189 / 100 = 2.52. */
+    pe_batch_mean(x, 10, &m, &se);
+    PE_CHECK_NEAR(m, 5.5, 1e-15, "batch mean: n 10: the mean");
+    PE_CHECK_NEAR(se, sqrt(2.52), 1e-15, "batch mean: n 10: a short last batch weighs by its count");
+    /* Equal values: no spread. */
+    double c[16] = {0};
+    for (int i = 0; i < 16; i++) c[i] = 0.25;
+    pe_batch_mean(c, 16, &m, &se);
+    PE_CHECK(m == 0.25 && se == 0.0, "batch mean: constant values: se 0");
+    pe_batch_mean(x, 3, &m, &se); /* floor(sqrt(3)) = 1: three batches of one value */
+    PE_CHECK_NEAR(se, sqrt(3.0 / 2.0 * 2.0) / 3.0, 1e-15, "batch mean: n 3: batches of 1 (se of the mean of 1 2 3)");
+    pe_batch_mean(x, 1, &m, &se);
+    PE_CHECK(m == 1.0 && isnan(se), "batch mean: one value: se nan");
+    pe_batch_mean(x, 0, &m, &se);
+    PE_CHECK(isnan(m) && isnan(se), "batch mean: no value: mean and se nan");
+}
+
+/* pe_loss_compare: tokens split at L, NaN losses left out, other tokens refused. */
+static void test_loss_compare(void)
+{
+    int64_t pos[6] = {0, 1, 2, 3, 4, 5}, ids[6] = {9, 8, 7, 6, 5, 4}, ids2[6] = {9, 8, 7, 6, 5, 3};
+    double a[6] = {1, 1, 1, 1, 1, NAN}, b[6] = {1.5, 2, 1, 3, 1, NAN};
+    pe_loss_seq sa = {6, pos, ids, a}, sb = {6, pos, ids, b}, sc = {6, pos, ids2, b}, sd = {6, pos, NULL, b};
+    pe_loss_cmp c;
+    pe_err e = {0};
+    PE_CHECK(pe_loss_compare(&sa, &sb, 1, 3, &c, &e) == 0, "loss compare: runs");
+    /* Within L 3: differences 0.5 1 0 (batches of 1): mean 0.5, se = sd / sqrt(3) = 0.5 / sqrt(3). */
+    PE_CHECK(c.n[0] == 3 && c.n[1] == 2, "loss compare: 3 tokens within L, 2 beyond (the NaN one left out)");
+    PE_CHECK_NEAR(c.diff[0], 0.5, 1e-15, "loss compare: mean difference within L");
+    PE_CHECK_NEAR(c.se[0], 0.5 / sqrt(3.0), 1e-15, "loss compare: its standard error");
+    PE_CHECK_NEAR(c.diff[1], 1.0, 1e-15, "loss compare: mean difference beyond L (2 and 0)");
+    PE_CHECK(pe_loss_compare(&sa, &sc, 1, 3, &c, &e) == 0 && c.n[0] == 0 && c.n[1] == 0 && isnan(c.diff[0]) &&
+                 isnan(c.se[1]),
+             "loss compare: other token ids: nothing compared, nan");
+    PE_CHECK(pe_loss_compare(&sa, &sd, 1, 3, &c, &e) == 0 && c.n[0] == 3,
+             "loss compare: ids missing on one side: positions decide");
+}
+
 int main(void)
 {
     test_spearman();
     test_calibrate();
     test_loss_bins();
+    test_batch_mean();
+    test_loss_compare();
     return pe_test_done();
 }
