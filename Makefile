@@ -4,7 +4,8 @@
 #   make check      install missing Debian packages, build, run every test
 #   make demo       install missing packages, build, make the figures in demo/
 #   make install    PREFIX=/usr/local DESTDIR= (binaries and man pages)
-#   make check-asan the test suite built with AddressSanitizer + UBSan
+#   make check-asan the test suite built with AddressSanitizer + UBSan, then
+#                   the threaded runs built with ThreadSanitizer (tests/tsan.sh)
 #   make check-valgrind  a subset of the tools under valgrind's memcheck
 #   make bench      speed and memory against the targets (minutes; bench/run)
 #   make check-bench     one tiny benchmark configuration (keeps bench/ working)
@@ -94,6 +95,9 @@ check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)/asan \
 	  CFLAGS="-O1 -g -std=c11 -Wall -Wextra -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)/tsan CFLAGS="-O1 -g -std=c11 -Wall -Wextra -fsanitize=thread" \
+	  LDFLAGS="-fsanitize=thread" all $(BUILD)/tsan/tests/mkfixtures $(BUILD)/tsan/tests/mkfix_attn $(BUILD)/tsan/tests/mkfix_entropy
+	@LC_ALL=C sh tests/tsan.sh $(BUILD)/tsan
 
 check-valgrind: deps
 	@sh scripts/install-deps valgrind

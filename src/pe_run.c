@@ -329,7 +329,7 @@ static void key_ahead_start(pe_run *r, const pe_task *t, int rotate)
 const double *pe_run_key(pe_run *r, const pe_task *t, size_t f, int rotate, int slot, pe_err *e)
 {
     if (!key_shared(r)) return pe_run_read(r, t, f, PE_TENSOR_K, t->kv_head, rotate, slot, e);
-    key_ahead_finish(r);
+    if (one_head(r)) key_ahead_finish(r); /* only one-head tables start it: their tasks run one at a time */
     key_entry *ke = key_acquire(r, t, f, rotate, e);
     if (!ke) return NULL;
     if (ke->failed) {
