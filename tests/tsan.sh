@@ -10,32 +10,8 @@
 # Every run must end with the tool's own status and ThreadSanitizer must
 # report nothing; a failed run's report is kept in BUILD/tsan-logs/.  Prints
 # ok / not ok lines, then "N passed, N failed"; non-zero status on a failure.
-set -u
-export LC_ALL=C
-BUILD=${1:-build/tsan}
-if [ ! -d "$BUILD" ]; then
-    echo "not ok - $BUILD: no such build folder"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-BUILD=$(cd "$BUILD" && pwd)
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FIX=$TMP/fixtures
-LOGS=$BUILD/tsan-logs
-rm -rf "$LOGS"
-mkdir -p "$FIX" "$LOGS"
-pass=0
-fail=0
-ok() { echo "ok - $1"; pass=$((pass + 1)); }
-notok() { echo "not ok - $1${2:+: $2}"; fail=$((fail + 1)); }
-for g in mkfixtures mkfix_attn mkfix_entropy; do
-    if ! "$BUILD/tests/$g" "$FIX" >"$TMP/$g.log" 2>&1; then
-        notok "fixture generator $g" "$(head -n 1 "$TMP/$g.log")"
-        echo "$pass passed, $fail failed"
-        exit 1
-    fi
-done
+. tests/lib-private.sh
+private_setup "${1:-build/tsan}" tsan-logs mkfixtures mkfix_attn mkfix_entropy
 n=0
 # ts STATUS TOOL ARGS...: TOOL ARGS under ThreadSanitizer, in the fixture folder.
 ts() {
@@ -74,5 +50,4 @@ for j in 2 3; do
     ts 0 peentropy -j $j -t select --mask "$TMP/mask.json" ent-gqa.h5
     ts 1 peentropy -j $j bad-k-inf.h5
 done
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish

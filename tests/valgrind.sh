@@ -15,48 +15,22 @@
 # BUILD/valgrind-logs/.  Prints ok / not ok / skip lines like the other test
 # scripts, then "N passed, N failed"; the status is non-zero on a failure.
 set -u
-export LC_ALL=C
 TOP=$(pwd)
-BUILD=${1:-build}
+. tests/lib-private.sh
 
 if ! command -v valgrind >/dev/null 2>&1; then
     echo "skip - valgrind is not installed (Debian: apt-get install valgrind)"
     echo "0 passed, 0 failed"
     exit 0
 fi
-if [ ! -d "$BUILD" ]; then
-    echo "not ok - $BUILD: no such build folder (run make first)"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-BUILD=$(cd "$BUILD" && pwd)
-for t in pedecomp peanalyze peentropy tests/mkfixtures tests/mkfix_corpus tests/mkfix_attn tests/mkfix_entropy; do
-    if [ ! -x "$BUILD/$t" ]; then
-        echo "not ok - $BUILD/$t is not built (make BUILD=$BUILD test builds it)"
+for t in pedecomp peanalyze peentropy; do
+    if [ ! -x "${1:-build}/$t" ]; then
+        echo "not ok - ${1:-build}/$t is not built (make BUILD=${1:-build} test builds it)"
         echo "0 passed, 1 failed"
         exit 1
     fi
 done
-
-TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
-FIX=$TMP/fixtures
-LOGS=$BUILD/valgrind-logs
-rm -rf "$LOGS"
-mkdir -p "$FIX" "$LOGS"
-pass=0
-fail=0
-ok() { echo "ok - $1"; pass=$((pass + 1)); }
-notok() { echo "not ok - $1${2:+: $2}"; fail=$((fail + 1)); }
-
-# The fixtures, in a private folder (the default run wipes BUILD/fixtures).
-for g in mkfixtures mkfix_corpus mkfix_attn mkfix_entropy; do
-    if ! "$BUILD/tests/$g" "$FIX" >"$TMP/$g.log" 2>&1; then
-        notok "fixture generator $g" "$(head -n 1 "$TMP/$g.log")"
-        echo "$pass passed, $fail failed"
-        exit 1
-    fi
-done
+private_setup "${1:-build}" valgrind-logs mkfixtures mkfix_corpus mkfix_attn mkfix_entropy
 
 SUPP=""
 [ -f "$TOP/tests/valgrind.supp" ] && SUPP="--suppressions=$TOP/tests/valgrind.supp"
@@ -214,5 +188,4 @@ for f in "$TOP"/tests/corpus/*.h5; do
     done
 done
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish
