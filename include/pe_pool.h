@@ -5,7 +5,8 @@
  * Work comes as loops of n items, fn(0) .. fn(n - 1).  Several loops may be
  * open at once, and a loop may be opened from inside an item of another
  * (a head computed on one thread spreads its frequency pairs over all of
- * them): idle threads take items from the oldest open loop.  A thread that
+ * them): idle threads take items from the newest open loop that has one
+ * to start (the innermost: a head's pairs before the next head).  A thread that
  * waits for its own loop runs that loop's items itself and only ever waits
  * for items another thread has started, so nesting cannot deadlock.
  *

@@ -45,8 +45,8 @@ typedef struct prefetch {
     pe_pool_job *job;
     size_t task;     /* whose query head it reads */
     int rotate;
-    double *buf;
-    size_t cap;
+    double *buf;     /* made (and its pages faulted in) by the job itself */
+    size_t cap, n;
     pe_err err;
     pe_run *r;
 } prefetch;
@@ -181,6 +181,11 @@ static int prefetch_read(size_t i, void *ctx, pe_err *e)
     (void)e;
     prefetch *pf = ctx;
     const pe_task *t = &pf->r->tasks[pf->task];
+    if (pf->cap < pf->n) {
+        free(pf->buf);
+        pf->cap = (pf->buf = head_buffer(pf->n, &pf->err)) ? pf->n : 0;
+        if (!pf->buf) return -1;
+    }
     return read_into(pf->r, t, 0, PE_TENSOR_Q, t->head, pf->rotate, pf->buf, &pf->err);
 }
 
@@ -206,17 +211,11 @@ static int prefetch_take(pe_run *r, const pe_task *t, int rotate, int slot, size
         }
     }
     if (i + 1 < r->n_tasks && r->tasks[i + 1].tensor == PE_TENSOR_Q) {
-        if (pf->cap < n) {
-            free(pf->buf);
-            pe_err ignored;
-            pf->cap = (pf->buf = head_buffer(n, &ignored)) ? n : 0;
-        }
-        if (pf->buf) {
-            pf->task = i + 1;
-            pf->rotate = rotate;
-            pf->r = r;
-            pf->job = pe_pool_start(r->pool, prefetch_read, pf);
-        }
+        pf->task = i + 1;
+        pf->rotate = rotate;
+        pf->n = n;
+        pf->r = r;
+        pf->job = pe_pool_start(r->pool, prefetch_read, pf);
     }
     return got;
 }
@@ -226,15 +225,19 @@ double *pe_run_read(pe_run *r, const pe_task *t, size_t f, pe_tensor tn, int hea
 {
     const pe_meta *m = pe_dump_meta(pe_run_dump(r, f));
     size_t n = m->T * (size_t)m->head_dim;
-    double *x = pe_run_buffer(r, slot, n, e);
-    if (!x) return NULL;
-    /* A failed prefetch is not reported: the task reads its head again. */
+    /* A failed prefetch is not reported: the task reads its head again.
+     * The jobs start before this thread faults in a buffer of its own (new
+     * pages are slow here: the other threads fault theirs meanwhile), the
+     * key last, so that an idle thread (which takes the newest job) reads
+     * it first: this task needs it next. */
     if (one_head(r) && r->n_files == 1 && r->jobs > 1 && tn == PE_TENSOR_Q && t->tensor == PE_TENSOR_Q &&
         head == t->head && n * sizeof(double) <= PREFETCH_MAX) {
+        int got = prefetch_take(r, t, rotate, slot, n);
         if (key_shared(r)) key_ahead_start(r, t, rotate);
-        if (prefetch_take(r, t, rotate, slot, n)) return r->priv->w[0].p[slot];
+        if (got) return r->priv->w[0].p[slot];
     }
-    if (read_into(r, t, f, tn, head, rotate, x, e) < 0) return NULL;
+    double *x = pe_run_buffer(r, slot, n, e);
+    if (!x || read_into(r, t, f, tn, head, rotate, x, e) < 0) return NULL;
     return x;
 }
 
