@@ -553,10 +553,20 @@ static int setup_specs(pe_run *r, pe_err *e)
         r->specs[r->n_specs] = w;
         r->spec_names[r->n_specs++] = w->text;
     }
+    if (many && !per_file) { /* rope, the baseline, first; then each other spec once */
+        size_t k = 1;
+        for (size_t i = 0; i < r->c.n_pe; i++) {
+            pe_whatif *w = r->c.pe[i];
+            int again = pe_whatif_is_rope(w);
+            for (size_t j = 1; j < k && !again; j++) again = strcmp(r->specs[j]->text, w->text) == 0;
+            if (!again) r->specs[k++] = w;
+        }
+        r->n_specs = k;
+    }
     for (size_t s = 0; s < r->n_specs; s++) {
         pe_whatif *w = r->specs[s];
         if (!per_file) {
-            w = many ? (s ? r->c.pe[s - 1] : NULL) : (r->c.n_pe ? r->c.pe[0] : NULL);
+            w = many ? r->specs[s] : (r->c.n_pe ? r->c.pe[0] : NULL);
             r->specs[s] = w;
             r->spec_names[s] = w ? w->text : "rope";
         }

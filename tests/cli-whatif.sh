@@ -415,6 +415,15 @@ got=$(data "$TMP/fy" | awk -F'\t' 'NR > 1 { r = $7 / $2; if ($1 <= 20 && (r < 1 
     if ($1 > 20 && $1 < 46 && (r >= 1 || r <= 0.25)) bad++; n++ } END { print n, bad + 0 }')
 is "pedecomp -t freqs --pe yarn:4 R 128 L 4096: pairs 0..20 kept, 46..63 divided by 4, a ramp between" "64 0" "$got"
 
+# A spec given twice, or rope itself (the baseline), is listed once.
+"$PA" -t whatif -f tsv --pe rope --pe pi:4 --pe pi:4 --pe rope+rope attn.h5 >"$TMP/wd1" 2>&1
+"$PA" -t whatif -f tsv --pe pi:4 attn.h5 >"$TMP/wd2" 2>&1
+if cmp -s "$TMP/wd1" "$TMP/wd2" && grep -qx '# pe: rope, pi:4 (rope: the model.s own rotation, the baseline)' "$TMP/wd1"; then
+    ok "whatif: --pe rope --pe pi:4 --pe pi:4 --pe rope+rope is --pe pi:4: rope once, pi:4 once"
+else
+    notok "whatif: repeated specs are listed once" "$(grep '^# pe' "$TMP/wd1")"
+fi
+
 # ------------------------------------- a dump recorded with another spec
 # truth-otherpe.h5's loss (and so its q and k) came from a forward pass with
 # --pe pi:4: rotating it with another spec is worth a warning, once per file.
