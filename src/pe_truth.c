@@ -131,8 +131,11 @@ int pe_loss_compare(const pe_loss_seq *a, const pe_loss_seq *b, size_t n, long L
     size_t total = 0;
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < n; i++) {
-        if (!same_tokens(&a[i], &b[i])) total = 0, n = 0;
-        else total += a[i].T;
+        if (!same_tokens(&a[i], &b[i])) { /* not the same tokens: nothing to compare */
+            n = total = 0;
+            break;
+        }
+        total += a[i].T;
     }
     double *d[2] = {pe_alloc(total + 1, sizeof(double), 0, e), pe_alloc(total + 1, sizeof(double), 0, e)};
     int rc = -1;
