@@ -144,7 +144,7 @@ install: all
 	install -m 755 $(TOOL_BIN) $(DESTDIR)$(BINDIR)
 	sed 's/^INSTALLED_VERSION = None$$/INSTALLED_VERSION = "$(VERSION)"/' scripts/pe-dump >$(DESTDIR)$(BINDIR)/pe-dump
 	chmod 755 $(DESTDIR)$(BINDIR)/pe-dump
-	install -m 755 scripts/pemerge $(DESTDIR)$(BINDIR)
+	install -m 755 scripts/pemerge scripts/pe-layer-cost $(DESTDIR)$(BINDIR)
 	$(if $(wildcard man/*.1),install -m 644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1)
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5)
 	$(if $(wildcard man/*.7),install -d $(DESTDIR)$(MANDIR)/man7 && install -m 644 $(wildcard man/*.7) $(DESTDIR)$(MANDIR)/man7)
@@ -152,7 +152,7 @@ install: all
 	install -m 644 $(wildcard scripts/pe-fig-*.gp) $(DESTDIR)$(DATADIR)
 
 uninstall:
-	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump $(DESTDIR)$(BINDIR)/pemerge
+	rm -f $(TOOLS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/pe-dump $(DESTDIR)$(BINDIR)/pemerge $(DESTDIR)$(BINDIR)/pe-layer-cost
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man1/%,$(wildcard man/*.1))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man5/%,$(wildcard man/*.5))
 	rm -f $(patsubst man/%,$(DESTDIR)$(MANDIR)/man7/%,$(wildcard man/*.7))

@@ -1237,7 +1237,86 @@ def test_pe(tmp):
                 and np.max(np.abs(a[L + 1:-1] - c[L + 1:-1])) > 1e-3,
                 "--pe yarn:4 --control: nll_control equals the reference run with the spec and the window 16 + 1 sink; "
                 "equal to nll below 16, different beyond", f"{rel_err(c[:-1], want[:-1]):.3g} {ctl_attr}")
+    test_layer_cost(tmp, base, mask, ref, ids, L, dict(specs))
     test_pe_refusals(tmp, base, mask)
+
+
+LAYER_COST = os.path.join(ROOT, "scripts", "pe-layer-cost")
+
+
+def run_layer_cost(*args):
+    p = subprocess.run([SYSTEM_PYTHON, LAYER_COST] + [str(a) for a in args], capture_output=True, text=True,
+                       timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_layer_cost(tmp, base, mask, ref, ids, L, pes):
+    """scripts/pe-layer-cost against the reference forward pass with the spec in one layer only (the
+    others with the model's own rotation), and in every layer: the mean nll within L and beyond it."""
+    gspec = f"dope:{mask}:gauss"
+    rc, out, err = run_layer_cost("--llama2c", VIMDOC, "--tokens-from", base, "--train-len", L,
+                                  "--pe", "ntk:4", "--pe", gspec, "--layers", "0,2")
+    if not R.check(rc == 0 and not err, "pe-layer-cost --pe ntk:4 --pe dope:MASK:gauss --layers 0,2 runs", err):
+        return
+    rows = [line.split("\t") for line in out.splitlines() if not line.startswith("#")]
+    R.check(rows[0] == ["pe", "layers", "n_in", "loss_in", "cost_in", "n_beyond", "loss_beyond", "cost_beyond"]
+            and [r[:2] for r in rows[1:]] == [["rope", "all"], ["ntk:4", "0"], ["ntk:4", "2"], ["ntk:4", "all"],
+                                             [gspec, "0"], [gspec, "2"], [gspec, "all"]],
+            "pe-layer-cost: a header, then rope, then each spec in each listed layer and in all",
+            "; ".join(r[0][:20] + " " + r[1] for r in rows))
+    rope = pes["rope"]
+
+    def means(pe):
+        nll = Reference.nll(ref.run(ids, pe=pe)[0], ids)[:-1]
+        return float(np.mean(nll[:L])), float(np.mean(nll[L:])), len(nll[:L]), len(nll[L:])
+
+    base_in, base_out, n_in, n_out = means(None)
+    bad, costs = [], {}
+    for r in rows[1:]:
+        spec, lay = r[0], r[1]
+        pe = pes[spec]
+        if lay != "all":
+            only = int(lay)
+            pe = (lambda p, l0: lambda l, h: p(l, h) if l == l0 else rope(l, h))(pe, only)
+        want_in, want_out, _, _ = means(pe)
+        got = [float(r[3]), float(r[4]), float(r[6]), float(r[7])]
+        want = [want_in, want_in - base_in, want_out, want_out - base_out]
+        costs[(spec, lay)] = got[1]
+        if (r[2], r[5]) != (str(n_in), str(n_out)) or any(abs(g - w) > 1e-4 * max(1.0, abs(w))
+                                                          for g, w in zip(got, want)):
+            bad.append(f"{spec[:12]} {lay}: {got} want {want} n {r[2]}/{r[5]}")
+    R.check(not bad, "pe-layer-cost: each row's loss and cost within and beyond L equal the reference pass with the "
+            "spec in that layer only, or in every layer (1e-4); counts 16 and 31", "; ".join(bad))
+    R.check(abs(costs[("ntk:4", "0")] - costs[("ntk:4", "2")]) > 1e-3 and costs[(gspec, "all")] > 1e-3,
+            "pe-layer-cost: the layers' costs differ (ntk:4 in layer 0 against 2), and the spec costs loss", "")
+    cases = [
+        (["--pe", "bogus"], 2, "pe-layer-cost: --pe 'bogus': unknown step 'bogus'"),
+        (["--pe", "ntk:4", "--layers", "4"], 1,
+         "pe-layer-cost: --layers: layer 4 does not exist in vimdoc3m.bin (layers 0..3)"),
+        (["--pe", "ntk:4", "--layers", "2-1"], 2, "pe-layer-cost: --layers: empty range '2-1'"),
+    ]
+    wrong = []
+    for extra, status, message in cases:
+        rc, out, err = run_layer_cost("--llama2c", VIMDOC, "--tokens-from", base, "--train-len", L, *extra)
+        if rc != status or out or len(err.splitlines()) != 1 or not err.startswith(message):
+            wrong.append(f"{extra}: {rc} {err.strip()}")
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([SYSTEM_PYTHON, LAYER_COST, "--llama2c", VIMDOC, "--tokens-from", base, "--train-len", str(L),
+                            "--pe", "ntk:4", "--layers", "0"], stdout=full, stderr=subprocess.PIPE, text=True,
+                           timeout=300)
+    if p.returncode != 1 or p.stderr.strip() != "pe-layer-cost: standard output: No space left on device":
+        wrong.append(f"/dev/full: {p.returncode} {p.stderr.strip()}")
+    R.check(not wrong, "pe-layer-cost: a bad spec and a bad layer list exit 2, a layer the model lacks and a full "
+            "disk exit 1, each with one line", "; ".join(wrong))
+    one = ["--llama2c", VIMDOC, "--tokens-from", base, "--train-len", L, "--pe", "clip", "--layers", "3"]
+    table = os.path.join(tmp, "layer-cost.tsv")
+    rc1, out1, _ = run_layer_cost(*one)
+    rc2, out2, err2 = run_layer_cost(*one, "-o", table)
+    left = [n for n in os.listdir(tmp) if n.startswith(".pe-layer-cost.")]
+    with open(table, encoding="utf-8") as fh:
+        R.check(rc1 == rc2 == 0 and not out2 and not err2 and fh.read() == out1 and out1.count("\nclip\t") == 2
+                and not left, "pe-layer-cost -o FILE writes the bytes it prints on standard output, and leaves no "
+                "temporary file", f"{rc1} {rc2} {err2.strip()} left {left}")
 
 
 def check_pe_rotated(runs, mask, ref, T, L, yarn, yarn_factor):
