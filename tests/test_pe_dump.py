@@ -78,9 +78,9 @@ def one_line(text):
 R = Report()
 
 
-def run_dumper(*args, python=SYSTEM_PYTHON, env=None):
-    """Run pe-dump; returns (exit status, stdout, stderr)."""
-    cmd = [python, DUMPER] + [str(a) for a in args] if python else [DUMPER] + [str(a) for a in args]
+def run_dumper(*args, python=SYSTEM_PYTHON, env=None, script=DUMPER):
+    """Run pe-dump (or another script); returns (exit status, stdout, stderr)."""
+    cmd = [python, script] + [str(a) for a in args] if python else [script] + [str(a) for a in args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     return p.returncode, p.stdout, p.stderr
 
@@ -1245,9 +1245,7 @@ LAYER_COST = os.path.join(ROOT, "scripts", "pe-layer-cost")
 
 
 def run_layer_cost(*args):
-    p = subprocess.run([SYSTEM_PYTHON, LAYER_COST] + [str(a) for a in args], capture_output=True, text=True,
-                       timeout=300)
-    return p.returncode, p.stdout, p.stderr
+    return run_dumper(*args, script=LAYER_COST)
 
 
 def test_layer_cost(tmp, base, mask, ref, ids, L, pes):
